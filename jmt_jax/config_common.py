@@ -1,0 +1,74 @@
+"""Building blocks shared by the files in `configs/`: the training skeleton and the
+standard backbone, input and head sub-configs. Each config file composes these."""
+
+import ml_collections
+
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def base_config():
+  """Everything but data, input and model, with defaults a config may override."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.task = "valence_arousal"  # or "pain"
+  c.train = dict(num_steps=1000, batch_size=16, log_every=50, eval_every=500,
+                 checkpoint_every=200, keep_checkpoints=3, read_threads=2)
+  c.eval = dict(split="validation", batch_size=32)
+  c.optimizer = dict(name="adamw", learning_rate=1e-3, warmup_steps=100, schedule="cosine",
+                     weight_decay=1e-4, momentum=0.9, nesterov=True, grad_clip_norm=1.0)
+  c.mesh = dict(data=-1)  # axis name -> size; -1 takes all devices
+  c.compilation_cache_dir = "~/.cache/jmt_jax/xla"
+  return c
+
+
+def frames_input(frames_per_clip):
+  return dict(kind="frames", frames_per_clip=frames_per_clip)
+
+
+def logmel_input(window_seconds, n_fft, win_length, hop_length, n_mels, mean, std, top_db=80.0):
+  return dict(kind="logmel", window_seconds=window_seconds, n_fft=n_fft, win_length=win_length,
+              hop_length=hop_length, n_mels=n_mels, top_db=top_db, mean=mean, std=std)
+
+
+def biosignal_input(window_seconds, channels=(0,), baseline="mean", scale=1.0):
+  return dict(kind="biosignal", window_seconds=window_seconds, channels=channels,
+              baseline=baseline, scale=scale)
+
+
+def resnet(kind, widths, blocks, stem_width, reduction, mean=None, std=None, stem_mid=45):
+  c = dict(kind=kind, widths=widths, blocks=blocks, stem_width=stem_width, stem_mid=stem_mid,
+           reduction=reduction, embed_dim=widths[-1])
+  if mean is not None:
+    c.update(mean=mean, std=std)
+  return c
+
+
+def biosignal_cnn(embed_dim, widths=(32, 64), kernel=5, first_stride=2):
+  return dict(kind="biosignal_cnn", widths=widths, kernel=kernel, first_stride=first_stride,
+              embed_dim=embed_dim)
+
+
+def fusion(kind, num_layers=1, num_heads=1, ffn_dim=512, output="tokens", concat_ffn_dim=512):
+  return dict(kind=kind, num_layers=num_layers, num_heads=num_heads, ffn_dim=ffn_dim,
+              output=output, concat_ffn_dim=concat_ffn_dim)
+
+
+def valence_arousal_head(hidden=128, dropout=0.1):
+  return dict(kind="valence_arousal", hidden=hidden, dropout=dropout, mlp=(), num_classes=0)
+
+
+def pain_head(num_classes, mlp=()):
+  return dict(kind="pain", hidden=0, dropout=0.0, mlp=mlp, num_classes=num_classes)
+
+
+def select_fusion(variant, pair, fusion_kwargs):
+  """(modalities, fusion config) for a comparison variant: 'jmt', 'concat' or one modality."""
+  if variant in ("jmt", "concat"):
+    return pair, fusion(variant, **fusion_kwargs)
+  if variant in pair:
+    kwargs = {k: v for k, v in fusion_kwargs.items() if k in ("num_layers", "num_heads", "ffn_dim")}
+    return (variant,), fusion("unimodal", **kwargs)
+  raise ValueError(f"unknown variant {variant!r}: use 'jmt', 'concat' or one of {list(pair)}")

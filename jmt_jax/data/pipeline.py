@@ -1,0 +1,90 @@
+"""Grain pipelines from prepared segment shards to batches of windows."""
+
+import dataclasses
+import os
+
+import grain
+import numpy as np
+
+from jmt_jax.data import records
+from jmt_jax.data import synthetic
+from jmt_jax.data import synthetic_builder
+from jmt_jax.data import windows
+
+DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "jmt_jax", "datasets")
+
+
+@dataclasses.dataclass
+class Dataset:
+  """A prepared dataset: its ArrayRecord sources, recording tables and signal rates."""
+
+  sources: dict
+  tables: dict
+  rates: dict
+
+
+def open_dataset(data_config):
+  """Opens (generating on first use) the dataset that `config.data` names."""
+  if data_config.name != "synthetic":
+    raise ValueError(f"config.data.name={data_config.name!r}: only 'synthetic' is supported")
+  builder = synthetic_builder.prepare(
+      data_dir=data_config.data_dir or DEFAULT_DATA_DIR,
+      spec=synthetic.RenderSpec(**data_config.render),
+      split_sizes=tuple(data_config.split_sizes.items()),
+      seed=data_config.seed,
+      segment_frames=data_config.segment_frames,
+  )
+  meta = builder.info.metadata
+  splits = [s for s, _ in data_config.split_sizes.items()]
+  return Dataset(
+      sources=builder.as_data_source(),
+      tables={s: records.SplitTable(meta[s], meta["segment_frames"]) for s in splits},
+      rates=dict(meta["rates"]),
+  )
+
+
+def window_source(dataset, split, input_config, modalities, train):
+  """Windows of `split`: overlapping full windows for training, frame-covering ones for eval."""
+  table = dataset.tables[split]
+  clip, clips = input_config.clip_frames, input_config.num_clips
+  if train:
+    w = windows.train_windows(table, clip, clips, input_config.train_stride)
+  else:
+    w = windows.eval_windows(table, clip, clips)
+  pain_classes = input_config.get("pain_classes")
+  if pain_classes:
+    w = w[np.isin(table.pain[w[:, 0]], pain_classes)]
+  specs = {m: input_config.modalities[m].to_dict() for m in modalities}
+  return windows.WindowSource(dataset.sources[split], table, dataset.rates, w, clip_frames=clip,
+                              num_clips=clips, modalities=specs, pain_classes=pain_classes)
+
+
+def process_slice(source, process_index, process_count):
+  """This process's share of a random-access source (every `process_count`-th item)."""
+  return grain.MapDataset.source(source)[process_index::process_count]
+
+
+def train_iterator(source, batch_size, seed, process_index, process_count, read_threads):
+  """Endless shuffled batches for this process; its state goes into checkpoints."""
+  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
+  ds = ds[process_index::process_count]
+  options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=2 * batch_size)
+  return iter(ds.to_iter_dataset(options).batch(batch_size, drop_remainder=True))
+
+
+def eval_batches(dataset, batch_size, read_threads, num_batches):
+  """`num_batches` batches of every item in order; short or missing batches are padded
+  with all-zero items whose `valid` is 0, so every batch has the same shape."""
+  options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=2 * batch_size)
+  template = None
+  batches = iter(dataset.to_iter_dataset(options).batch(batch_size))
+  for _ in range(num_batches):
+    batch = next(batches, None)
+    if batch is None:
+      batch = {k: v[:0] for k, v in template.items()}
+    template = batch
+    n = len(batch["valid"])
+    if n < batch_size:
+      batch = {k: np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
+               for k, v in batch.items()}
+    yield batch

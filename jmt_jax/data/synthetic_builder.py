@@ -1,0 +1,84 @@
+"""The built-in dataset: synthetic recordings written as ArrayRecord segment shards
+by a tensorflow-datasets builder, generated on first use and cached.
+
+The builder config's name is a hash of everything that shapes the data, so a change
+of render parameters or seed makes a new cached dataset rather than reusing a stale one.
+"""
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from jmt_jax.data import records
+from jmt_jax.data import synthetic
+
+
+@dataclasses.dataclass(eq=False)
+class SyntheticConfig(tfds.core.BuilderConfig):
+  spec: synthetic.RenderSpec = dataclasses.field(default_factory=synthetic.RenderSpec)
+  split_sizes: tuple = (("train", 80), ("validation", 20))
+  seed: int = 0
+  segment_frames: int = 32
+
+
+def make_config(spec, split_sizes, seed, segment_frames):
+  key = json.dumps([dataclasses.asdict(spec), list(split_sizes), seed, segment_frames], sort_keys=True)
+  name = "s" + hashlib.sha1(key.encode()).hexdigest()[:12]
+  return SyntheticConfig(name=name, spec=spec, split_sizes=tuple(split_sizes), seed=seed,
+                         segment_frames=segment_frames, description=key)
+
+
+class SyntheticAffect(tfds.core.GeneratorBasedBuilder):
+  """Synthetic face video + voice + EDA recordings with valence/arousal and pain labels."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+
+  def _info(self):
+    spec = self.builder_config.spec
+    return tfds.core.DatasetInfo(
+        builder=self,
+        features=records.segment_features(spec.frame_size, bio_channels=1),
+        disable_shuffling=True,  # records stay in (recording, segment) order: see records.SplitTable
+        metadata=tfds.core.MetadataDict(),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    cfg = self.builder_config
+    self.info.metadata["rates"] = {"fps": cfg.spec.fps, "audio_rate": cfg.spec.audio_rate,
+                                   "bio_rate": cfg.spec.bio_rate}
+    self.info.metadata["segment_frames"] = cfg.segment_frames
+    return {split: self._generate_examples(split, split_id, size)
+            for split_id, (split, size) in enumerate(cfg.split_sizes)}
+
+  def _generate_examples(self, split, split_id, size):
+    cfg, spec = self.builder_config, self.builder_config.spec
+    table = []
+    for i in range(size):
+      rec = synthetic.render_recording(np.random.SeedSequence([cfg.seed, split_id, i]), spec)
+      name = f"{split}_{i:05d}"
+      table.append({"name": name, "num_frames": len(rec.valence), "pain": rec.pain})
+      for seg in records.segment_recording(name, i, rec, cfg.segment_frames, spec.fps,
+                                           spec.audio_rate, spec.bio_rate):
+        yield i * 1_000_000 + seg["segment_index"], seg
+    self.info.metadata[split] = table
+
+
+def prepare(data_dir, spec, split_sizes, seed, segment_frames):
+  """Returns the builder, generating the dataset first if this data_dir lacks it.
+
+  A file lock makes concurrent first uses (parallel tests, several hosts) build it once.
+  """
+  os.makedirs(data_dir, exist_ok=True)
+  config = make_config(spec, split_sizes, seed, segment_frames)
+  with open(os.path.join(data_dir, f".{config.name}.lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    builder = SyntheticAffect(config=config, data_dir=data_dir, file_format="array_record")
+    builder.download_and_prepare()
+  return builder

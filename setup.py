@@ -1,0 +1,35 @@
+"""jmt_jax: the Joint Multimodal Transformer for emotion recognition, in JAX/Flax."""
+
+import setuptools
+
+setuptools.setup(
+    name="jmt_jax",
+    version="0.1.0",
+    description=(
+        "JAX/Flax reimplementation of the Joint Multimodal Transformer "
+        "(Waligora et al., CVPR Workshops 2024) for multimodal emotion recognition."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["jmt_jax", "jmt_jax.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "absl-py>=2.1,<3",
+        "array-record>=0.8,<0.9",
+        "chex>=0.1.90,<0.2",
+        "flax>=0.12,<0.13",
+        "grain>=0.2.12,<0.3",
+        "importlib_resources>=6,<7",
+        "jax>=0.7,<0.13",
+        "ml-collections>=1.1,<2",
+        "numpy>=2,<3",
+        "optax>=0.2.5,<0.3",
+        "orbax-checkpoint>=0.11,<0.13",
+        "tensorboardX>=2.6,<3",
+        "tensorflow-datasets>=4.9.9,<4.10",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
+    },
+    license="Apache-2.0",
+)
