@@ -15,6 +15,8 @@ Any field can be overridden, e.g. `--config.train.num_steps=300`.
 from jmt_jax import config_args
 from jmt_jax import config_common as cc
 
+VARIANTS = ("jmt", "concat", "video", "audio", "pain")
+
 
 def get_config(arg=None):
   a = config_args.parse_arg(arg, variant="jmt", tiny=False)
@@ -23,7 +25,7 @@ def get_config(arg=None):
   c.data = dict(
       name="synthetic", data_dir="", seed=0, segment_frames=32,
       split_sizes={"train": 80, "validation": 20},
-      render=dict(frame_size=32, fps=10.0, audio_rate=8000, bio_rate=64,
+      render=dict(frame_size=24, fps=10.0, audio_rate=8000, bio_rate=64,
                   min_frames=240, max_frames=360),
   )
   c.input = dict(
@@ -31,14 +33,14 @@ def get_config(arg=None):
       modalities=dict(
           video=cc.frames_input(frames_per_clip=4),
           audio=cc.logmel_input(window_seconds=0.4, n_fft=256, win_length=160, hop_length=80,
-                                n_mels=32, mean=-60.0, std=20.0),
+                                n_mels=32, mean=-18.0, std=6.0),
           eda=cc.biosignal_input(window_seconds=2.0),
       ),
   )
   width = 64
   backbones = dict(
-      video=cc.resnet("r2plus1d", widths=(16, 32, 48, width), blocks=(1, 1, 1, 1), stem_width=16,
-                      stem_mid=12, reduction="max", mean=cc.KINETICS_MEAN, std=cc.KINETICS_STD),
+      video=cc.resnet("r2plus1d", widths=(8, 16, 32, width), blocks=(1, 1, 1, 1), stem_width=8,
+                      stem_mid=8, reduction="max", mean=cc.KINETICS_MEAN, std=cc.KINETICS_STD),
       audio=cc.resnet("resnet2d", widths=(16, 32, 48, width), blocks=(1, 1, 1, 1), stem_width=16,
                       reduction="mean"),
       eda=cc.biosignal_cnn(embed_dim=width, widths=(16, 32)),

@@ -95,6 +95,13 @@ def _setup_model(config, mesh):
   """Model, data, shardings and jitted prediction shared by training and evaluation."""
   model = model_lib.build_model(config.model)
   dataset = pipeline.open_dataset(config.data)
+  if config.task == "pain":
+    levels = sorted({int(p) for t in dataset.tables.values() for p in t.pain})
+    needed = len(config.input.pain_classes) if config.input.pain_classes else levels[-1] + 1
+    if config.model.head.num_classes != needed:
+      raise ValueError(f"config.model.head.num_classes={config.model.head.num_classes} but the "
+                       f"labels need {needed} (pain_classes={list(config.input.pain_classes)}, "
+                       f"levels in the data: {levels})")
   batch_shard, repl = sharding.batch_sharding(mesh), sharding.replicated(mesh)
   make_global = lambda b: sharding.global_batch(b, batch_shard)
 
@@ -156,7 +163,7 @@ def train_and_evaluate(config, workdir):
 
     grads, (logs, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    logs["grad_norm"] = optax.global_norm(grads)
+    logs["grad_norm"] = optax.tree.norm(grads)
     return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                          batch_stats=batch_stats, opt_state=opt_state), logs
 

@@ -54,6 +54,9 @@ def window_source(dataset, split, input_config, modalities, train):
   pain_classes = input_config.get("pain_classes")
   if pain_classes:
     w = w[np.isin(table.pain[w[:, 0]], pain_classes)]
+  if not len(w):
+    raise ValueError(f"split {split!r} has no windows of {clips} clips of {clip} frames"
+                     + (f" with pain in {list(pain_classes)}" if pain_classes else ""))
   specs = {m: input_config.modalities[m].to_dict() for m in modalities}
   return windows.WindowSource(dataset.sources[split], table, dataset.rates, w, clip_frames=clip,
                               num_clips=clips, modalities=specs, pain_classes=pain_classes)

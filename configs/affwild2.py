@@ -1,0 +1,71 @@
+"""Aff-Wild2 at the paper's sizes: R(2+1)D-18 on faces + ResNet-18 on log-mels -> JMT
+-> per-frame valence/arousal (SPEC sections 1.1-1.3).
+
+  python -m jmt_jax.main --config=configs/affwild2.py --workdir=workdirs/affwild2
+
+Until the Aff-Wild2 preparation lands (issue 4), this config trains on the built-in
+synthetic recordings rendered at Aff-Wild2's shapes (112x112 faces at 30 fps, 44.1 kHz
+audio), so the paper-size pipeline and model can be run and timed end to end.
+
+Variants, `--config=configs/affwild2.py:VARIANT[,tiny]`: jmt (default), concat, video,
+audio; tiny shrinks data and widths to run one step on a CPU (what the tests run).
+"""
+
+from jmt_jax import config_args
+from jmt_jax import config_common as cc
+
+VARIANTS = ("jmt", "concat", "video", "audio")
+
+
+def get_config(arg=None):
+  a = config_args.parse_arg(arg, variant="jmt", tiny=False)
+  c = cc.base_config()
+  c.data = dict(
+      name="synthetic", data_dir="", seed=0, segment_frames=64,
+      split_sizes={"train": 40, "validation": 10},
+      render=dict(frame_size=112, fps=30.0, audio_rate=44100, bio_rate=512,
+                  min_frames=600, max_frames=900),
+  )
+  c.input = dict(
+      clip_frames=32, num_clips=16, train_stride=32, pain_classes=(),
+      modalities=dict(
+          video=cc.frames_input(frames_per_clip=8),
+          # 45,599 samples ending at the clip's last frame; (x + 14.8) / 19.895.
+          audio=cc.logmel_input(window_seconds=45599 / 44100, n_fft=1024, win_length=882,
+                                hop_length=441, n_mels=64, mean=-14.8, std=19.895),
+      ),
+  )
+  widths, blocks = (64, 128, 256, 512), (2, 2, 2, 2)
+  if a.tiny:
+    widths, blocks = (8, 8, 16, 16), (1, 1, 1, 1)
+  backbones = dict(
+      video=cc.resnet("r2plus1d", widths=widths, blocks=blocks, stem_width=widths[0],
+                      stem_mid=45 if not a.tiny else 8, reduction="max",
+                      mean=cc.KINETICS_MEAN, std=cc.KINETICS_STD),
+      audio=cc.resnet("resnet2d", widths=widths, blocks=blocks, stem_width=widths[0],
+                      reduction="mean"),
+  )
+  fusion_kwargs = dict(num_layers=1, num_heads=1, ffn_dim=widths[-1])
+  modalities, fusion = cc.select_fusion(a.variant, ("video", "audio"), fusion_kwargs)
+  c.model = dict(modalities=modalities, backbones={m: backbones[m] for m in modalities},
+                 fusion=fusion, head=cc.valence_arousal_head(hidden=128, dropout=0.1))
+
+  # SGD with Nesterov momentum 0.9, lr from the grid {8e-4, 6e-4, 3e-4}, batch 32.
+  c.optimizer.update(name="sgd", learning_rate=3e-4, warmup_steps=0, schedule="constant",
+                     momentum=0.9, nesterov=True)
+  c.train.update(num_steps=5000, batch_size=32, eval_every=1000, checkpoint_every=500)
+  c.eval.batch_size = 32
+
+  if a.tiny:
+    c.data.split_sizes = {"train": 2, "validation": 1}
+    c.data.segment_frames = 16
+    c.data.render.update(frame_size=16, fps=8.0, audio_rate=8000, bio_rate=64,
+                         min_frames=24, max_frames=32)
+    c.input.update(clip_frames=4, num_clips=4, train_stride=4)
+    c.input.modalities.video.frames_per_clip = 2
+    c.input.modalities.audio.update(window_seconds=0.5, n_fft=256, win_length=200,
+                                    hop_length=100, n_mels=16)
+    c.model.head.hidden = 8
+    c.train.update(num_steps=1, batch_size=2, log_every=1, eval_every=1, checkpoint_every=1)
+    c.eval.batch_size = 4
+  return c

@@ -1,0 +1,68 @@
+"""BioVid Heat Pain (Part A) at the paper's sizes: R3D-18 on faces + the 1-D CNN on EDA
+-> JMT with the BioVid head -> BL1 vs PA4 (SPEC sections 1.1-1.3).
+
+  python -m jmt_jax.main --config=configs/biovid.py --workdir=workdirs/biovid
+
+Until the BioVid preparation lands (issue 4), this config trains on the built-in
+synthetic recordings rendered at BioVid's shapes (112x112 faces at 25 fps, EDA at
+512 Hz, 5.5 s samples), pain level 0 vs 4 standing for BL1 vs PA4.
+
+Variants, `--config=configs/biovid.py:VARIANT[,tiny]`: jmt (default), concat, video,
+eda; tiny shrinks data and widths to run one step on a CPU (what the tests run).
+"""
+
+from jmt_jax import config_args
+from jmt_jax import config_common as cc
+
+VARIANTS = ("jmt", "concat", "video", "eda")
+
+
+def get_config(arg=None):
+  a = config_args.parse_arg(arg, variant="jmt", tiny=False)
+  c = cc.base_config()
+  c.task = "pain"
+  c.data = dict(
+      name="synthetic", data_dir="", seed=0, segment_frames=138,
+      split_sizes={"train": 200, "validation": 50},
+      render=dict(frame_size=112, fps=25.0, audio_rate=8000, bio_rate=512,
+                  min_frames=138, max_frames=138),
+  )
+  c.input = dict(
+      # 4 clips of 30 frames (5 used, every 6th) span 4.8 s of the 5.5 s sample.
+      clip_frames=30, num_clips=4, train_stride=2, pain_classes=(0, 4),
+      modalities=dict(
+          video=cc.frames_input(frames_per_clip=5),
+          eda=cc.biosignal_input(window_seconds=2816 / 512),  # 2,816 samples at 512 Hz
+      ),
+  )
+  widths, blocks, embed = (64, 128, 256, 512), (2, 2, 2, 2), 512
+  if a.tiny:
+    widths, blocks, embed = (8, 8, 16, 16), (1, 1, 1, 1), 16
+  backbones = dict(
+      video=cc.resnet("r3d", widths=widths, blocks=blocks, stem_width=widths[0], reduction="mean",
+                      mean=cc.IMAGENET_MEAN, std=cc.IMAGENET_STD),
+      eda=cc.biosignal_cnn(embed_dim=embed, widths=(32, 64) if not a.tiny else (4, 8)),
+  )
+  fusion_kwargs = dict(num_layers=1, num_heads=1, ffn_dim=embed, output="concat",
+                       concat_ffn_dim=512 if not a.tiny else 16)
+  modalities, fusion = cc.select_fusion(a.variant, ("video", "eda"), fusion_kwargs)
+  mlp = (1024, 512, 256, 64) if not a.tiny else (16, 8)
+  c.model = dict(modalities=modalities, backbones={m: backbones[m] for m in modalities},
+                 fusion=fusion, head=cc.pain_head(num_classes=2, mlp=mlp))
+
+  # Adam, lr 5e-6, batch 128, 100 epochs.
+  c.optimizer.update(name="adam", learning_rate=5e-6, warmup_steps=0, schedule="constant")
+  c.train.update(num_steps=10000, batch_size=128, eval_every=1000, checkpoint_every=500)
+  c.eval.batch_size = 128
+
+  if a.tiny:
+    c.data.split_sizes = {"train": 4, "validation": 2}
+    c.data.segment_frames = 16
+    c.data.render.update(frame_size=16, fps=10.0, bio_rate=64, min_frames=30, max_frames=30)
+    c.input.update(clip_frames=6, num_clips=2, train_stride=6, pain_classes=())
+    c.model.head.num_classes = 5  # all synthetic pain levels: a 4-recording split may lack 0 or 4
+    c.input.modalities.video.frames_per_clip = 2
+    c.input.modalities.eda.window_seconds = 1.0
+    c.train.update(num_steps=1, batch_size=2, log_every=1, eval_every=1, checkpoint_every=1)
+    c.eval.batch_size = 4
+  return c

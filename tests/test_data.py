@@ -1,0 +1,131 @@
+"""The built-in dataset, its ArrayRecord segments and the Grain window pipeline."""
+
+import numpy as np
+import pytest
+
+from jmt_jax.data import logmel
+from jmt_jax.data import pipeline
+from jmt_jax.data import records
+from jmt_jax.data import synthetic
+from jmt_jax.data import windows
+
+
+@pytest.fixture(scope="module")
+def tiny(data_dir):
+  from conftest import load_config  # pylint: disable=import-outside-toplevel
+  config = load_config("demo", "tiny")
+  config.data.data_dir = data_dir
+  return config, pipeline.open_dataset(config.data)
+
+
+def test_rendering_is_deterministic_and_in_range():
+  spec = synthetic.RenderSpec(frame_size=16, min_frames=50, max_frames=60)
+  a, b = synthetic.render_recording(7, spec), synthetic.render_recording(7, spec)
+  np.testing.assert_array_equal(a.frames, b.frames)
+  np.testing.assert_array_equal(a.audio, b.audio)
+  assert not np.array_equal(a.frames, synthetic.render_recording(8, spec).frames)
+  valid = a.valence != synthetic.INVALID_LABEL
+  assert np.all(np.abs(a.valence[valid]) < 1) and np.all(np.abs(a.arousal[valid]) < 1)
+  assert len(a.audio) == round(len(a.valence) * spec.audio_rate / spec.fps)
+  assert np.all(a.frames[~a.face_found] == 0)
+
+
+def test_every_modality_is_uninformative_part_of_the_time():
+  spec = synthetic.RenderSpec(frame_size=16, min_frames=600, max_frames=600)
+  rec = synthetic.render_recording(3, spec)
+  face_missing = (~rec.face_found).mean()
+  spf = spec.audio_rate // int(spec.fps)
+  loud = np.abs(rec.audio.astype(np.float64)).reshape(-1, spf).max(axis=1) > 2000
+  bio_flat = (rec.biosignal[:, 0] == 0).mean()
+  assert 0.0 < face_missing < 0.8
+  assert 0.05 < 1 - loud.mean() < 0.95  # silent stretches
+  assert 0.0 < bio_flat < 0.8  # sensor drop-outs
+
+
+def test_eval_windows_predict_every_frame_exactly_once():
+  table = records.SplitTable([{"name": "a", "num_frames": 37, "pain": 0},
+                              {"name": "b", "num_frames": 5, "pain": 1}], segment_frames=8)
+  w = windows.eval_windows(table, clip_frames=4, num_clips=3)
+  for r, n in enumerate((37, 5)):
+    ends = [s + 4 * (i + 1) - 1 for rr, s in w if rr == r for i in range(3)]
+    inside = sorted(e for e in ends if 0 <= e < n)
+    assert inside == list(range(n))
+
+
+def test_records_cover_recordings(tiny):
+  config, ds = tiny
+  table = ds.tables["train"]
+  src = ds.sources["train"]
+  assert len(src) == sum(records.num_segments(n, config.data.segment_frames) for n in table.num_frames)
+  for r in range(len(table)):
+    first = src[int(table.first_record[r])]
+    assert first["recording"].decode() == table.names[r] and first["start_frame"] == 0
+
+
+def test_windows_match_the_rendered_recording(tiny):
+  config, ds = tiny
+  spec = synthetic.RenderSpec(**config.data.render)
+  rec = synthetic.render_recording(np.random.SeedSequence([config.data.seed, 0, 1]), spec)
+  source = pipeline.window_source(ds, "train", config.input, ("video", "audio", "eda"), train=False)
+  clip, t = config.input.clip_frames, config.input.num_clips
+  rates = ds.rates
+  checked = 0
+  for i in range(len(source)):
+    if source.windows[i][0] != 1:
+      continue
+    ex = source[i]
+    for c, end in enumerate(ex["frame"]):
+      if not 0 <= end < len(rec.valence):
+        assert ex["valence"][c] == synthetic.INVALID_LABEL
+        continue
+      assert ex["valence"][c] == rec.valence[end] and ex["arousal"][c] == rec.arousal[end]
+      np.testing.assert_array_equal(ex["video"][c][-1], rec.frames[end])
+      # The audio window ends exactly at the end of the clip's last frame.
+      n = int(round(config.input.modalities.audio.window_seconds * rates["audio_rate"]))
+      stop = records.sample_at(end + 1, rates["audio_rate"], rates["fps"])
+      wave = np.zeros(n)
+      lo = max(0, stop - n)
+      wave[n - (stop - lo):] = rec.audio[lo:stop] / 32768.0
+      a = config.input.modalities.audio
+      want = logmel.log_mel(wave, sample_rate=rates["audio_rate"], n_fft=a.n_fft,
+                            win_length=a.win_length, hop_length=a.hop_length, n_mels=a.n_mels,
+                            top_db=a.top_db, mean=a.mean, std=a.std)
+      np.testing.assert_allclose(ex["audio"][c], want, atol=1e-5)
+      checked += 1
+    assert ex["video"].shape == (t, config.input.modalities.video.frames_per_clip,
+                                 spec.frame_size, spec.frame_size, 3)
+  assert checked == len(rec.valence)
+
+
+def test_train_iterator_resumes_from_saved_state(tiny):
+  config, ds = tiny
+  source = pipeline.window_source(ds, "train", config.input, ("video", "audio"), train=True)
+  it = pipeline.train_iterator(source, 3, seed=1, process_index=0, process_count=1, read_threads=1)
+  for _ in range(2):
+    next(it)
+  state = it.get_state()
+  expected = [next(it) for _ in range(3)]
+  it2 = pipeline.train_iterator(source, 3, seed=1, process_index=0, process_count=1, read_threads=1)
+  it2.set_state(state)
+  for want in expected:
+    got = next(it2)
+    for k in want:
+      np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_processes_read_disjoint_shares(tiny):
+  config, ds = tiny
+  source = pipeline.window_source(ds, "validation", config.input, ("video",), train=False)
+  shares = [list(pipeline.process_slice(source, i, 2)) for i in range(2)]
+  keys = [{(int(e["recording"][0]), int(e["frame"][0])) for e in s} for s in shares]
+  assert not keys[0] & keys[1] and len(keys[0]) + len(keys[1]) == len(source)
+
+
+def test_eval_batches_are_padded_with_invalid_windows(tiny):
+  config, ds = tiny
+  source = pipeline.window_source(ds, "validation", config.input, ("video",), train=False)
+  batches = list(pipeline.eval_batches(pipeline.process_slice(source, 0, 1), 4, 1,
+                                       num_batches=len(source) // 4 + 2))
+  valid = np.concatenate([b["valid"] for b in batches])
+  assert valid.sum() == len(source) and len(valid) == 4 * (len(source) // 4 + 2)
+  assert all(b["video"].shape[0] == 4 for b in batches)
