@@ -13,6 +13,10 @@ import numpy as np
 
 INVALID_LABEL = -5.0
 
+# Part of the cached dataset's name: bump it whenever rendering changes, so that
+# datasets cached by an older renderer are not reused.
+RENDER_VERSION = 2
+
 
 @dataclasses.dataclass(frozen=True)
 class RenderSpec:
@@ -25,8 +29,8 @@ class RenderSpec:
   min_frames: int = 240
   max_frames: int = 360
   # Fraction of time each modality is informative (mean on / (on + off) duration).
-  mean_on_seconds: float = 8.0
-  mean_off_seconds: float = 4.0
+  mean_on_seconds: float = 5.0
+  mean_off_seconds: float = 5.0
   invalid_label_prob: float = 0.3
   num_pain_levels: int = 5
 
@@ -71,8 +75,9 @@ def _soft(inside):
 
 
 def render_faces(rng, valence, arousal, pain, face_on, spec):
-  """Face-like frames: mouth curvature shows valence, eye and mouth opening and head
-  shake show arousal, squeezed eyes and lowered inner brows show pain."""
+  """Face-like frames: mouth curvature shows valence, eye opening and head shake show
+  arousal, squeezed eyes and lowered inner brows show pain. The face is a strong cue
+  to valence and a weaker one to arousal; the voice is the reverse."""
   n, size = len(valence), spec.frame_size
   grid = (np.arange(size) + 0.5) / size * 2 - 1
   y, x = grid[None, :, None], grid[None, None, :]
@@ -99,14 +104,14 @@ def render_faces(rng, valence, arousal, pain, face_on, spec):
     ex = cx + side * 0.26 * s
     ey = cy - 0.18 * s
     dark = np.maximum(dark, _soft((1 - np.sqrt(((x - ex) / (0.13 * s)) ** 2 + ((y - ey) / (eye_open * s)) ** 2)) * 4))
-    # Brows rise with arousal; their inner ends drop with pain.
+    # The inner ends of the brows drop with pain.
     inner = (x - cx) * side < 0.26 * s
-    brow_y = ey - (0.14 + 0.1 * a) * s + np.where(inner, 0.08 * squeeze * s * (1 - np.abs(x - ex) / (0.15 * s)), 0)
+    brow_y = ey - 0.19 * s + np.where(inner, 0.08 * squeeze * s * (1 - np.abs(x - ex) / (0.15 * s)), 0)
     brow = _soft((0.025 * s - np.abs(y - brow_y)) / edge) * _soft((0.16 * s - np.abs(x - ex)) / edge)
     dark = np.maximum(dark, brow)
   u = (x - cx) / (0.3 * s)
   mouth_y = cy + 0.42 * s - 0.16 * s * v * u**2
-  mouth = _soft(((0.02 + 0.08 * a) * s - np.abs(y - mouth_y)) / edge) * _soft((1 - np.abs(u)) * 6)
+  mouth = _soft((0.06 * s - np.abs(y - mouth_y)) / edge) * _soft((1 - np.abs(u)) * 6)
   dark = np.maximum(dark, mouth)
   img = img * (1 - 0.85 * dark[..., None])
 

@@ -27,7 +27,8 @@ class SyntheticConfig(tfds.core.BuilderConfig):
 
 
 def make_config(spec, split_sizes, seed, segment_frames):
-  key = json.dumps([dataclasses.asdict(spec), list(split_sizes), seed, segment_frames], sort_keys=True)
+  key = json.dumps([synthetic.RENDER_VERSION, dataclasses.asdict(spec), list(split_sizes), seed,
+                    segment_frames], sort_keys=True)
   name = "s" + hashlib.sha1(key.encode()).hexdigest()[:12]
   return SyntheticConfig(name=name, spec=spec, split_sizes=tuple(split_sizes), seed=seed,
                          segment_frames=segment_frames, description=key)
