@@ -20,12 +20,9 @@ VARIANTS = ("jmt", "concat", "video", "audio")
 def get_config(arg=None):
   a = config_args.parse_arg(arg, variant="jmt", tiny=False)
   c = cc.base_config()
-  c.data = dict(
-      name="synthetic", data_dir="", seed=0, segment_frames=64,
-      split_sizes={"train": 40, "validation": 10},
-      render=dict(frame_size=112, fps=30.0, audio_rate=44100, bio_rate=512,
-                  min_frames=600, max_frames=900),
-  )
+  c.data = cc.synthetic_data({"train": 40, "validation": 10}, segment_frames=64,
+                            frame_size=112, fps=30.0, audio_rate=44100,
+                            bio_rate=512, min_frames=600, max_frames=900)
   c.input = dict(
       clip_frames=32, num_clips=16, train_stride=32, pain_classes=(),
       modalities=dict(

@@ -21,12 +21,9 @@ def get_config(arg=None):
   a = config_args.parse_arg(arg, variant="jmt", tiny=False)
   c = cc.base_config()
   c.task = "pain"
-  c.data = dict(
-      name="synthetic", data_dir="", seed=0, segment_frames=138,
-      split_sizes={"train": 200, "validation": 50},
-      render=dict(frame_size=112, fps=25.0, audio_rate=8000, bio_rate=512,
-                  min_frames=138, max_frames=138),
-  )
+  c.data = cc.synthetic_data({"train": 200, "validation": 50}, segment_frames=138,
+                            frame_size=112, fps=25.0, audio_rate=8000,
+                            bio_rate=512, min_frames=138, max_frames=138)
   c.input = dict(
       # 4 clips of 30 frames (5 used, every 6th) span 4.8 s of the 5.5 s sample.
       clip_frames=30, num_clips=4, train_stride=2, pain_classes=(0, 4),

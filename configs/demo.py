@@ -22,12 +22,9 @@ def get_config(arg=None):
   a = config_args.parse_arg(arg, variant="jmt", tiny=False)
   c = cc.base_config()
 
-  c.data = dict(
-      name="synthetic", data_dir="", seed=0, segment_frames=32,
-      split_sizes={"train": 80, "validation": 20},
-      render=dict(frame_size=24, fps=10.0, audio_rate=8000, bio_rate=64,
-                  min_frames=240, max_frames=360),
-  )
+  c.data = cc.synthetic_data({"train": 80, "validation": 20}, segment_frames=32,
+                            frame_size=24, fps=10.0, audio_rate=8000,
+                            bio_rate=64, min_frames=240, max_frames=360)
   c.input = dict(
       clip_frames=4, num_clips=8, train_stride=2, pain_classes=(),
       modalities=dict(

@@ -24,6 +24,12 @@ def base_config():
   return c
 
 
+def synthetic_data(split_sizes, segment_frames, **render):
+  """The built-in dataset (jmt_jax.data.synthetic), rendered as `render` says."""
+  return dict(name="synthetic", data_dir="", seed=0, segment_frames=segment_frames,
+              split_sizes=split_sizes, render=render)
+
+
 def frames_input(frames_per_clip):
   return dict(kind="frames", frames_per_clip=frames_per_clip)
 

@@ -65,3 +65,6 @@ def test_tiny_variant_trains_one_step(name, tiny_config, tmp_path):
   lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert any("train/loss" in json.loads(line) for line in lines)
   assert glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
+  # --mode=eval on the trained workdir scores the same checkpoint the same way.
+  again = train.evaluate_workdir(config, str(tmp_path), config.eval.split)
+  assert again == pytest.approx(scores, nan_ok=True)
