@@ -22,7 +22,7 @@ def get_config(arg=None):
   a = config_args.parse_arg(arg, variant="jmt", tiny=False)
   c = cc.base_config()
 
-  c.data = cc.synthetic_data({"train": 80, "validation": 20}, segment_frames=32,
+  c.data = cc.synthetic_data({"train": 160, "validation": 20}, segment_frames=32,
                             frame_size=24, fps=10.0, audio_rate=8000,
                             bio_rate=64, min_frames=240, max_frames=360)
   c.input = dict(

@@ -9,6 +9,7 @@ Notebooks can call `jmt_jax.train.train_and_evaluate(config, workdir)` directly.
 
 import logging as std_logging
 import os
+import sys
 
 import jax
 from absl import app
@@ -48,10 +49,16 @@ def main(argv):
   config = _CONFIG.value
   enable_compilation_cache(config.get("compilation_cache_dir"))
   logging.info("Config:\n%s", config)
-  if _MODE.value == "train":
-    scores = train.train_and_evaluate(config, _WORKDIR.value)
-  else:
-    scores = train.evaluate_workdir(config, _WORKDIR.value, _SPLIT.value or config.eval.split)
+  try:
+    if _MODE.value == "train":
+      scores = train.train_and_evaluate(config, _WORKDIR.value)
+    else:
+      scores = train.evaluate_workdir(config, _WORKDIR.value, _SPLIT.value or config.eval.split)
+  except (ValueError, KeyError, OSError, FloatingPointError) as e:
+    # Bad configs, missing checkpoints or data, non-finite losses: one line, not a traceback
+    # (which is still logged at --verbosity=1).
+    logging.debug("Traceback:", exc_info=True)
+    sys.exit(f"error: {type(e).__name__}: {e}")
   print({k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()})
 
 

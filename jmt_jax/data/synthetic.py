@@ -15,7 +15,7 @@ INVALID_LABEL = -5.0
 
 # Part of the cached dataset's name: bump it whenever rendering changes, so that
 # datasets cached by an older renderer are not reused.
-RENDER_VERSION = 2
+RENDER_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,8 +29,8 @@ class RenderSpec:
   min_frames: int = 240
   max_frames: int = 360
   # Fraction of time each modality is informative (mean on / (on + off) duration).
-  mean_on_seconds: float = 5.0
-  mean_off_seconds: float = 5.0
+  mean_on_seconds: float = 7.0
+  mean_off_seconds: float = 3.0
   invalid_label_prob: float = 0.3
   num_pain_levels: int = 5
 
@@ -86,7 +86,7 @@ def render_faces(rng, valence, arousal, pain, face_on, spec):
   squeeze = pain / max(1, spec.num_pain_levels - 1)
 
   drift = lambda: 0.12 * np.sin(2 * np.pi * rng.uniform(0.01, 0.05) * np.arange(n) / spec.fps + rng.uniform(0, 6))
-  shake = 0.08 * a[:, 0, 0] * rng.standard_normal((2, n))
+  shake = 0.04 * a[:, 0, 0] * rng.standard_normal((2, n))
   cx = (drift() + shake[0])[:, None, None]
   cy = (drift() + shake[1])[:, None, None]
   s = rng.uniform(0.8, 1.05) * (1 + 0.05 * np.sin(np.arange(n) / spec.fps * rng.uniform(0.1, 0.4)))[:, None, None]
@@ -99,7 +99,7 @@ def render_faces(rng, valence, arousal, pain, face_on, spec):
   img = img * (1 - face[..., None]) + skin * face[..., None]
 
   dark = np.zeros((n, size, size))
-  eye_open = (0.03 + 0.11 * a) * (1 - 0.55 * squeeze)
+  eye_open = (0.06 + 0.04 * a) * (1 - 0.55 * squeeze)
   for side in (-1, 1):
     ex = cx + side * 0.26 * s
     ey = cy - 0.18 * s
@@ -138,8 +138,9 @@ def render_faces(rng, valence, arousal, pain, face_on, spec):
 
 
 def render_voice(rng, valence, arousal, voice_on, spec):
-  """Voice-like audio: pitch and brightness follow valence; loudness and syllable
-  tempo follow arousal; silent while the voice is off."""
+  """Voice-like audio: loudness and syllable tempo follow arousal strongly; pitch
+  (relative to the speaker's own) and brightness follow valence weakly; silent while
+  the voice is off."""
   n = len(valence)
   num_samples = int(round(n * spec.audio_rate / spec.fps))
   t_frames = np.arange(n) / spec.fps
@@ -148,9 +149,9 @@ def render_voice(rng, valence, arousal, voice_on, spec):
   a = np.interp(t, t_frames, arousal)
   on = np.interp(t, t_frames, voice_on.astype(np.float64))
 
-  f0 = rng.uniform(110, 200) * 2 ** (0.5 * v + 0.15 * a + 0.03 * np.sin(2 * np.pi * 5 * t))
+  f0 = rng.uniform(110, 200) * 2 ** (0.25 * v + 0.03 * np.sin(2 * np.pi * 5 * t))
   phase = 2 * np.pi * np.cumsum(f0) / spec.audio_rate
-  tilt = 1.9 - 0.9 * v
+  tilt = 1.7 - 0.3 * v
   wave = np.zeros(num_samples)
   for k in range(1, 13):
     partial = k ** -tilt * np.sin(k * phase)

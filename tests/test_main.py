@@ -1,0 +1,30 @@
+"""The command line reports user errors in one line, without a traceback."""
+
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def run_main(tmp_path, data_dir, *flags):
+  return subprocess.run(
+      [sys.executable, "-m", "jmt_jax.main", "--config=configs/demo.py:tiny",
+       f"--workdir={tmp_path}", f"--config.data.data_dir={data_dir}",
+       "--config.compilation_cache_dir=", *flags],
+      cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True, timeout=600)
+
+
+def test_bad_config_value_is_one_line(tmp_path, data_dir):
+  proc = run_main(tmp_path, data_dir, "--config.model.fusion.kind=bogus")
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ValueError: unknown fusion kind 'bogus'")
+  assert "Traceback" not in proc.stderr
+
+
+def test_eval_of_untrained_workdir_says_how_to_train(tmp_path, data_dir):
+  proc = run_main(tmp_path, data_dir, "--mode=eval")
+  assert proc.returncode == 1
+  assert "no readable checkpoint" in proc.stderr and "train first" in proc.stderr
+  assert "Traceback" not in proc.stderr
