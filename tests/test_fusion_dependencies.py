@@ -52,3 +52,11 @@ def test_joint_branch_makes_every_output_depend_on_both_modalities():
   assert float(jnp.abs(jmt.apply(params, v, a * 2.0 + 1.0) - base).max()) > 1e-4
   # L2 normalisation: rescaling an input changes nothing.
   np.testing.assert_allclose(jmt.apply(params, 3.0 * v, a), base, atol=1e-5)
+
+
+def test_l2_normalize_matches_torch_and_has_finite_gradient_at_zero():
+  x = jnp.array([[3.0, 4.0], [0.0, 0.0], [1e-14, 0.0]])
+  np.testing.assert_allclose(fusion.l2_normalize(x), [[0.6, 0.8], [0.0, 0.0], [1e-2, 0.0]],
+                             rtol=1e-6)
+  grad = jax.grad(lambda v: fusion.l2_normalize(v).sum())(jnp.zeros((1, 4)))
+  assert bool(jnp.all(jnp.isfinite(grad)))

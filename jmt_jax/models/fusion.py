@@ -18,8 +18,14 @@ CROSS_OUTPUTS = ("v_a", "a_v", "j_v", "v_j", "j_a", "a_j")
 
 
 def l2_normalize(x, eps=1e-12):
-  """torch.nn.functional.normalize(x, dim=-1)."""
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+  """torch.nn.functional.normalize(x, dim=-1): x / max(||x||, eps).
+
+  The norm is taken as sqrt(max(sum x^2, eps^2)) so that the gradient stays finite at
+  x = 0 (a backbone whose ReLUs are all off emits exactly zero), where the gradient of
+  jnp.linalg.norm is NaN.
+  """
+  sumsq = jnp.sum(jnp.square(x), axis=-1, keepdims=True)
+  return x / jnp.sqrt(jnp.maximum(sumsq, eps * eps))
 
 
 class KeyBasedCrossAttention(nn.Module):
