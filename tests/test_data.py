@@ -91,6 +91,14 @@ def test_windows_match_the_rendered_recording(tiny):
                             win_length=a.win_length, hop_length=a.hop_length, n_mels=a.n_mels,
                             top_db=a.top_db, mean=a.mean, std=a.std)
       np.testing.assert_allclose(ex["audio"][c], want, atol=1e-5)
+      # The EDA window (2 s, longer than the whole window of clips) ends there too.
+      e = config.input.modalities.eda
+      n = int(round(e.window_seconds * rates["bio_rate"]))
+      stop = records.sample_at(end + 1, rates["bio_rate"], rates["fps"])
+      sig = np.zeros(n)
+      lo = max(0, stop - n)
+      sig[n - (stop - lo):] = rec.biosignal[lo:stop, 0]
+      np.testing.assert_allclose(ex["eda"][c, :, 0], sig - sig.mean(), atol=1e-5)
       checked += 1
     assert ex["video"].shape == (t, config.input.modalities.video.frames_per_clip,
                                  spec.frame_size, spec.frame_size, 3)

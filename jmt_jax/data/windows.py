@@ -104,6 +104,7 @@ READERS = {"frames": _read_frames, "logmel": _read_logmel, "biosignal": _read_bi
 
 
 def _context_frames(modality_specs, fps):
+  """How many frames before a clip's end its longest signal window reaches back."""
   seconds = [s["window_seconds"] for s in modality_specs.values() if "window_seconds" in s]
   return int(math.ceil(max(seconds, default=0) * fps)) + 1
 
@@ -130,7 +131,7 @@ class WindowSource:
     recording, start = (int(x) for x in self.windows[i])
     ends = start + self.clip_frames * (np.arange(self.num_clips) + 1) - 1
     hi = int(ends[-1]) + 1
-    lo = min(start, hi - self.context)
+    lo = min(start, int(ends[0]) + 1 - self.context)
     recs = [self.data_source[j] for j in self.table.records_for(recording, lo, hi)]
     span = _Span(recs, self.rates)
     example = {name: READERS[spec["kind"]](span, ends, spec, self.clip_frames)
