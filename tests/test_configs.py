@@ -9,19 +9,12 @@ import pytest
 
 from conftest import CONFIG_DIR
 from conftest import load_config
+from conftest import load_config_module
 from jmt_jax import train
 from jmt_jax.models import model as model_lib
 
 CONFIG_NAMES = sorted(os.path.splitext(os.path.basename(p))[0]
                       for p in glob.glob(os.path.join(CONFIG_DIR, "*.py")))
-
-
-def variants(name):
-  import importlib.util  # pylint: disable=import-outside-toplevel
-  spec = importlib.util.spec_from_file_location(name, os.path.join(CONFIG_DIR, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.VARIANTS
 
 
 def test_all_configs_found():
@@ -31,7 +24,7 @@ def test_all_configs_found():
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_every_variant_builds_at_full_size(name):
   """Full-size models are only shape-traced (no FLOPs), so paper sizes stay checked."""
-  for variant in variants(name):
+  for variant in load_config_module(name).VARIANTS:
     config = load_config(name, variant)
     model = model_lib.build_model(config.model)
     c = config.input

@@ -62,12 +62,22 @@ def test_records_cover_recordings(tiny):
     assert first["recording"].decode() == table.names[r] and first["start_frame"] == 0
 
 
+def expected_window(signal, rate, fps, window_seconds, end_frame):
+  """The `window_seconds` of `signal` ending where `end_frame` ends, zero-padded before 0."""
+  n = int(round(window_seconds * rate))
+  stop = records.sample_at(end_frame + 1, rate, fps)
+  lo = max(0, stop - n)
+  out = np.zeros((n,) + signal.shape[1:])
+  out[n - (stop - lo):] = signal[lo:stop]
+  return out
+
+
 def test_windows_match_the_rendered_recording(tiny):
   config, ds = tiny
   spec = synthetic.RenderSpec(**config.data.render)
   rec = synthetic.render_recording(np.random.SeedSequence([config.data.seed, 0, 1]), spec)
   source = pipeline.window_source(ds, "train", config.input, ("video", "audio", "eda"), train=False)
-  clip, t = config.input.clip_frames, config.input.num_clips
+  t = config.input.num_clips
   rates = ds.rates
   checked = 0
   for i in range(len(source)):
@@ -81,23 +91,16 @@ def test_windows_match_the_rendered_recording(tiny):
       assert ex["valence"][c] == rec.valence[end] and ex["arousal"][c] == rec.arousal[end]
       np.testing.assert_array_equal(ex["video"][c][-1], rec.frames[end])
       # The audio window ends exactly at the end of the clip's last frame.
-      n = int(round(config.input.modalities.audio.window_seconds * rates["audio_rate"]))
-      stop = records.sample_at(end + 1, rates["audio_rate"], rates["fps"])
-      wave = np.zeros(n)
-      lo = max(0, stop - n)
-      wave[n - (stop - lo):] = rec.audio[lo:stop] / 32768.0
       a = config.input.modalities.audio
+      wave = expected_window(rec.audio, rates["audio_rate"], rates["fps"], a.window_seconds,
+                             end) / 32768.0
       want = logmel.log_mel(wave, sample_rate=rates["audio_rate"], n_fft=a.n_fft,
                             win_length=a.win_length, hop_length=a.hop_length, n_mels=a.n_mels,
                             top_db=a.top_db, mean=a.mean, std=a.std)
       np.testing.assert_allclose(ex["audio"][c], want, atol=1e-5)
       # The EDA window (2 s, longer than the whole window of clips) ends there too.
-      e = config.input.modalities.eda
-      n = int(round(e.window_seconds * rates["bio_rate"]))
-      stop = records.sample_at(end + 1, rates["bio_rate"], rates["fps"])
-      sig = np.zeros(n)
-      lo = max(0, stop - n)
-      sig[n - (stop - lo):] = rec.biosignal[lo:stop, 0]
+      sig = expected_window(rec.biosignal[:, 0], rates["bio_rate"], rates["fps"],
+                            config.input.modalities.eda.window_seconds, end)
       np.testing.assert_allclose(ex["eda"][c, :, 0], sig - sig.mean(), atol=1e-5)
       checked += 1
     assert ex["video"].shape == (t, config.input.modalities.video.frames_per_clip,

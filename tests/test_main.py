@@ -1,18 +1,15 @@
 """The command line reports user errors in one line, without a traceback."""
 
-import os
 import subprocess
-import sys
 
 from conftest import ROOT
+from conftest import subprocess_env
+from conftest import tiny_demo_command
 
 
 def run_main(tmp_path, data_dir, *flags):
-  return subprocess.run(
-      [sys.executable, "-m", "jmt_jax.main", "--config=configs/demo.py:tiny",
-       f"--workdir={tmp_path}", f"--config.data.data_dir={data_dir}",
-       "--config.compilation_cache_dir=", *flags],
-      cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True, timeout=600)
+  return subprocess.run(tiny_demo_command(tmp_path, data_dir, *flags), cwd=ROOT,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=600)
 
 
 def test_bad_config_value_is_one_line(tmp_path, data_dir):

@@ -4,7 +4,6 @@ ends with the same parameters as a run that was never interrupted."""
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import jax
@@ -12,17 +11,17 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from conftest import ROOT
+from conftest import subprocess_env
+from conftest import tiny_demo_command
 from jmt_jax import checkpointing
 
 NUM_STEPS = 30
 
 
 def command(workdir, data_dir, cache_dir):
-  return [sys.executable, "-m", "jmt_jax.main", "--config=configs/demo.py:tiny",
-          f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
-          f"--config.compilation_cache_dir={cache_dir}", f"--config.train.num_steps={NUM_STEPS}",
-          "--config.train.checkpoint_every=5", "--config.train.eval_every=1000",
-          "--config.train.log_every=5"]
+  return tiny_demo_command(workdir, data_dir, f"--config.train.num_steps={NUM_STEPS}",
+                           "--config.train.checkpoint_every=5", "--config.train.eval_every=1000",
+                           "--config.train.log_every=5", cache_dir=cache_dir)
 
 
 def final_state(workdir):
@@ -35,7 +34,7 @@ def final_state(workdir):
 
 
 def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(tmp_path, data_dir):
-  env = dict(os.environ, PYTHONPATH=ROOT)
+  env = subprocess_env()
   cache = str(tmp_path / "xla")
   straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
   subprocess.run(command(straight, data_dir, cache), cwd=ROOT, env=env, check=True,

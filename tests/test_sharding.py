@@ -1,20 +1,17 @@
 """The same training command runs data-parallel over several (fake CPU) devices."""
 
 import json
-import os
 import subprocess
-import sys
 
 from conftest import ROOT
+from conftest import subprocess_env
+from conftest import tiny_demo_command
 
 
 def test_tiny_demo_trains_on_two_devices(tmp_path, data_dir):
-  env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-  proc = subprocess.run(
-      [sys.executable, "-m", "jmt_jax.main", "--config=configs/demo.py:tiny",
-       f"--workdir={tmp_path}", f"--config.data.data_dir={data_dir}",
-       "--config.compilation_cache_dir=", "--config.train.num_steps=2"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  proc = subprocess.run(tiny_demo_command(tmp_path, data_dir, "--config.train.num_steps=2"),
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "over 2 devices" in proc.stderr
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
