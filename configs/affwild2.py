@@ -7,18 +7,27 @@ Until the Aff-Wild2 preparation lands (issue 4), this config trains on the built
 synthetic recordings rendered at Aff-Wild2's shapes (112x112 faces at 30 fps, 44.1 kHz
 audio), so the paper-size pipeline and model can be run and timed end to end.
 
-Variants, `--config=configs/affwild2.py:VARIANT[,tiny]`: jmt (default), concat, video,
-audio; tiny shrinks data and widths to run one step on a CPU (what the tests run).
+Variants, `--config=configs/affwild2.py:VARIANT[,tiny][,key=value...]`: jmt (default),
+vanilla (no joint branch), concat, jca (joint cross-attention, Praveen et al. 2022),
+video, audio. The baselines are the paper's: Linear / backbone + head, no encoder.
+Arguments:
+  video_backbone=r2plus1d (default) or i3d (I3D + TCN, clips resized to 224x224);
+  init_from=DIR: start from weights converted with `python -m jmt_jax.convert`, with the
+    backbones frozen as in the paper (add freeze_backbones=false to fine-tune them):
+      python -m jmt_jax.main --config=configs/affwild2.py:jmt,init_from=weights/affwild2 \
+          --workdir=workdirs/affwild2
+  tiny: shrinks data and widths to run one step on a CPU (what the tests run).
 """
 
 from jmt_jax import config_args
 from jmt_jax import config_common as cc
 
-VARIANTS = ("jmt", "concat", "video", "audio")
+VARIANTS = ("jmt", "vanilla", "concat", "jca", "video", "audio")
 
 
 def get_config(arg=None):
-  a = config_args.parse_arg(arg, variant="jmt", tiny=False)
+  a = config_args.parse_arg(arg, variant="jmt", tiny=False, video_backbone="r2plus1d",
+                            init_from="", freeze_backbones=True)
   c = cc.base_config()
   c.data = cc.synthetic_data({"train": 40, "validation": 10}, segment_frames=64,
                             frame_size=112, fps=30.0, audio_rate=44100,
@@ -35,17 +44,27 @@ def get_config(arg=None):
   widths, blocks = (64, 128, 256, 512), (2, 2, 2, 2)
   if a.tiny:
     widths, blocks = (8, 8, 16, 16), (1, 1, 1, 1)
-  backbones = dict(
-      video=cc.resnet("r2plus1d", widths=widths, blocks=blocks, stem_width=widths[0],
+  if a.video_backbone == "r2plus1d":
+    video = cc.resnet("r2plus1d", widths=widths, blocks=blocks, stem_width=widths[0],
                       stem_mid=45 if not a.tiny else 8, reduction="max",
-                      mean=cc.KINETICS_MEAN, std=cc.KINETICS_STD),
+                      mean=cc.KINETICS_MEAN, std=cc.KINETICS_STD)
+  elif a.video_backbone == "i3d":
+    video = cc.i3d_tcn(tcn_widths=(widths[-1],) * 4, resize_to=224 if not a.tiny else 32,
+                       mean=cc.KINETICS_MEAN, std=cc.KINETICS_STD)
+  else:
+    raise ValueError(f"video_backbone={a.video_backbone!r}: use 'r2plus1d' or 'i3d'")
+  backbones = dict(
+      video=video,
       audio=cc.resnet("resnet2d", widths=widths, blocks=blocks, stem_width=widths[0],
                       reduction="mean"),
   )
   fusion_kwargs = dict(num_layers=1, num_heads=1, ffn_dim=widths[-1])
-  modalities, fusion = cc.select_fusion(a.variant, ("video", "audio"), fusion_kwargs)
+  modalities, fusion = cc.select_fusion(a.variant, ("video", "audio"), fusion_kwargs,
+                                        baseline_layers=0)
   c.model = dict(modalities=modalities, backbones={m: backbones[m] for m in modalities},
-                 fusion=fusion, head=cc.valence_arousal_head(hidden=128, dropout=0.1))
+                 fusion=fusion, head=cc.valence_arousal_head(hidden=128, dropout=0.1),
+                 freeze_backbones=bool(a.init_from) and a.freeze_backbones)
+  c.init_from = a.init_from
 
   # SGD with Nesterov momentum 0.9, lr from the grid {8e-4, 6e-4, 3e-4}, batch 32.
   c.optimizer.update(name="sgd", learning_rate=3e-4, warmup_steps=0, schedule="constant",
@@ -63,6 +82,7 @@ def get_config(arg=None):
     c.input.modalities.audio.update(window_seconds=0.5, n_fft=256, win_length=200,
                                     hop_length=100, n_mels=16)
     c.model.head.hidden = 8
+    c.model.fusion.update(attn_dim=8, attn_hidden=4)
     c.train.update(num_steps=1, batch_size=2, log_every=1, eval_every=1, checkpoint_every=1)
     c.eval.batch_size = 4
   return c

@@ -7,18 +7,22 @@ Until the BioVid preparation lands (issue 4), this config trains on the built-in
 synthetic recordings rendered at BioVid's shapes (112x112 faces at 25 fps, EDA at
 512 Hz, 5.5 s samples), pain level 0 vs 4 standing for BL1 vs PA4.
 
-Variants, `--config=configs/biovid.py:VARIANT[,tiny]`: jmt (default), concat, video,
-eda; tiny shrinks data and widths to run one step on a CPU (what the tests run).
+Variants, `--config=configs/biovid.py:VARIANT[,tiny][,key=value...]`: jmt (default),
+vanilla (no joint branch), concat, jca (joint cross-attention), video, eda. The
+baselines are the paper's: Linear / backbone + head, no encoder. Arguments:
+  init_from=DIR: start from weights converted with `python -m jmt_jax.convert`;
+  freeze_backbones: train the fusion and head only;
+  tiny: shrinks data and widths to run one step on a CPU (what the tests run).
 """
 
 from jmt_jax import config_args
 from jmt_jax import config_common as cc
 
-VARIANTS = ("jmt", "concat", "video", "eda")
+VARIANTS = ("jmt", "vanilla", "concat", "jca", "video", "eda")
 
 
 def get_config(arg=None):
-  a = config_args.parse_arg(arg, variant="jmt", tiny=False)
+  a = config_args.parse_arg(arg, variant="jmt", tiny=False, init_from="", freeze_backbones=False)
   c = cc.base_config()
   c.task = "pain"
   c.data = cc.synthetic_data({"train": 200, "validation": 50}, segment_frames=138,
@@ -42,10 +46,18 @@ def get_config(arg=None):
   )
   fusion_kwargs = dict(num_layers=1, num_heads=1, ffn_dim=embed, output="concat",
                        concat_ffn_dim=512 if not a.tiny else 16)
-  modalities, fusion = cc.select_fusion(a.variant, ("video", "eda"), fusion_kwargs)
-  mlp = (1024, 512, 256, 64) if not a.tiny else (16, 8)
+  modalities, fusion = cc.select_fusion(a.variant, ("video", "eda"), fusion_kwargs,
+                                        baseline_layers=0)
+  # The public code's MLPs: 3072-1024-512-256-64-2 after JMT, 1024-512-256-64-2 after the
+  # other fusions (their Linear(1024 -> 512) is the fusion's), 512-2 after one backbone.
+  mlp = {"jmt": (1024, 512, 256, 64)}.get(a.variant, () if a.variant in ("video", "eda")
+                                          else (256, 64))
+  if a.tiny:
+    mlp = (16, 8)
   c.model = dict(modalities=modalities, backbones={m: backbones[m] for m in modalities},
-                 fusion=fusion, head=cc.pain_head(num_classes=2, mlp=mlp))
+                 fusion=fusion, head=cc.pain_head(num_classes=2, mlp=mlp),
+                 freeze_backbones=a.freeze_backbones)
+  c.init_from = a.init_from
 
   # Adam, lr 5e-6, batch 128, 100 epochs.
   c.optimizer.update(name="adam", learning_rate=5e-6, warmup_steps=0, schedule="constant")
@@ -57,6 +69,7 @@ def get_config(arg=None):
     c.data.segment_frames = 16
     c.data.render.update(frame_size=16, fps=10.0, bio_rate=64, min_frames=30, max_frames=30)
     c.input.update(clip_frames=6, num_clips=2, train_stride=6, pain_classes=())
+    c.model.fusion.update(attn_dim=8, attn_hidden=4)
     c.model.head.num_classes = 5  # all synthetic pain levels: a 4-recording split may lack 0 or 4
     c.input.modalities.video.frames_per_clip = 2
     c.input.modalities.eda.window_seconds = 1.0

@@ -21,6 +21,7 @@ def base_config():
                      weight_decay=1e-4, momentum=0.9, nesterov=True, grad_clip_norm=1.0)
   c.mesh = dict(data=-1)  # axis name -> size; -1 takes all devices
   c.compilation_cache_dir = "~/.cache/jmt_jax/xla"
+  c.init_from = ""  # a converted checkpoint (python -m jmt_jax.convert) to start from
   return c
 
 
@@ -57,9 +58,21 @@ def biosignal_cnn(embed_dim, widths=(32, 64), kernel=5, first_stride=2):
               embed_dim=embed_dim)
 
 
-def fusion(kind, num_layers=1, num_heads=1, ffn_dim=512, output="tokens", concat_ffn_dim=512):
+def i3d_tcn(tcn_widths=(512, 512, 512, 512), tcn_kernel=5, tcn_dropout=0.1, resize_to=224,
+            mean=None, std=None):
+  """I3D + TCN; clips are resized to `resize_to` pixels first, as the authors' code does."""
+  c = dict(kind="i3d_tcn", tcn_widths=tcn_widths, tcn_kernel=tcn_kernel, tcn_dropout=tcn_dropout,
+           resize_to=resize_to)
+  if mean is not None:
+    c.update(mean=mean, std=std)
+  return c
+
+
+def fusion(kind, num_layers=1, num_heads=1, ffn_dim=512, output="tokens", concat_ffn_dim=512,
+           attn_dim=128, attn_hidden=32):
   return dict(kind=kind, num_layers=num_layers, num_heads=num_heads, ffn_dim=ffn_dim,
-              output=output, concat_ffn_dim=concat_ffn_dim)
+              output=output, concat_ffn_dim=concat_ffn_dim, attn_dim=attn_dim,
+              attn_hidden=attn_hidden)
 
 
 def valence_arousal_head(hidden=128, dropout=0.1):
@@ -70,11 +83,19 @@ def pain_head(num_classes, mlp=()):
   return dict(kind="pain", hidden=0, dropout=0.0, mlp=mlp, num_classes=num_classes)
 
 
-def select_fusion(variant, pair, fusion_kwargs):
-  """(modalities, fusion config) for a comparison variant: 'jmt', 'concat' or one modality."""
-  if variant in ("jmt", "concat"):
-    return pair, fusion(variant, **fusion_kwargs)
+FUSION_VARIANTS = ("jmt", "vanilla", "concat", "jca")
+
+
+def select_fusion(variant, pair, fusion_kwargs, baseline_layers=None):
+  """(modalities, fusion config) for a comparison variant: one of FUSION_VARIANTS or a
+  modality of `pair` (unimodal). `baseline_layers`, when given, is the number of encoder
+  layers of the concat and unimodal baselines (0: the paper's Linear + head)."""
+  if variant not in FUSION_VARIANTS and variant not in pair:
+    raise ValueError(f"unknown variant {variant!r}: use one of {list(FUSION_VARIANTS)} or "
+                     f"{list(pair)}")
+  kwargs = dict(fusion_kwargs)
+  if baseline_layers is not None and variant not in ("jmt", "vanilla"):
+    kwargs["num_layers"] = baseline_layers
   if variant in pair:
-    kwargs = {k: v for k, v in fusion_kwargs.items() if k in ("num_layers", "num_heads", "ffn_dim")}
     return (variant,), fusion("unimodal", **kwargs)
-  raise ValueError(f"unknown variant {variant!r}: use 'jmt', 'concat' or one of {list(pair)}")
+  return pair, fusion(variant, **kwargs)

@@ -12,6 +12,7 @@ import optax
 from absl import logging
 
 from jmt_jax import checkpointing
+from jmt_jax import weight_import
 from jmt_jax import evaluation
 from jmt_jax import metric_writers
 from jmt_jax import metrics
@@ -29,7 +30,9 @@ class TrainState:
   rng: jax.Array  # raw uint32 key data, so that checkpoints hold plain arrays
 
 
-def make_optimizer(cfg, num_steps):
+def make_optimizer(cfg, num_steps, freeze_backbones=False):
+  """The configured optimizer; with `freeze_backbones`, backbone parameters get no update
+  (and no optimizer state)."""
   if cfg.schedule == "cosine":
     lr = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, cfg.warmup_steps,
                                             max(num_steps, cfg.warmup_steps + 1))
@@ -46,7 +49,32 @@ def make_optimizer(cfg, num_steps):
     tx = optax.sgd(lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
   else:
     raise ValueError(f"unknown optimizer {cfg.name!r}; use 'adamw', 'adam' or 'sgd'")
-  return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
+  tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
+  if freeze_backbones:
+    labels = lambda params: {k: "frozen" if model_lib.is_backbone(k) else "trained" for k in params}
+    tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+  return tx
+
+
+def init_from_converted(state, path, abstract_state):
+  """`state` with the parameter groups of the converted checkpoint at `path` replacing
+  the random ones; every replaced leaf must match in shape."""
+  variables, groups = weight_import.load(path)
+  params, batch_stats = dict(state.params), dict(state.batch_stats)
+  for collection, target, abstract in (("params", params, abstract_state.params),
+                                       ("batch_stats", batch_stats, abstract_state.batch_stats)):
+    for g, tree in variables.get(collection, {}).items():
+      if g not in abstract:
+        raise ValueError(f"{path}: parameter group {g!r} is not in this model "
+                         f"(it has {sorted(abstract)})")
+      want = jax.tree.map(lambda x: x.shape, abstract[g])
+      got = jax.tree.map(lambda x: x.shape, tree)
+      if want != got:
+        raise ValueError(f"{path}: parameter group {g!r} does not fit this model's config "
+                         f"(converted for another config?)")
+      target[g] = jax.tree.map(lambda x, ref: jnp.asarray(x, ref.dtype), tree, abstract[g])
+  logging.info("Initialised %s from the converted checkpoint %s.", sorted(groups), path)
+  return state.replace(params=params, batch_stats=batch_stats)
 
 
 def compute_loss(task, outputs, batch):
@@ -143,7 +171,7 @@ def train_and_evaluate(config, workdir):
       read_threads=config.train.read_threads)
 
   # ---------------------------------------------------------------- Optimizer
-  tx = make_optimizer(config.optimizer, num_steps)
+  tx = make_optimizer(config.optimizer, num_steps, config.model.get("freeze_backbones", False))
   init_state = make_init_fn(model, tx, _example_batch(train_source))
   rng = jax.random.PRNGKey(config.seed)
   abstract_state = jax.eval_shape(init_state, rng)
@@ -177,7 +205,10 @@ def train_and_evaluate(config, workdir):
   if state is None:
     start_step = 0
     state = jax.jit(init_state, out_shardings=state_shardings)(rng)
-    logging.info("No checkpoint in %s: starting from scratch.", workdir)
+    if config.get("init_from"):
+      state = jax.device_put(init_from_converted(state, config.init_from, abstract_state),
+                             state_shardings)
+    logging.info("No checkpoint in %s: starting from step 0.", workdir)
   else:
     state = jax.device_put(state, state_shardings)
     logging.info("Resumed from the checkpoint at step %d.", start_step)
@@ -232,7 +263,8 @@ def evaluate_workdir(config, workdir, split):
   model, dataset, _, repl, make_global, predict = _setup_model(config, mesh)
   source = pipeline.window_source(dataset, split, config.input, config.model.modalities,
                                   train=False)
-  tx = make_optimizer(config.optimizer, config.train.num_steps)
+  tx = make_optimizer(config.optimizer, config.train.num_steps,
+                      config.model.get("freeze_backbones", False))
   abstract_state = jax.eval_shape(make_init_fn(model, tx, _example_batch(source)),
                                   jax.random.PRNGKey(config.seed))
   mngr = checkpointing.manager(os.path.join(os.path.abspath(workdir), "checkpoints"), keep=None)

@@ -4,6 +4,7 @@ import dataclasses
 import os
 
 import grain
+import jax
 import numpy as np
 
 from jmt_jax.data import records
@@ -91,3 +92,24 @@ def eval_batches(dataset, batch_size, read_threads, num_batches):
       batch = {k: np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
                for k, v in batch.items()}
     yield batch
+
+
+def input_spec(config):
+  """{modality: jax.ShapeDtypeStruct} of a one-window batch, from the config alone (for
+  shapes without opening the data): what the window readers in `windows` produce."""
+  c, render = config.input, config.data.render
+  spec = {}
+  for m in config.model.modalities:
+    s = c.modalities[m]
+    if s.kind == "frames":
+      shape = (1, c.num_clips, s.frames_per_clip, render.frame_size, render.frame_size, 3)
+      spec[m] = jax.ShapeDtypeStruct(shape, np.uint8)
+    elif s.kind == "logmel":
+      n = int(round(s.window_seconds * render.audio_rate))
+      spec[m] = jax.ShapeDtypeStruct((1, c.num_clips, s.n_mels, 1 + n // s.hop_length), np.float32)
+    elif s.kind == "biosignal":
+      n = int(round(s.window_seconds * render.bio_rate))
+      spec[m] = jax.ShapeDtypeStruct((1, c.num_clips, n, len(s.channels)), np.float32)
+    else:
+      raise ValueError(f"unknown input kind {s.kind!r} for modality {m!r}")
+  return spec

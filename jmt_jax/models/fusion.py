@@ -41,9 +41,13 @@ class KeyBasedCrossAttention(nn.Module):
 
 
 class JointMultimodalTransformer(nn.Module):
-  """JMT: joint branch, per-source encoders, key-based cross-attention, then either
-  the Aff-Wild2 output ('tokens': six tokens per clip -> encoder -> attention -> last
-  token, (B, T, d)) or the BioVid output ('concat': (B, T, 6d) -> encoder)."""
+  """JMT: joint branch, per-source encoders, key-based cross-attention, then one of the
+  public code's output formats:
+    'tokens' (Aff-Wild2, SELF_ATTEN): six tokens per clip -> encoder -> self-attention
+             -> last token, (B, T, d);
+    'concat' (BioVid): (B, T, 6d) -> encoder of width 6d, (B, T, 6d);
+    'fc'     (Aff-Wild2, FC): (B, T, 6d) -> Linear(6d -> 2d), (B, T, 2d).
+  """
 
   num_layers: int
   num_heads: int
@@ -56,22 +60,42 @@ class JointMultimodalTransformer(nn.Module):
     v, a = l2_normalize(v), l2_normalize(a)
     d = v.shape[-1]
     j = nn.Dense(d, name="joint")(jnp.concatenate([v, a], axis=-1))
-    enc = lambda name: Encoder(self.num_layers, self.num_heads, self.ffn_dim, name=name)
+    enc = lambda name, ffn=self.ffn_dim: Encoder(self.num_layers, self.num_heads, ffn, name=name)
     v, a, j = enc("v_encoder")(v), enc("a_encoder")(a), enc("j_encoder")(j)
     outs = KeyBasedCrossAttention(self.num_heads, name="cross_attention")(v, a, j)
     if self.output == "tokens":
       tokens = jnp.stack([outs[k] for k in CROSS_OUTPUTS], axis=-2)  # (B, T, 6, d)
-      tokens = EncoderLayer(self.num_heads, self.ffn_dim, name="token_encoder")(tokens)
+      tokens = enc("token_encoder")(tokens)
       tokens = MultiHeadAttention(self.num_heads, name="token_attn")(tokens, tokens)
       return tokens[..., -1, :]
+    x = jnp.concatenate([outs[k] for k in CROSS_OUTPUTS], axis=-1)
     if self.output == "concat":
-      x = jnp.concatenate([outs[k] for k in CROSS_OUTPUTS], axis=-1)
-      return EncoderLayer(self.num_heads, self.concat_ffn_dim, name="concat_encoder")(x)
-    raise ValueError(f"unknown JMT output {self.output!r}; use 'tokens' or 'concat'")
+      return enc("concat_encoder", self.concat_ffn_dim)(x)
+    if self.output == "fc":
+      return nn.Dense(2 * d, name="fc_out")(x)
+    raise ValueError(f"unknown JMT output {self.output!r}; use 'tokens', 'concat' or 'fc'")
+
+
+class VanillaMultimodalTransformer(nn.Module):
+  """The paper's "vanilla multimodal transformer": JMT without the joint branch.
+  V and A encoders, v_a and a_v cross-attention, concat, Linear(2d -> d)."""
+
+  num_layers: int
+  num_heads: int
+  ffn_dim: int
+
+  @nn.compact
+  def __call__(self, v, a):
+    v, a = l2_normalize(v), l2_normalize(a)
+    enc = lambda name: Encoder(self.num_layers, self.num_heads, self.ffn_dim, name=name)
+    v, a = enc("v_encoder")(v), enc("a_encoder")(a)
+    v_a = MultiHeadAttention(self.num_heads, name="v_attn")(v, a)
+    a_v = MultiHeadAttention(self.num_heads, name="a_attn")(a, v)
+    return nn.Dense(v.shape[-1], name="proj")(jnp.concatenate([v_a, a_v], axis=-1))
 
 
 class FeatureConcat(nn.Module):
-  """Linear([v; a] -> d), then the same temporal encoder the JMT branches have."""
+  """Linear([v; a] -> d), then `num_layers` encoder layers (0 in the paper's configs)."""
 
   num_layers: int
   num_heads: int
@@ -85,7 +109,7 @@ class FeatureConcat(nn.Module):
 
 
 class Unimodal(nn.Module):
-  """One modality through the same temporal encoder the JMT branches have."""
+  """One modality, then `num_layers` encoder layers (0 in the paper's configs)."""
 
   num_layers: int
   num_heads: int
@@ -96,14 +120,52 @@ class Unimodal(nn.Module):
     return Encoder(self.num_layers, self.num_heads, self.ffn_dim, name="encoder")(l2_normalize(x))
 
 
+class JointCrossAttention(nn.Module):
+  """Joint cross-attention (Praveen et al., CVPRW 2022), parameters named as in their
+  `CAM` module (encoder1 = the "a" role, encoder2 = "v").
+
+  X = Linear(d -> attn_dim) per source, J = [X_a; X_v] (B, T, 2 attn_dim);
+  C_a = tanh(X_a^T affine_a(J^T)^T / sqrt(2 attn_dim)); H_a = ReLU(W_ca C_a + W_a X_a^T);
+  X_att_a = (W_ha H_a)^T + X_a, likewise for v; returns [X_att_v; X_att_a] (B, T, 2 attn_dim).
+  The affine maps act on the clip axis, so T is fixed by the parameters.
+  """
+
+  attn_dim: int = 128
+  attn_hidden: int = 32
+
+  @nn.compact
+  def __call__(self, v, a):
+    v, a = l2_normalize(v), l2_normalize(a)
+    x = {"a": nn.Dense(self.attn_dim, name="encoder1")(a),
+         "v": nn.Dense(self.attn_dim, name="encoder2")(v)}
+    joint = jnp.concatenate([x["a"], x["v"]], axis=-1)  # (B, T, 2k)
+    t = joint.shape[1]
+    dense = lambda n, name: nn.Dense(n, use_bias=False, name=name)
+    out = {}
+    for s in "av":
+      affine = dense(t, f"affine_{s}")(jnp.swapaxes(joint, 1, 2))  # (B, 2k, T)
+      corr = jnp.einsum("btk,bjt->bkj", x[s], affine) / jnp.sqrt(float(joint.shape[-1]))
+      hidden = nn.relu(dense(self.attn_hidden, f"W_c{s}")(jnp.tanh(corr))
+                       + dense(self.attn_hidden, f"W_{s}")(jnp.swapaxes(x[s], 1, 2)))
+      out[s] = jnp.swapaxes(dense(t, f"W_h{s}")(hidden), 1, 2) + x[s]
+    return jnp.concatenate([out["v"], out["a"]], axis=-1)
+
+
+FUSION_KINDS = ("jmt", "vanilla", "concat", "jca", "unimodal")
+
+
 def build_fusion(cfg):
   """(fusion module, number of modalities it takes) from `config.model.fusion`."""
   common = dict(num_layers=cfg.num_layers, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_dim)
   if cfg.kind == "jmt":
     return JointMultimodalTransformer(output=cfg.output, concat_ffn_dim=cfg.concat_ffn_dim,
                                       name="fusion", **common), 2
+  if cfg.kind == "vanilla":
+    return VanillaMultimodalTransformer(name="fusion", **common), 2
   if cfg.kind == "concat":
     return FeatureConcat(name="fusion", **common), 2
+  if cfg.kind == "jca":
+    return JointCrossAttention(cfg.attn_dim, cfg.attn_hidden, name="fusion"), 2
   if cfg.kind == "unimodal":
     return Unimodal(name="fusion", **common), 1
-  raise ValueError(f"unknown fusion kind {cfg.kind!r}; use 'jmt', 'concat' or 'unimodal'")
+  raise ValueError(f"unknown fusion kind {cfg.kind!r}; use one of {list(FUSION_KINDS)}")

@@ -5,13 +5,23 @@ Parameters are grouped as `<modality>_backbone`, `fusion` and `head`.
 """
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
 
 from jmt_jax.models import biosignal
 from jmt_jax.models import fusion as fusion_lib
 from jmt_jax.models import heads
+from jmt_jax.models import i3d
 from jmt_jax.models import resnet
+
+
+BACKBONE_KINDS = ("resnet2d", "r3d", "r2plus1d", "biosignal_cnn", "i3d_tcn")
+
+
+def is_backbone(module_name):
+  """Whether a top-level parameter group holds a backbone (`<modality>_backbone`)."""
+  return module_name.endswith("_backbone")
 
 
 def build_backbone(cfg, name):
@@ -22,7 +32,10 @@ def build_backbone(cfg, name):
   if cfg.kind == "biosignal_cnn":
     return biosignal.BiosignalCNN(widths=tuple(cfg.widths), kernel=cfg.kernel,
                                   first_stride=cfg.first_stride, embed_dim=cfg.embed_dim, name=name)
-  raise ValueError(f"unknown backbone kind {cfg.kind!r}")
+  if cfg.kind == "i3d_tcn":
+    return i3d.I3DTCN(tcn_widths=tuple(cfg.tcn_widths), tcn_kernel=cfg.tcn_kernel,
+                      tcn_dropout=cfg.tcn_dropout, name=name)
+  raise ValueError(f"unknown backbone kind {cfg.kind!r}; use one of {list(BACKBONE_KINDS)}")
 
 
 def _prepare_input(x, cfg):
@@ -31,11 +44,18 @@ def _prepare_input(x, cfg):
     x = (x.astype(jnp.float32) / 255.0 - jnp.asarray(cfg.mean)) / jnp.asarray(cfg.std)
   elif cfg.kind == "resnet2d" and x.ndim == 3:
     x = x[..., None]
+  size = cfg.get("resize_to")
+  if size and x.shape[-3:-1] != (size, size):
+    x = jax.image.resize(x, x.shape[:-3] + (size, size, x.shape[-1]), "bilinear")
   return x
 
 
 class MultimodalModel(nn.Module):
-  """batch[modality]: (B, T, ...) per-clip inputs -> head outputs per clip or window."""
+  """batch[modality]: (B, T, ...) per-clip inputs -> head outputs per clip or window.
+
+  With `config.freeze_backbones` (the paper's Aff-Wild2 setting) the backbones always run
+  in inference mode (BatchNorm running statistics, no dropout) and pass no gradient.
+  """
 
   config: ml_collections.FrozenConfigDict
 
@@ -47,11 +67,14 @@ class MultimodalModel(nn.Module):
       raise ValueError(f"fusion {cfg.fusion.kind!r} takes {arity} modalities, "
                        f"config.model.modalities has {list(cfg.modalities)}")
     embeddings = []
+    frozen = cfg.get("freeze_backbones", False)
     for m in cfg.modalities:
       x = batch[m]
       b, t = x.shape[:2]
       x = _prepare_input(x.reshape((b * t,) + x.shape[2:]), cfg.backbones[m])
-      e = build_backbone(cfg.backbones[m], name=f"{m}_backbone")(x, train=train)
+      e = build_backbone(cfg.backbones[m], name=f"{m}_backbone")(x, train=train and not frozen)
+      if frozen:
+        e = jax.lax.stop_gradient(e)
       embeddings.append(e.reshape(b, t, -1))
     dims = {e.shape[-1] for e in embeddings}
     if len(dims) != 1:

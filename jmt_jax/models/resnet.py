@@ -5,7 +5,7 @@ Layer and parameter names follow torchvision's (`stem`, `layer{i}_{j}`, `conv1`,
 `bn1`, `downsample_conv`...) so PyTorch checkpoints map onto them one to one.
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -16,9 +16,8 @@ _BN_MOMENTUM = 0.9
 _BN_EPS = 1e-5
 
 
-def batch_norm(train, name):
-  return nn.BatchNorm(use_running_average=not train, momentum=_BN_MOMENTUM, epsilon=_BN_EPS,
-                      name=name)
+def batch_norm(train, name, momentum=_BN_MOMENTUM, epsilon=_BN_EPS):
+  return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon, name=name)
 
 
 class Conv3D(nn.Module):
@@ -33,6 +32,8 @@ class Conv3D(nn.Module):
   features: int
   kernel_size: Sequence[int]
   strides: Sequence[int]
+  # ((before, after),) * 3 for (t, h, w); None: PyTorch's symmetric k // 2.
+  padding: Optional[Sequence[Sequence[int]]] = None
 
   @nn.compact
   def __call__(self, x):
@@ -40,8 +41,9 @@ class Conv3D(nn.Module):
     st = self.strides[0]
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (kt, kh, kw, x.shape[-1], self.features))
+    pad_t, pad_h, pad_w = self.padding or [(k // 2, k // 2) for k in self.kernel_size]
     n = x.shape[0]
-    x = jnp.pad(x, ((0, 0), (kt // 2, kt // 2), (0, 0), (0, 0), (0, 0)))
+    x = jnp.pad(x, ((0, 0), tuple(pad_t), (0, 0), (0, 0), (0, 0)))
     t_out = (x.shape[1] - kt) // st + 1
     out = 0.0
     for k in range(kt):
@@ -51,7 +53,7 @@ class Conv3D(nn.Module):
         continue
       out = out + jax.lax.conv_general_dilated(
           xs.reshape((n * t_out,) + xs.shape[2:]), kernel[k].astype(x.dtype), self.strides[1:],
-          [(kh // 2, kh // 2), (kw // 2, kw // 2)], dimension_numbers=("NHWC", "HWIO", "NHWC"))
+          [tuple(pad_h), tuple(pad_w)], dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return out if out.ndim == 5 else out.reshape((n, t_out) + out.shape[1:])
 
 

@@ -1,0 +1,64 @@
+"""Convert PyTorch state dicts into a jmt_jax checkpoint of initial weights.
+
+  python -m jmt_jax.convert --config=configs/affwild2.py:jmt --out=weights/affwild2 \\
+      --weights=video_backbone=vision_r2d1.pt --weights=audio_backbone=audio_resnet18.pt \\
+      --weights=fusion+head=fusion_w.pt
+
+Each `--weights=GROUPS=FILE` fills the parameter groups GROUPS (`+`-separated:
+`<modality>_backbone`, `fusion`, `head`) from FILE (.safetensors; .pth/.pt when PyTorch is
+installed). Key names and layouts: jmt_jax/torch_layout.py. A file must provide every
+parameter of its groups with the right shape; keys it has beyond those are an error
+unless the public code is known to carry them unused (classifier heads, BatchNorm
+counters...), and those are listed. Train from the result with
+`--config=...:init_from=weights/affwild2` (which also freezes the backbones).
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from jmt_jax import weight_import
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config whose model the weights fill.")
+_OUT = flags.DEFINE_string("out", None, "Directory for the converted checkpoint.")
+_WEIGHTS = flags.DEFINE_multi_string(
+    "weights", [], "GROUPS=FILE: parameter groups ('+'-separated) and the state dict for them.")
+
+
+def _parse_weights(specs):
+  sources = []
+  for spec in specs:
+    groups, sep, path = spec.partition("=")
+    if not sep or not groups or not path:
+      raise weight_import.ConversionError(
+          f"--weights={spec!r}: expected GROUPS=FILE, e.g. video_backbone=r2plus1d.pth")
+    sources.append((tuple(groups.split("+")), path))
+  if not sources:
+    raise weight_import.ConversionError("no --weights given")
+  return sources
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    variables, manifest = weight_import.convert(_CONFIG.value, _parse_weights(_WEIGHTS.value))
+  except (ValueError, OSError) as e:
+    sys.exit(f"error: {e}")
+  weight_import.save(variables, manifest, _OUT.value)
+  for src in manifest["sources"]:
+    print(f"{'+'.join(src['groups'])}: {src['loaded']} tensors from {src['file']}"
+          + (f" (prefix {src['prefix']!r})" if src["prefix"] else ""))
+    if src["ignored"]:
+      print(f"  ignored, unused by the public code: {weight_import.names(src['ignored'])}")
+    if src["outside_prefix"]:
+      print(f"  ignored, outside the prefix: {weight_import.names(src['outside_prefix'])}")
+  print(f"wrote {os.path.abspath(_OUT.value)}")
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "out"])
+  app.run(main)

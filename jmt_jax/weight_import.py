@@ -1,0 +1,143 @@
+"""PyTorch state dicts -> jmt_jax initial weights (the library behind
+`python -m jmt_jax.convert`), and reading the converted checkpoints back."""
+
+import collections
+import json
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jmt_jax import state_dicts
+from jmt_jax import torch_layout
+from jmt_jax.data import pipeline
+from jmt_jax.models import model as model_lib
+
+MANIFEST = "conversion.json"
+_SHOWN = 8  # names listed per kind of problem
+
+
+class ConversionError(ValueError):
+  """A state dict that does not fit the model; the message names the file and the keys."""
+
+
+def abstract_variables(config):
+  """Shapes of the model's {'params', 'batch_stats'} for `config`, without computing."""
+  model = model_lib.build_model(config.model)
+  rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+  variables = jax.eval_shape(lambda b: model.init(rngs, b, train=False),
+                             pipeline.input_spec(config))
+  return {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
+
+
+def names(keys):
+  keys = sorted(keys)
+  more = f" (and {len(keys) - _SHOWN} more)" if len(keys) > _SHOWN else ""
+  return ", ".join(keys[:_SHOWN]) + more
+
+
+def _best_prefix(keys, wanted):
+  """The key prefix ('', 'resnet.', 'vision_r2d1.r2plus1d.'...) under which most of the
+  wanted names appear: wrappers of the authors' code nest torchvision models."""
+  candidates = {""}
+  for k in keys:
+    parts = k.split(".")
+    candidates.update(".".join(parts[:n]) + "." for n in range(1, min(len(parts), 4)))
+  return max(sorted(candidates), key=lambda p: sum(k[len(p):] in wanted for k in keys
+                                                  if k.startswith(p)))
+
+
+def _read_source(path, entries):
+  """{(collection, path): jax array} for `entries` from the state dict at `path`, and a
+  report. Raises ConversionError listing every missing, mis-shaped and unknown key."""
+  tensors = state_dicts.load(path)
+  wanted = {e.torch_key for e in entries}
+  prefix = _best_prefix(tensors, wanted)
+  inside = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+  outside = sorted(k for k in tensors if not k.startswith(prefix))
+  missing = sorted(wanted - set(inside))
+  bad_shape = []
+  for e in entries:
+    if e.torch_key in inside and tuple(inside[e.torch_key].shape) != e.torch_shape:
+      bad_shape.append(f"{prefix}{e.torch_key} {tuple(inside[e.torch_key].shape)} "
+                       f"(expected {e.torch_shape})")
+  leftover = set(inside) - wanted
+  ignored = sorted(k for k in leftover if torch_layout.is_ignored(k))
+  unknown = sorted(prefix + k for k in leftover if not torch_layout.is_ignored(k))
+  problems = []
+  if missing:
+    problems.append(f"{len(missing)} missing keys: {names(prefix + k for k in missing)}")
+  if bad_shape:
+    problems.append(f"{len(bad_shape)} keys with the wrong shape: {names(bad_shape)}")
+  if unknown:
+    problems.append(f"{len(unknown)} unknown keys: {names(unknown)}")
+  if problems:
+    raise ConversionError(f"{path}: " + "; ".join(problems) + " (nothing was converted)")
+  out = {}
+  for e in entries:
+    value = inside[e.torch_key]
+    if e.packed_index is not None:
+      value = np.split(value, 3, axis=0)[e.packed_index]
+    out[(e.collection, e.path)] = np.asarray(e.to_jax(value), np.float32)
+  report = dict(file=os.path.abspath(path), prefix=prefix, loaded=len(wanted),
+                ignored=[prefix + k for k in ignored], outside_prefix=outside)
+  return out, report
+
+
+def _nest(flat):
+  tree = {}
+  for (collection, path), value in flat.items():
+    node = tree.setdefault(collection, {})
+    for p in path[:-1]:
+      node = node.setdefault(p, {})
+    node[path[-1]] = value
+  return tree
+
+
+def convert(config, sources):
+  """(variables, manifest) for `sources`: [(groups, file)], groups a tuple of top-level
+  parameter groups. Every group of the model may appear at most once."""
+  variables = abstract_variables(config)
+  groups_of_model = set(variables["params"])
+  seen = collections.Counter(g for groups, _ in sources for g in groups)
+  for g, n in seen.items():
+    if g not in groups_of_model:
+      raise ConversionError(f"parameter group {g!r} is not in this model; it has "
+                            f"{sorted(groups_of_model)}")
+    if n > 1:
+      raise ConversionError(f"parameter group {g!r} is given by {n} --weights files")
+  flat, reports = {}, []
+  for groups, path in sources:
+    try:
+      entries = torch_layout.expected_keys(config.model, variables, set(groups))
+    except torch_layout.LayoutError as e:
+      raise ConversionError(f"{path}: {e}") from e
+    values, report = _read_source(path, entries)
+    flat.update(values)
+    reports.append(dict(groups=list(groups), **report))
+  manifest = dict(groups=sorted(seen), sources=reports, model=config.model.to_dict())
+  return _nest(flat), manifest
+
+
+def save(variables, manifest, out_dir):
+  out_dir = os.path.abspath(out_dir)
+  os.makedirs(out_dir, exist_ok=True)
+  ckpt = ocp.StandardCheckpointer()
+  ckpt.save(os.path.join(out_dir, "variables"), variables, force=True)
+  ckpt.wait_until_finished()
+  with open(os.path.join(out_dir, MANIFEST), "w") as f:
+    json.dump(manifest, f, indent=1, default=list)
+
+
+def load(out_dir):
+  """(variables, groups) of a converted checkpoint directory written by `save`."""
+  manifest_path = os.path.join(out_dir, MANIFEST)
+  if not os.path.isfile(manifest_path):
+    raise FileNotFoundError(f"{out_dir} is not a converted checkpoint (no {MANIFEST}); "
+                            f"write one with python -m jmt_jax.convert")
+  with open(manifest_path) as f:
+    groups = json.load(f)["groups"]
+  variables = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(out_dir),
+                                                              "variables"))
+  return variables, groups
