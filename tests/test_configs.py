@@ -5,12 +5,18 @@ import json
 import os
 
 import jax
+import numpy as np
+import optax
 import pytest
 
 from conftest import CONFIG_DIR
 from conftest import load_config
 from conftest import load_config_module
 from jmt_jax import train
+from jmt_jax import weight_import
+from jmt_jax.data import pipeline
+from jmt_jax.models import fusion as fusion_lib
+from jmt_jax.models import heads
 from jmt_jax.models import model as model_lib
 
 CONFIG_NAMES = sorted(os.path.splitext(os.path.basename(p))[0]
@@ -21,29 +27,54 @@ def test_all_configs_found():
   assert {"demo", "affwild2", "biovid"} <= set(CONFIG_NAMES)
 
 
+# Backbone choices beyond the variants, checked the same way.
+EXTRA_ARGS = {"affwild2": ("jmt,video_backbone=i3d",)}
+
+
+def _args(name):
+  return tuple(load_config_module(name).VARIANTS) + EXTRA_ARGS.get(name, ())
+
+
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_every_variant_builds_at_full_size(name):
   """Full-size models are only shape-traced (no FLOPs), so paper sizes stay checked."""
-  for variant in load_config_module(name).VARIANTS:
-    config = load_config(name, variant)
-    model = model_lib.build_model(config.model)
-    c = config.input
-    batch = {}
-    for m in config.model.modalities:
-      spec = c.modalities[m]
-      if spec.kind == "frames":
-        size = config.data.render.frame_size
-        shape, dtype = (1, c.num_clips, spec.frames_per_clip, size, size, 3), jax.numpy.uint8
-      elif spec.kind == "logmel":
-        n = round(spec.window_seconds * config.data.render.audio_rate)
-        shape, dtype = (1, c.num_clips, spec.n_mels, 1 + n // spec.hop_length), jax.numpy.float32
-      else:
-        n = round(spec.window_seconds * config.data.render.bio_rate)
-        shape, dtype = (1, c.num_clips, n, len(spec.channels)), jax.numpy.float32
-      batch[m] = jax.ShapeDtypeStruct(shape, dtype)
-    out = jax.eval_shape(lambda b: model.init_with_output(  # pylint: disable=cell-var-from-loop
-        {"params": jax.random.key(0), "dropout": jax.random.key(1)}, b)[0], batch)
-    assert out, (name, variant)
+  for arg in _args(name):
+    out = weight_import.abstract_variables(load_config(name, arg))
+    assert out["params"], (name, arg)
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_every_tiny_variant_fusion_and_head_take_a_gradient_step(name, tiny_config):
+  """Each variant's fusion and head on random embeddings and a real batch's labels: a
+  finite loss and a non-zero gradient for each. (The backbones' compile time would
+  dominate; test_tiny_variant_trains_one_step runs whole models.)"""
+  for arg in _args(name):
+    config = tiny_config(name, arg + ",tiny")
+    dataset = pipeline.open_dataset(config.data)
+    source = pipeline.window_source(dataset, "train", config.input, config.model.modalities,
+                                    train=True)
+    batch = train._example_batch(source)  # pylint: disable=protected-access
+    t = config.input.num_clips
+    embeddings = [jax.random.normal(jax.random.key(i), (1, t, model_lib.build_backbone(
+        config.model.backbones[m], m).out_dim)) for i, m in enumerate(config.model.modalities)]
+    fusion, _ = fusion_lib.build_fusion(config.model.fusion)
+    head = heads.build_head(config.model.head)
+    rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+    fused, fusion_vars = fusion.init_with_output(rngs, *embeddings)
+    # The paper's unimodal baselines have no fusion parameters (backbone + head).
+    params = {"fusion": fusion_vars.get("params", {}), "head": head.init(rngs, fused)["params"]}
+
+    def loss_fn(p):
+      out = head.apply({"params": p["head"]},  # pylint: disable=cell-var-from-loop
+                       fusion.apply({"params": p["fusion"]}, *embeddings),  # pylint: disable=cell-var-from-loop
+                       train=True, rngs={"dropout": jax.random.key(2)})
+      return train.compute_loss(config.task, out, batch)[0]  # pylint: disable=cell-var-from-loop
+
+    loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params)
+    assert np.isfinite(loss), (name, arg)
+    for group, g in grads.items():
+      norm = optax.tree.norm(g)
+      assert np.isfinite(norm) and (norm > 0 or not jax.tree.leaves(g)), (name, arg, group)
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
