@@ -24,6 +24,7 @@ setuptools.setup(
         "ml-collections>=1.1,<2",
         "numpy>=2,<3",
         "optax>=0.2.5,<0.3",
+        "safetensors>=0.4,<1",
         "orbax-checkpoint>=0.11,<0.13",
         "tensorboardX>=2.6,<3",
         "tensorflow-datasets>=4.9.9,<4.10",
