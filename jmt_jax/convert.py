@@ -52,6 +52,8 @@ def main(argv):
   for src in manifest["sources"]:
     print(f"{'+'.join(src['groups'])}: {src['loaded']} tensors from {src['file']}"
           + (f" (prefix {src['prefix']!r})" if src["prefix"] else ""))
+    for note in src["adapted"]:
+      print(f"  adapted {note}")
     if src["ignored"]:
       print(f"  ignored, unused by the public code: {weight_import.names(src['ignored'])}")
     if src["outside_prefix"]:

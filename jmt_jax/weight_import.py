@@ -48,6 +48,20 @@ def _best_prefix(keys, wanted):
                                                   if k.startswith(p)))
 
 
+def _adapt_input_channels(value, want_shape):
+  """The authors' two stem adaptations, or None: ImageNet's RGB conv1 for a 1-channel
+  log-mel stem takes the mean over its input channels (their AudioModel); a 4-channel
+  (RGB + mask, TSAV) video stem keeps the RGB channels (their main.py)."""
+  got = tuple(value.shape)
+  if len(got) < 4 or got[:1] + got[2:] != want_shape[:1] + want_shape[2:]:
+    return None
+  if (got[1], want_shape[1]) == (3, 1):
+    return value.mean(axis=1, keepdims=True), "mean of the 3 input channels"
+  if (got[1], want_shape[1]) == (4, 3):
+    return value[:, :3], "first 3 of 4 input channels"
+  return None
+
+
 def _read_source(path, entries):
   """{(collection, path): jax array} for `entries` from the state dict at `path`, and a
   report. Raises ConversionError listing every missing, mis-shaped and unknown key."""
@@ -57,9 +71,14 @@ def _read_source(path, entries):
   inside = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
   outside = sorted(k for k in tensors if not k.startswith(prefix))
   missing = sorted(wanted - set(inside))
-  bad_shape = []
+  bad_shape, adapted = [], []
   for e in entries:
     if e.torch_key in inside and tuple(inside[e.torch_key].shape) != e.torch_shape:
+      fix = _adapt_input_channels(inside[e.torch_key], e.torch_shape)
+      if fix is not None:
+        inside[e.torch_key] = fix[0]
+        adapted.append(f"{prefix}{e.torch_key}: {fix[1]}")
+        continue
       bad_shape.append(f"{prefix}{e.torch_key} {tuple(inside[e.torch_key].shape)} "
                        f"(expected {e.torch_shape})")
   leftover = set(inside) - wanted
@@ -80,7 +99,7 @@ def _read_source(path, entries):
     if e.packed_index is not None:
       value = np.split(value, 3, axis=0)[e.packed_index]
     out[(e.collection, e.path)] = np.asarray(e.to_jax(value), np.float32)
-  report = dict(file=os.path.abspath(path), prefix=prefix, loaded=len(wanted),
+  report = dict(file=os.path.abspath(path), prefix=prefix, loaded=len(wanted), adapted=adapted,
                 ignored=[prefix + k for k in ignored], outside_prefix=outside)
   return out, report
 

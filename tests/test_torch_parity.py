@@ -225,3 +225,16 @@ def test_wrapped_and_prefixed_state_dicts_load(tmp_path):
   np.testing.assert_array_equal(
       variables["params"]["audio_backbone"]["stem_conv"]["kernel"],
       np.transpose(torch_model.conv1.weight.detach().numpy(), (2, 3, 1, 0)))
+
+
+def test_rgb_imagenet_stem_becomes_the_log_mel_stem(tmp_path):
+  """torchvision's ImageNet resnet18 (3-channel conv1) for the 1-channel audio backbone:
+  conv1 is averaged over its input channels, as the authors' AudioModel does."""
+  config = load_config("affwild2", "jmt")
+  rgb = ref.ResNet("resnet2d", in_channels=3)
+  variables, manifest = weight_import.convert(
+      config, [(("audio_backbone",), _save(rgb, tmp_path / "resnet18.pth"))])
+  assert manifest["sources"][0]["adapted"] == ["conv1.weight: mean of the 3 input channels"]
+  mean = rgb.conv1.weight.detach().numpy().mean(axis=1, keepdims=True)
+  np.testing.assert_allclose(variables["params"]["audio_backbone"]["stem_conv"]["kernel"],
+                             np.transpose(mean, (2, 3, 1, 0)), rtol=1e-6)
