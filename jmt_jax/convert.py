@@ -20,6 +20,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from jmt_jax import library_logs
 from jmt_jax import weight_import
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config whose model the weights fill.")
@@ -44,6 +45,7 @@ def _parse_weights(specs):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  library_logs.quiet()
   try:
     variables, manifest = weight_import.convert(_CONFIG.value, _parse_weights(_WEIGHTS.value))
   except (ValueError, OSError) as e:
@@ -54,8 +56,12 @@ def main(argv):
           + (f" (prefix {src['prefix']!r})" if src["prefix"] else ""))
     for note in src["adapted"]:
       print(f"  adapted {note}")
-    if src["ignored"]:
-      print(f"  ignored, unused by the public code: {weight_import.names(src['ignored'])}")
+    counters = [k for k in src["ignored"] if k.endswith("num_batches_tracked")]
+    unused = [k for k in src["ignored"] if k not in counters]
+    if counters:
+      print(f"  ignored {len(counters)} BatchNorm step counters (num_batches_tracked)")
+    if unused:
+      print(f"  ignored, unused by the public code: {weight_import.names(unused)}")
     if src["outside_prefix"]:
       print(f"  ignored, outside the prefix: {weight_import.names(src['outside_prefix'])}")
   print(f"wrote {os.path.abspath(_OUT.value)}")

@@ -7,7 +7,6 @@ Running the same training command again resumes from the newest checkpoint.
 Notebooks can call `jmt_jax.train.train_and_evaluate(config, workdir)` directly.
 """
 
-import logging as std_logging
 import os
 import sys
 
@@ -17,6 +16,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from jmt_jax import library_logs
 from jmt_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/demo.py[:variant].",
@@ -34,18 +34,10 @@ def enable_compilation_cache(path):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
-class _DropLibraryInfo(std_logging.Filter):
-  """Orbax and Grain log every checkpoint phase at INFO; keep their warnings only."""
-
-  def filter(self, record):
-    noisy = any(f"/{lib}/" in record.pathname for lib in ("orbax", "grain"))
-    return record.levelno >= std_logging.WARNING or not noisy
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(_DropLibraryInfo())
+  library_logs.quiet()
   config = _CONFIG.value
   enable_compilation_cache(config.get("compilation_cache_dir"))
   logging.info("Config:\n%s", config)
