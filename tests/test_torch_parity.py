@@ -8,6 +8,7 @@ torch = pytest.importorskip(
     "torch", reason="PyTorch parity tests need torch (pip install torch==2.13.0, CPU build)")
 
 import jax  # pylint: disable=wrong-import-position
+import torch.nn.functional as F  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 from safetensors.numpy import save_file  # pylint: disable=wrong-import-position
 
@@ -240,3 +241,15 @@ def test_rgb_imagenet_stem_becomes_the_log_mel_stem(tmp_path):
   mean = rgb.conv1.weight.detach().numpy().mean(axis=1, keepdims=True)
   np.testing.assert_allclose(variables["params"]["audio_backbone"]["stem_conv"]["kernel"],
                              np.transpose(mean, (2, 3, 1, 0)), rtol=1e-6)
+
+
+def test_i3d_input_resize_matches_the_authors_interpolation():
+  """resize_clips_for_i3d: F.interpolate(trilinear, align_corners=False) to 3x224x224 over
+  (channels, H, W), i.e. bilinear in H and W."""
+  cfg = load_config("affwild2", "jmt,video_backbone=i3d").model.backbones.video
+  x = torch.randn(2, 3, 8, 112, 112, generator=_seeded(3))
+  want = F.interpolate(x.permute(0, 2, 1, 3, 4), size=(3, 224, 224), mode="trilinear",
+                       align_corners=False).permute(0, 2, 1, 3, 4)
+  got = model_lib._prepare_input(  # pylint: disable=protected-access
+      jnp.asarray(np.moveaxis(x.numpy(), 1, -1)), cfg)
+  assert _max_diff(np.moveaxis(np.asarray(got), -1, 1), want.numpy()) < TOL
