@@ -6,7 +6,8 @@ in under 10 minutes (the dataset is generated and cached on first use):
   python -m jmt_jax.main --config=configs/demo.py --workdir=workdirs/demo
 
 Variants, `--config=configs/demo.py:VARIANT[,tiny]`:
-  jmt (default), concat, video, audio: the paper's fusion comparison, same budget;
+  jmt (default), vanilla (no joint branch), concat, jca (joint cross-attention), video,
+  audio: the paper's fusion comparison, same budget;
   pain: JMT with the BioVid head on face video + EDA, pain level 0 vs 4.
   tiny: a few steps on a minute dataset (what the tests run).
 Any field can be overridden, e.g. `--config.train.num_steps=300`.
@@ -15,7 +16,7 @@ Any field can be overridden, e.g. `--config.train.num_steps=300`.
 from jmt_jax import config_args
 from jmt_jax import config_common as cc
 
-VARIANTS = ("jmt", "concat", "video", "audio", "pain")
+VARIANTS = ("jmt", "vanilla", "concat", "jca", "video", "audio", "pain")
 
 
 def get_config(arg=None):
@@ -42,7 +43,7 @@ def get_config(arg=None):
                       reduction="mean"),
       eda=cc.biosignal_cnn(embed_dim=width, widths=(16, 32)),
   )
-  fusion_kwargs = dict(num_layers=1, num_heads=2, ffn_dim=width)
+  fusion_kwargs = dict(num_layers=1, num_heads=2, ffn_dim=width, attn_dim=32, attn_hidden=16)
   if a.variant == "pain":
     c.task = "pain"
     c.input.pain_classes = (0, 4)

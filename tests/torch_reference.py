@@ -9,6 +9,7 @@ Only imported when torch is installed.
 """
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -260,12 +261,10 @@ class I3DTCN(nn.Module):
 
   def __init__(self, tcn_widths=(512,) * 4, k=5, dropout=0.1):
     super().__init__()
-    with torch.no_grad():
-      import warnings  # pylint: disable=import-outside-toplevel
-      with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # weight_norm's deprecation: the state dict names matter
-        self.i3d_WSDDA = InceptionI3dTrunk()
-        self.temporal = TemporalConvNet(1024, tcn_widths, k, dropout)
+    self.i3d_WSDDA = InceptionI3dTrunk()
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")  # weight_norm is deprecated; its state dict names matter
+      self.temporal = TemporalConvNet(1024, tcn_widths, k, dropout)
 
   def forward(self, x):
     f = self.i3d_WSDDA(x).squeeze(4).squeeze(3)  # (N, 1024, T - 1)
