@@ -54,6 +54,9 @@ def test_every_tiny_variant_fusion_and_head_take_a_gradient_step(name, tiny_conf
     source = pipeline.window_source(dataset, "train", config.input, config.model.modalities,
                                     train=True)
     batch = train._example_batch(source)  # pylint: disable=protected-access
+    # The config-only input shapes (used to convert weights) are what the readers produce.
+    for m, spec in pipeline.input_spec(config).items():
+      assert (batch[m].shape, batch[m].dtype) == (spec.shape, spec.dtype), (name, arg, m)
     t = config.input.num_clips
     embeddings = [jax.random.normal(jax.random.key(i), (1, t, model_lib.build_backbone(
         config.model.backbones[m], m).out_dim)) for i, m in enumerate(config.model.modalities)]
