@@ -16,6 +16,7 @@ import re
 from typing import Callable, Optional
 
 import numpy as np
+from flax import traverse_util
 
 # Keys present in the public state dicts that no jmt_jax parameter corresponds to:
 # BatchNorm step counters, classifier heads the backbones drop, modules the public code
@@ -188,7 +189,7 @@ def expected_keys(model_cfg, variables, groups):
   top-level `groups`, in a deterministic order."""
   entries = []
   for collection in ("params", "batch_stats"):
-    flat = _flatten(variables.get(collection, {}))
+    flat = traverse_util.flatten_dict(variables.get(collection, {}))
     for path, leaf in sorted(flat.items()):
       if path[0] not in groups:
         continue
@@ -207,16 +208,6 @@ def expected_keys(model_cfg, variables, groups):
 
 def _is_attention(flat, path):
   return path[:-2] + ("query", "kernel") in flat
-
-
-def _flatten(tree, prefix=()):
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict) or hasattr(v, "items"):
-      out.update(_flatten(v, prefix + (k,)))
-    else:
-      out[prefix + (k,)] = v
-  return out
 
 
 def is_ignored(key):

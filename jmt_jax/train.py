@@ -12,11 +12,11 @@ import optax
 from absl import logging
 
 from jmt_jax import checkpointing
-from jmt_jax import weight_import
 from jmt_jax import evaluation
 from jmt_jax import metric_writers
 from jmt_jax import metrics
 from jmt_jax import sharding
+from jmt_jax import weight_import
 from jmt_jax.data import pipeline
 from jmt_jax.models import model as model_lib
 
