@@ -16,6 +16,7 @@ setuptools.setup(
     install_requires=[
         "absl-py>=2.1,<3",
         "array-record>=0.8,<0.9",
+        "av>=14,<19",  # PyAV: video and audio decoding with its bundled FFmpeg
         "chex>=0.1.90,<0.2",
         "flax>=0.12,<0.13",
         "grain>=0.2.12,<0.3",
@@ -23,14 +24,19 @@ setuptools.setup(
         "jax>=0.7,<0.13",
         "ml-collections>=1.1,<2",
         "numpy>=2,<3",
+        # 4.x wheels ship the Haar cascades that `jmt_jax.prepare` uses; 5.0 wheels ship none.
+        "opencv-python-headless>=4.8,<5",
         "optax>=0.2.5,<0.3",
         "safetensors>=0.4,<1",
         "orbax-checkpoint>=0.11,<0.13",
         "tensorboardX>=2.6,<3",
         "tensorflow-datasets>=4.9.9,<4.10",
+        "tqdm>=4.60,<5",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4",
+                 "librosa>=0.10,<0.12",  # log-mel parity
+                 "scikit-image>=0.22,<0.27"],  # the face in the test videos
     },
     license="Apache-2.0",
 )

@@ -1,11 +1,12 @@
 """Aff-Wild2 at the paper's sizes: R(2+1)D-18 on faces + ResNet-18 on log-mels -> JMT
 -> per-frame valence/arousal (SPEC sections 1.1-1.3).
 
-  python -m jmt_jax.main --config=configs/affwild2.py --workdir=workdirs/affwild2
+  python -m jmt_jax.prepare affwild2 --raw_dir=/data/Aff-Wild2 --out_dir=data/affwild2
+  python -m jmt_jax.main --config=configs/affwild2.py:data_dir=data/affwild2 \
+      --workdir=workdirs/affwild2
 
-Until the Aff-Wild2 preparation lands (issue 4), this config trains on the built-in
-synthetic recordings rendered at Aff-Wild2's shapes (112x112 faces at 30 fps, 44.1 kHz
-audio), so the paper-size pipeline and model can be run and timed end to end.
+Trains on the organisers' train split and evaluates on their validation split, each
+frame the last frame of one clip (SPEC.md 2.1).
 
 Variants, `--config=configs/affwild2.py:VARIANT[,tiny][,key=value...]`: jmt (default),
 vanilla (no joint branch), concat, jca (joint cross-attention, Praveen et al. 2022),
@@ -16,7 +17,11 @@ Arguments:
     backbones frozen as in the paper (add freeze_backbones=false to fine-tune them):
       python -m jmt_jax.main --config=configs/affwild2.py:jmt,init_from=weights/affwild2 \
           --workdir=workdirs/affwild2
-  tiny: shrinks data and widths to run one step on a CPU (what the tests run).
+  data_dir=DIR: the prepared data (default ~/jmt_jax_data/affwild2);
+  synthetic: the built-in recordings rendered at Aff-Wild2's shapes (112x112 faces at
+    30 fps, 44.1 kHz audio) instead, to run and time the paper-size model without the data;
+  tiny: shrinks widths (and the built-in data, unless data_dir is given) to run one step
+    on a CPU (what the tests run).
 """
 
 from jmt_jax import config_args
@@ -27,13 +32,20 @@ VARIANTS = ("jmt", "vanilla", "concat", "jca", "video", "audio")
 
 def get_config(arg=None):
   a = config_args.parse_arg(arg, variant="jmt", tiny=False, video_backbone="r2plus1d",
-                            init_from="", freeze_backbones=True)
+                            init_from="", freeze_backbones=True, data_dir="", synthetic=False)
+  synthetic = a.synthetic or (a.tiny and not a.data_dir)
   c = cc.base_config()
-  c.data = cc.synthetic_data({"train": 40, "validation": 10}, segment_frames=64,
-                            frame_size=112, fps=30.0, audio_rate=44100,
-                            bio_rate=512, min_frames=600, max_frames=900)
+  if synthetic:
+    c.data = cc.synthetic_data({"train": 40, "validation": 10}, segment_frames=64,
+                              frame_size=112, fps=30.0, audio_rate=44100,
+                              bio_rate=512, min_frames=600, max_frames=900)
+  else:
+    c.data = cc.prepared_data("affwild2", a.data_dir or "~/jmt_jax_data/affwild2",
+                              frame_size=112, audio_rate=44100)
   c.input = dict(
       clip_frames=32, num_clips=16, train_stride=32, pain_classes=(),
+      # Per clip, as the authors' clip transforms: flip, brightness and contrast jitter.
+      augment=dict(flip_prob=0.5, brightness=0.4, contrast=0.4),
       modalities=dict(
           video=cc.frames_input(frames_per_clip=8),
           # 45,599 samples ending at the clip's last frame; (x + 14.8) / 19.895.
@@ -73,10 +85,11 @@ def get_config(arg=None):
   c.eval.batch_size = 32
 
   if a.tiny:
-    c.data.split_sizes = {"train": 2, "validation": 1}
-    c.data.segment_frames = 16
-    c.data.render.update(frame_size=16, fps=8.0, audio_rate=8000, bio_rate=64,
-                         min_frames=24, max_frames=32)
+    if synthetic:
+      c.data.split_sizes = {"train": 2, "validation": 1}
+      c.data.segment_frames = 16
+      c.data.render.update(frame_size=16, fps=8.0, audio_rate=8000, bio_rate=64,
+                           min_frames=24, max_frames=32)
     c.input.update(clip_frames=4, num_clips=4, train_stride=4)
     c.input.modalities.video.frames_per_clip = 2
     c.input.modalities.audio.update(window_seconds=0.5, n_fft=256, win_length=200,

@@ -1,18 +1,26 @@
 """BioVid Heat Pain (Part A) at the paper's sizes: R3D-18 on faces + the 1-D CNN on EDA
 -> JMT with the BioVid head -> BL1 vs PA4 (SPEC sections 1.1-1.3).
 
-  python -m jmt_jax.main --config=configs/biovid.py --workdir=workdirs/biovid
+  python -m jmt_jax.prepare biovid --raw_dir=/data/BioVid/PartA --out_dir=data/biovid
+  python -m jmt_jax.main --config=configs/biovid.py:data_dir=data/biovid,fold=0 \
+      --workdir=workdirs/biovid_fold0
 
-Until the BioVid preparation lands (issue 4), this config trains on the built-in
-synthetic recordings rendered at BioVid's shapes (112x112 faces at 25 fps, EDA at
-512 Hz, 5.5 s samples), pain level 0 vs 4 standing for BL1 vs PA4.
+One run trains one fold of the protocol and evaluates on its held-out samples.
 
 Variants, `--config=configs/biovid.py:VARIANT[,tiny][,key=value...]`: jmt (default),
 vanilla (no joint branch), concat, jca (joint cross-attention), video, eda. The
 baselines are the paper's: Linear / backbone + head, no encoder. Arguments:
   init_from=DIR: start from weights converted with `python -m jmt_jax.convert`;
   freeze_backbones: train the fusion and head only;
-  tiny: shrinks data and widths to run one step on a CPU (what the tests run).
+  data_dir=DIR: the prepared data (default ~/jmt_jax_data/biovid);
+  classes=binary (BL1 vs PA4, the paper's) or five (BL1, PA1..PA4);
+  protocol=subject_kfold (default: subjects dealt into num_folds=5 folds), loso (leave one
+    subject out: 87 folds) or sample_kfold (the public code's 5-fold over samples, which
+    leaks subjects between training and validation); fold=K picks the fold;
+  synthetic: the built-in recordings rendered at BioVid's shapes instead (112x112 faces
+    at 25 fps, EDA at 512 Hz, 5.5 s samples, pain levels 0..4 standing for BL1..PA4);
+  tiny: shrinks widths (and the built-in data, unless data_dir is given) to run one step
+    on a CPU (what the tests run).
 """
 
 from jmt_jax import config_args
@@ -22,15 +30,27 @@ VARIANTS = ("jmt", "vanilla", "concat", "jca", "video", "eda")
 
 
 def get_config(arg=None):
-  a = config_args.parse_arg(arg, variant="jmt", tiny=False, init_from="", freeze_backbones=False)
+  a = config_args.parse_arg(arg, variant="jmt", tiny=False, init_from="", freeze_backbones=False,
+                            data_dir="", synthetic=False, classes="binary",
+                            protocol="subject_kfold", fold=0, num_folds=5)
+  if a.classes not in ("binary", "five"):
+    raise ValueError(f"classes={a.classes!r}: use 'binary' (BL1 vs PA4) or 'five'")
+  synthetic = a.synthetic or (a.tiny and not a.data_dir)
   c = cc.base_config()
   c.task = "pain"
-  c.data = cc.synthetic_data({"train": 200, "validation": 50}, segment_frames=138,
-                            frame_size=112, fps=25.0, audio_rate=8000,
-                            bio_rate=512, min_frames=138, max_frames=138)
+  if synthetic:
+    c.data = cc.synthetic_data({"train": 200, "validation": 50}, segment_frames=138,
+                              frame_size=112, fps=25.0, audio_rate=8000,
+                              bio_rate=512, min_frames=138, max_frames=138)
+  else:
+    c.data = cc.prepared_data("biovid", a.data_dir or "~/jmt_jax_data/biovid", frame_size=112,
+                              bio_rate=512, protocol=dict(kind=a.protocol, fold=a.fold,
+                                                          num_folds=a.num_folds, seed=0))
   c.input = dict(
       # 4 clips of 30 frames (5 used, every 6th) span 4.8 s of the 5.5 s sample.
-      clip_frames=30, num_clips=4, train_stride=2, pain_classes=(0, 4),
+      clip_frames=30, num_clips=4, train_stride=2,
+      pain_classes=(0, 4) if a.classes == "binary" else (),
+      augment=dict(flip_prob=0.5),  # the paper's random horizontal flip
       modalities=dict(
           video=cc.frames_input(frames_per_clip=5),
           eda=cc.biosignal_input(window_seconds=2816 / 512),  # 2,816 samples at 512 Hz
@@ -55,7 +75,8 @@ def get_config(arg=None):
   if a.tiny:
     mlp = (16, 8)
   c.model = dict(modalities=modalities, backbones={m: backbones[m] for m in modalities},
-                 fusion=fusion, head=cc.pain_head(num_classes=2, mlp=mlp),
+                 fusion=fusion, head=cc.pain_head(num_classes=2 if a.classes == "binary" else 5,
+                                                   mlp=mlp),
                  freeze_backbones=a.freeze_backbones)
   c.init_from = a.init_from
 
@@ -65,12 +86,14 @@ def get_config(arg=None):
   c.eval.batch_size = 128
 
   if a.tiny:
-    c.data.split_sizes = {"train": 4, "validation": 2}
-    c.data.segment_frames = 16
-    c.data.render.update(frame_size=16, fps=10.0, bio_rate=64, min_frames=30, max_frames=30)
-    c.input.update(clip_frames=6, num_clips=2, train_stride=6, pain_classes=())
+    if synthetic:
+      c.data.split_sizes = {"train": 4, "validation": 2}
+      c.data.segment_frames = 16
+      c.data.render.update(frame_size=16, fps=10.0, bio_rate=64, min_frames=30, max_frames=30)
+      c.input.pain_classes = ()
+      c.model.head.num_classes = 5  # all synthetic levels: a 4-recording split may lack 0 or 4
+    c.input.update(clip_frames=6, num_clips=2, train_stride=6)
     c.model.fusion.update(attn_dim=8, attn_hidden=4)
-    c.model.head.num_classes = 5  # all synthetic pain levels: a 4-recording split may lack 0 or 4
     c.input.modalities.video.frames_per_clip = 2
     c.input.modalities.eda.window_seconds = 1.0
     c.train.update(num_steps=1, batch_size=2, log_every=1, eval_every=1, checkpoint_every=1)

@@ -31,6 +31,16 @@ def synthetic_data(split_sizes, segment_frames, **render):
               split_sizes=split_sizes, render=render)
 
 
+def prepared_data(name, data_dir, frame_size=112, audio_rate=0, bio_rate=0, protocol=None):
+  """A dataset written by `python -m jmt_jax.prepare NAME --out_dir=DATA_DIR`. `signals`
+  must match what it was prepared with (0: not used); BioVid takes a fold `protocol`."""
+  c = dict(name=name, data_dir=data_dir,
+           signals=dict(frame_size=frame_size, audio_rate=audio_rate, bio_rate=bio_rate))
+  if protocol is not None:
+    c["protocol"] = protocol
+  return c
+
+
 def frames_input(frames_per_clip):
   return dict(kind="frames", frames_per_clip=frames_per_clip)
 

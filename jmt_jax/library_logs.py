@@ -8,7 +8,7 @@ from absl import logging as absl_logging
 class _DropLibraryInfo(logging.Filter):
 
   def filter(self, record):
-    noisy = any(f"/{lib}/" in record.pathname for lib in ("orbax", "grain"))
+    noisy = any(f"/{lib}/" in record.pathname for lib in ("orbax", "grain", "tensorflow_datasets"))
     return record.levelno >= logging.WARNING or not noisy
 
 

@@ -7,7 +7,7 @@ CCC uses population statistics over all valid frames concatenated; frames labell
 import jax.numpy as jnp
 import numpy as np
 
-from jmt_jax.data.synthetic import INVALID_LABEL
+from jmt_jax.data.records import INVALID_LABEL
 
 
 def ccc(pred, label):

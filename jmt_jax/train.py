@@ -124,7 +124,7 @@ def _setup_model(config, mesh):
   model = model_lib.build_model(config.model)
   dataset = pipeline.open_dataset(config.data)
   if config.task == "pain":
-    levels = sorted({int(p) for t in dataset.tables.values() for p in t.pain})
+    levels = sorted({int(p) for s in dataset.splits.values() for p in s.table.pain[s.recordings]})
     needed = len(config.input.pain_classes) if config.input.pain_classes else levels[-1] + 1
     if config.model.head.num_classes != needed:
       raise ValueError(f"config.model.head.num_classes={config.model.head.num_classes} but the "

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from jmt_jax.data import augment
 from jmt_jax.data import logmel
 from jmt_jax.data import pipeline
 from jmt_jax.data import records
@@ -44,8 +45,8 @@ def test_every_modality_is_uninformative_part_of_the_time():
 
 def test_eval_windows_predict_every_frame_exactly_once():
   table = records.SplitTable([{"name": "a", "num_frames": 37, "pain": 0},
-                              {"name": "b", "num_frames": 5, "pain": 1}], segment_frames=8)
-  w = windows.eval_windows(table, clip_frames=4, num_clips=3)
+                              {"name": "b", "num_frames": 5, "pain": 1}], segment_frames=8, fps=10)
+  w = windows.eval_windows(table, range(len(table)), clip_frames=4, num_clips=3)
   for r, n in enumerate((37, 5)):
     ends = [s + 4 * (i + 1) - 1 for rr, s in w if rr == r for i in range(3)]
     inside = sorted(e for e in ends if 0 <= e < n)
@@ -54,8 +55,8 @@ def test_eval_windows_predict_every_frame_exactly_once():
 
 def test_records_cover_recordings(tiny):
   config, ds = tiny
-  table = ds.tables["train"]
-  src = ds.sources["train"]
+  table = ds.splits["train"].table
+  src = ds.splits["train"].source
   assert len(src) == sum(records.num_segments(n, config.data.segment_frames) for n in table.num_frames)
   for r in range(len(table)):
     first = src[int(table.first_record[r])]
@@ -108,9 +109,31 @@ def test_windows_match_the_rendered_recording(tiny):
   assert checked == len(rec.valence)
 
 
+def test_augmentation_is_drawn_per_clip_and_keeps_missing_faces_zero():
+  rng = np.random.default_rng(0)
+  clips = rng.integers(30, 200, (6, 2, 8, 8, 3)).astype(np.uint8)
+  clips[2, 1] = 0  # a frame without a face
+  flipped = augment.frames(clips, np.random.default_rng(1), flip_prob=1.0)
+  np.testing.assert_array_equal(flipped, clips[:, :, :, ::-1])
+  out = augment.frames(clips, np.random.default_rng(1), brightness=0.4, contrast=0.4)
+  assert not out[2, 1].any()
+  ratio = out.reshape(6, 2, -1).astype(float).mean(-1) / clips.reshape(6, 2, -1).mean(-1).clip(1)
+  assert np.ptp(ratio[:, 0]) > 0.05  # clips get different factors
+  np.testing.assert_allclose(ratio[[0, 1, 3, 4, 5], 0], ratio[[0, 1, 3, 4, 5], 1], atol=0.05)
+  np.testing.assert_array_equal(out, augment.frames(clips, np.random.default_rng(1), brightness=0.4,
+                                                    contrast=0.4))
+
+
 def test_train_iterator_resumes_from_saved_state(tiny):
   config, ds = tiny
-  source = pipeline.window_source(ds, "train", config.input, ("video", "audio"), train=True)
+  input_config = config.input.copy_and_resolve_references()
+  input_config.augment = dict(flip_prob=0.5, brightness=0.4, contrast=0.4)
+  source = pipeline.window_source(ds, "train", input_config, ("video", "audio"), train=True)
+  plain = pipeline.window_source(ds, "train", config.input, ("video", "audio"), train=True)
+  first = next(pipeline.train_iterator(plain, 3, seed=1, process_index=0, process_count=1,
+                                       read_threads=1))
+  it = pipeline.train_iterator(source, 3, seed=1, process_index=0, process_count=1, read_threads=1)
+  assert not np.array_equal(next(it)["video"], first["video"])  # augmented
   it = pipeline.train_iterator(source, 3, seed=1, process_index=0, process_count=1, read_threads=1)
   for _ in range(2):
     next(it)

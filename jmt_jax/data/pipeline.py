@@ -1,12 +1,12 @@
 """Grain pipelines from prepared segment shards to batches of windows."""
 
-import dataclasses
 import os
 
 import grain
 import jax
 import numpy as np
 
+from jmt_jax.data import prepared
 from jmt_jax.data import records
 from jmt_jax.data import synthetic
 from jmt_jax.data import synthetic_builder
@@ -15,19 +15,14 @@ from jmt_jax.data import windows
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "jmt_jax", "datasets")
 
 
-@dataclasses.dataclass
-class Dataset:
-  """A prepared dataset: its ArrayRecord sources, recording tables and signal rates."""
-
-  sources: dict
-  tables: dict
-  rates: dict
-
-
 def open_dataset(data_config):
-  """Opens (generating on first use) the dataset that `config.data` names."""
+  """Opens the dataset that `config.data` names: the built-in one (generated on first
+  use) or one written by `python -m jmt_jax.prepare`."""
+  if data_config.name in prepared.DATASETS:
+    return prepared.open_prepared(data_config)
   if data_config.name != "synthetic":
-    raise ValueError(f"config.data.name={data_config.name!r}: only 'synthetic' is supported")
+    raise ValueError(f"config.data.name={data_config.name!r}: use 'synthetic' or one of "
+                     f"{list(prepared.DATASETS)}")
   builder = synthetic_builder.prepare(
       data_dir=data_config.data_dir or DEFAULT_DATA_DIR,
       spec=synthetic.RenderSpec(**data_config.render),
@@ -36,22 +31,25 @@ def open_dataset(data_config):
       segment_frames=data_config.segment_frames,
   )
   meta = builder.info.metadata
-  splits = [s for s, _ in data_config.split_sizes.items()]
-  return Dataset(
-      sources=builder.as_data_source(),
-      tables={s: records.SplitTable(meta[s], meta["segment_frames"]) for s in splits},
-      rates=dict(meta["rates"]),
-  )
+  sources = builder.as_data_source()
+  splits = {}
+  for s in data_config.split_sizes:
+    table = records.SplitTable(meta[s], meta["segment_frames"], meta["rates"]["fps"])
+    splits[s] = records.Split(sources[s], table, np.arange(len(table)))
+  return records.Dataset(splits=splits, rates=dict(meta["rates"]))
 
 
 def window_source(dataset, split, input_config, modalities, train):
   """Windows of `split`: overlapping full windows for training, frame-covering ones for eval."""
-  table = dataset.tables[split]
+  if split not in dataset.splits:
+    raise ValueError(f"no split {split!r} in this dataset (it has {sorted(dataset.splits)})")
+  part = dataset.splits[split]
+  table = part.table
   clip, clips = input_config.clip_frames, input_config.num_clips
   if train:
-    w = windows.train_windows(table, clip, clips, input_config.train_stride)
+    w = windows.train_windows(table, part.recordings, clip, clips, input_config.train_stride)
   else:
-    w = windows.eval_windows(table, clip, clips)
+    w = windows.eval_windows(table, part.recordings, clip, clips)
   pain_classes = input_config.get("pain_classes")
   if pain_classes:
     w = w[np.isin(table.pain[w[:, 0]], pain_classes)]
@@ -59,8 +57,10 @@ def window_source(dataset, split, input_config, modalities, train):
     raise ValueError(f"split {split!r} has no windows of {clips} clips of {clip} frames"
                      + (f" with pain in {list(pain_classes)}" if pain_classes else ""))
   specs = {m: input_config.modalities[m].to_dict() for m in modalities}
-  return windows.WindowSource(dataset.sources[split], table, dataset.rates, w, clip_frames=clip,
-                              num_clips=clips, modalities=specs, pain_classes=pain_classes)
+  augment_config = input_config.get("augment", {}) if train else {}
+  return windows.WindowSource(part.source, table, dataset.rates, w, clip_frames=clip,
+                              num_clips=clips, modalities=specs, pain_classes=pain_classes,
+                              augment_config=dict(augment_config))
 
 
 def process_slice(source, process_index, process_count):
@@ -69,9 +69,15 @@ def process_slice(source, process_index, process_count):
 
 
 def train_iterator(source, batch_size, seed, process_index, process_count, read_threads):
-  """Endless shuffled batches for this process; its state goes into checkpoints."""
+  """Endless shuffled, augmented batches for this process; its state goes into checkpoints.
+
+  Shuffling and augmentation are drawn from `seed` and each item's position, so the
+  iterator's saved position alone fixes every later batch.
+  """
   ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
   ds = ds[process_index::process_count]
+  if source.augment_config:
+    ds = ds.random_map(source.augment, seed=seed + 1)
   options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=2 * batch_size)
   return iter(ds.to_iter_dataset(options).batch(batch_size, drop_remainder=True))
 
@@ -97,7 +103,8 @@ def eval_batches(dataset, batch_size, read_threads, num_batches):
 def input_spec(config):
   """{modality: jax.ShapeDtypeStruct} of a one-window batch, from the config alone (for
   shapes without opening the data): what the window readers in `windows` produce."""
-  c, render = config.input, config.data.render
+  c = config.input
+  render = config.data.render if config.data.name == "synthetic" else config.data.signals
   spec = {}
   for m in config.model.modalities:
     s = c.modalities[m]

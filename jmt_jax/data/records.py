@@ -10,8 +10,25 @@ The split's table of recordings (name, frame count, first record) goes into the
 dataset's metadata, so a reader finds a window's records without scanning.
 """
 
+import dataclasses
+
 import numpy as np
 import tensorflow_datasets as tfds
+
+INVALID_LABEL = -5.0
+
+
+@dataclasses.dataclass
+class Recording:
+  """One recording, all arrays indexed by time from its first frame."""
+
+  frames: np.ndarray  # (N, S, S, 3) uint8; all-zero where no face was found
+  face_found: np.ndarray  # (N,) bool
+  valence: np.ndarray  # (N,) float32, INVALID_LABEL where unlabelled
+  arousal: np.ndarray  # (N,) float32
+  audio: np.ndarray  # (round(N * audio_rate / fps),) int16
+  biosignal: np.ndarray  # (round(N * bio_rate / fps), channels) float32
+  pain: int
 
 
 def segment_features(frame_size, bio_channels):
@@ -28,6 +45,26 @@ def segment_features(frame_size, bio_channels):
       "biosignal": tfds.features.Tensor(shape=(None, bio_channels), dtype=np.float32),
       "pain": np.int64,
   })
+
+
+@dataclasses.dataclass
+class Split:
+  """The recordings of one split: where they are stored and which of them it holds.
+
+  A cross-validation fold is a `Split` over a subset of one stored split's recordings.
+  """
+
+  source: object  # random access to the segment records
+  table: "SplitTable"
+  recordings: np.ndarray  # indices into `table`
+
+
+@dataclasses.dataclass
+class Dataset:
+  """An opened dataset: its splits and its signal rates (audio_rate, bio_rate, fps)."""
+
+  splits: dict
+  rates: dict
 
 
 def sample_at(frame, rate, fps):
@@ -62,12 +99,18 @@ def num_segments(num_frames, segment_frames):
 
 
 class SplitTable:
-  """Where each recording of a split lives: built from the dataset metadata."""
+  """Where each recording of a split lives: built from the dataset metadata.
 
-  def __init__(self, entries, segment_frames):
+  Entries may carry their own frame rate (`fps`, real videos differ) and `subject`;
+  `fps` is the rate of entries without one.
+  """
+
+  def __init__(self, entries, segment_frames, fps):
     self.names = [e["name"] for e in entries]
     self.num_frames = np.array([e["num_frames"] for e in entries], np.int64)
     self.pain = np.array([e["pain"] for e in entries], np.int64)
+    self.fps = np.array([e.get("fps", fps) for e in entries], np.float64)
+    self.subjects = [e.get("subject", e["name"]) for e in entries]
     self.segment_frames = segment_frames
     self.first_record = np.concatenate(
         [[0], np.cumsum([num_segments(n, segment_frames) for n in self.num_frames])[:-1]]

@@ -11,7 +11,8 @@ import dataclasses
 
 import numpy as np
 
-INVALID_LABEL = -5.0
+from jmt_jax.data.records import INVALID_LABEL
+from jmt_jax.data.records import Recording
 
 # A weak cue follows the latent dimension only partly: the rest is an unrelated smooth
 # nuisance (mood-independent eye movements, a speaker's own prosody), so one modality
@@ -38,19 +39,6 @@ class RenderSpec:
   mean_off_seconds: float = 3.0
   invalid_label_prob: float = 0.3
   num_pain_levels: int = 5
-
-
-@dataclasses.dataclass
-class Recording:
-  """One rendered recording, all arrays indexed by time from its first frame."""
-
-  frames: np.ndarray  # (N, S, S, 3) uint8; all-zero where no face was found
-  face_found: np.ndarray  # (N,) bool
-  valence: np.ndarray  # (N,) float32, INVALID_LABEL where unlabelled
-  arousal: np.ndarray  # (N,) float32
-  audio: np.ndarray  # (round(N * audio_rate / fps),) int16
-  biosignal: np.ndarray  # (round(N * bio_rate / fps), 1) float32, EDA in microsiemens
-  pain: int
 
 
 def smooth_trajectory(rng, t):

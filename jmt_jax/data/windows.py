@@ -15,22 +15,22 @@ import math
 import numpy as np
 
 from jmt_jax.data import logmel
+from jmt_jax.data import augment
 from jmt_jax.data import records
-from jmt_jax.data.synthetic import INVALID_LABEL
 
 
-def train_windows(table, clip_frames, num_clips, stride):
+def train_windows(table, recordings, clip_frames, num_clips, stride):
   """(K, 2) [recording, first frame] of full windows every `stride` frames."""
   span = clip_frames * num_clips
-  out = [(r, s) for r in range(len(table))
+  out = [(r, s) for r in recordings
          for s in range(0, max(1, int(table.num_frames[r]) - span + 1), stride)]
   return np.array(out, np.int64).reshape(-1, 2)
 
 
-def eval_windows(table, clip_frames, num_clips):
+def eval_windows(table, recordings, clip_frames, num_clips):
   """(K, 2) windows whose clip ends cover every frame exactly once."""
   out = []
-  for r in range(len(table)):
+  for r in recordings:
     n = int(table.num_frames[r])
     for offset in range(min(clip_frames, n)):
       num_ends = len(range(offset, n, clip_frames))
@@ -42,8 +42,9 @@ def eval_windows(table, clip_frames, num_clips):
 class _Span:
   """The concatenated per-frame and per-sample arrays of the records a window reads."""
 
-  def __init__(self, recs, rates):
+  def __init__(self, recs, rates, fps):
     self.rates = rates
+    self.fps = fps
     self.first_frame = int(recs[0]["start_frame"])
     self.arrays = {k: np.concatenate([r[k] for r in recs]) for k in
                    ("frames", "valence", "arousal", "audio", "biosignal")}
@@ -59,10 +60,10 @@ class _Span:
 
   def samples(self, key, rate_key, end_frame, num_samples):
     """The `num_samples` signal samples that end where `end_frame` starts, zeros outside."""
-    rate, fps = self.rates[rate_key], self.rates["fps"]
+    rate = self.rates[rate_key]
     array = self.arrays[key]
-    start = records.sample_at(self.first_frame, rate, fps)
-    end = records.sample_at(end_frame, rate, fps)
+    start = records.sample_at(self.first_frame, rate, self.fps)
+    end = records.sample_at(end_frame, rate, self.fps)
     out = np.zeros((num_samples,) + array.shape[1:], np.float32)
     src_lo, src_hi = max(end - num_samples, start), min(end, start + len(array))
     if src_hi > src_lo:
@@ -110,10 +111,14 @@ def _context_frames(modality_specs, fps):
 
 
 class WindowSource:
-  """Random-access source of windows (a Grain `RandomAccessDataSource`)."""
+  """Random-access source of windows (a Grain `RandomAccessDataSource`).
+
+  Items are never augmented; `augment(example, rng)` applies the training augmentation
+  of `augment_config` (see `augment.frames`) to an item's frames.
+  """
 
   def __init__(self, data_source, table, rates, windows, *, clip_frames, num_clips,
-               modalities, pain_classes=None):
+               modalities, pain_classes=None, augment_config=None):
     self.data_source = data_source
     self.table = table
     self.rates = rates
@@ -122,7 +127,7 @@ class WindowSource:
     self.num_clips = num_clips
     self.modalities = dict(modalities)
     self.pain_classes = None if pain_classes is None else list(pain_classes)
-    self.context = _context_frames(self.modalities, rates["fps"])
+    self.augment_config = dict(augment_config or {})
 
   def __len__(self):
     return len(self.windows)
@@ -131,19 +136,28 @@ class WindowSource:
     recording, start = (int(x) for x in self.windows[i])
     ends = start + self.clip_frames * (np.arange(self.num_clips) + 1) - 1
     hi = int(ends[-1]) + 1
-    lo = min(start, int(ends[0]) + 1 - self.context)
+    fps = float(self.table.fps[recording])
+    lo = min(start, int(ends[0]) + 1 - _context_frames(self.modalities, fps))
     recs = [self.data_source[j] for j in self.table.records_for(recording, lo, hi)]
-    span = _Span(recs, self.rates)
+    span = _Span(recs, self.rates, fps)
     example = {name: READERS[spec["kind"]](span, ends, spec, self.clip_frames)
                for name, spec in self.modalities.items()}
     for key in ("valence", "arousal"):
-      per_frame = span.frames(key, start, hi, fill=INVALID_LABEL)
+      per_frame = span.frames(key, start, hi, fill=records.INVALID_LABEL)
       example[key] = per_frame[ends - start]
     example["recording"] = np.full(self.num_clips, recording, np.int32)
     example["frame"] = ends.astype(np.int32)
     pain = int(self.table.pain[recording])
     example["pain"] = np.int32(self.pain_classes.index(pain) if self.pain_classes else pain)
     example["valid"] = np.float32(1.0)
+    return example
+
+  def augment(self, example, rng):
+    """`example` with training augmentation drawn from the numpy Generator `rng`."""
+    example = dict(example)
+    for name, spec in self.modalities.items():
+      if spec["kind"] == "frames":
+        example[name] = augment.frames(example[name], rng, **self.augment_config)
     return example
 
   def __repr__(self):

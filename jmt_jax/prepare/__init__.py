@@ -1,0 +1,1 @@
+"""Preparation of the real datasets from their published layouts: `python -m jmt_jax.prepare`."""

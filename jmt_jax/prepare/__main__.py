@@ -1,0 +1,60 @@
+"""Prepare Aff-Wild2 or BioVid (Part A) from the organisers' tree as ArrayRecord shards.
+
+  python -m jmt_jax.prepare affwild2 --raw_dir=/data/Aff-Wild2 --out_dir=data/affwild2
+  python -m jmt_jax.prepare biovid --raw_dir=/data/BioVid/PartA --out_dir=data/biovid
+
+Running the same command again continues a killed preparation where it stopped.
+Files that cannot be used are reported in one line each and listed in
+<out_dir>/manifest.json with the counts and the shards' checksums; the rest is prepared.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from jmt_jax import library_logs
+from jmt_jax.prepare import driver
+from jmt_jax.prepare.errors import BadInput
+
+_RAW_DIR = flags.DEFINE_string("raw_dir", None, "The dataset's tree as the organisers publish it.")
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Where shards, work files and manifest go.")
+_WORKERS = flags.DEFINE_integer("workers", max(1, (os.cpu_count() or 2) - 1),
+                                "Recordings decoded in parallel.")
+_FRAME_SIZE = flags.DEFINE_integer("frame_size", 112, "Side of the stored face crops.")
+_AUDIO_RATE = flags.DEFINE_integer("audio_rate", 44100, "Aff-Wild2: audio resampled to this rate.")
+_BIO_RATE = flags.DEFINE_integer("bio_rate", 512, "BioVid: the biosignals' sampling rate.")
+_TOLERANCE = flags.DEFINE_integer(
+    "frame_tolerance", 16, "Frames by which crops, audio or biosignals may disagree with the "
+    "labels' frame count before the recording is reported as broken.")
+_TEST_LIST = flags.DEFINE_string("test_list", "", "Aff-Wild2: the test-set list (default: the "
+                                 "one *test*set*.txt file found under --raw_dir).")
+_SEGMENT = flags.DEFINE_integer("segment_frames", 0, "Frames per record (0: the dataset's default).")
+flags.mark_flags_as_required(["raw_dir", "out_dir"])
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in driver.LAYOUTS:
+    raise app.UsageError(f"name the dataset: python -m jmt_jax.prepare "
+                         f"{{{'|'.join(driver.LAYOUTS)}}} --raw_dir=... --out_dir=...")
+  library_logs.quiet()
+  dataset = argv[1]
+  options = dict(frame_size=_FRAME_SIZE.value, frame_tolerance=_TOLERANCE.value)
+  if dataset == "affwild2":
+    options.update(audio_rate=_AUDIO_RATE.value, test_list=_TEST_LIST.value)
+  else:
+    options.update(bio_rate=_BIO_RATE.value)
+  try:
+    manifest = driver.prepare(dataset, _RAW_DIR.value, _OUT_DIR.value, workers=_WORKERS.value,
+                              segment_frames=_SEGMENT.value, **options)
+  except (BadInput, ValueError, OSError) as e:
+    sys.exit(f"error: {e}")
+  for split, c in manifest["counts"].items():
+    print(f"{split}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
+  print(f"{len(manifest['skipped'])} recording(s) skipped, {len(manifest['shards'])} shard(s); "
+        f"manifest: {os.path.join(os.path.abspath(_OUT_DIR.value), 'manifest.json')}")
+
+
+if __name__ == "__main__":
+  app.run(main)

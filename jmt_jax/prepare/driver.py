@@ -1,0 +1,122 @@
+"""From a raw tree to shards and a manifest: decode every recording (parallel,
+resumable: `work`), write the shards (`builder`), then count and checksum them.
+
+The manifest (`<out_dir>/manifest.json`) is written last and marked complete, so a
+reader never takes a half-written preparation for a finished one.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from jmt_jax.data import prepared
+from jmt_jax.prepare import affwild2
+from jmt_jax.prepare import biovid
+from jmt_jax.prepare import builder
+from jmt_jax.prepare import work
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  tasks: object  # (raw_dir, **options) -> task dicts
+  process: object  # task -> (arrays, frame blobs, table entry, stats)
+  splits: tuple
+  bio_channels: int
+  segment_frames: int
+
+
+LAYOUTS = {
+    # Aff-Wild2 stores an empty biosignal; a zero-width feature would not deserialise.
+    "affwild2": Layout(affwild2.tasks, affwild2.process, ("train", "validation", "test"), 1,
+                       affwild2.SEGMENT_FRAMES),
+    "biovid": Layout(biovid.tasks, biovid.process, ("samples",), len(biovid.BIO_CHANNELS),
+                     biovid.SEGMENT_FRAMES),
+}
+
+
+def prepare(dataset, raw_dir, out_dir, workers=1, segment_frames=0, **options):
+  """Prepares `dataset` from `raw_dir` into `out_dir`; returns the manifest (a dict).
+
+  `options` go to the layout's `tasks` (audio_rate, bio_rate, frame_size, ...).
+  """
+  layout = LAYOUTS[dataset]
+  raw_dir, out_dir = os.path.abspath(raw_dir), os.path.abspath(out_dir)
+  os.makedirs(out_dir, exist_ok=True)
+  old = prepared.read_manifest(out_dir)
+  if old and old["dataset"] != dataset:
+    raise ValueError(f"{out_dir} already holds prepared {old['dataset']} data")
+  tasks = layout.tasks(raw_dir, **options)
+  outcomes = work.run(tasks, layout.process, os.path.join(out_dir, "work"), workers)
+
+  ok = [o for o in outcomes if o["status"] == "ok"]
+  split_entries = {s: [o["entry"] for o in ok if o["split"] == s] for s in layout.splits}
+  if not ok:
+    raise ValueError(f"no recording of {raw_dir} could be prepared; see the reasons above")
+  fps = float(np.median([o["entry"]["fps"] for o in ok]))
+  signals = dict(frame_size=options.get("frame_size", 112),
+                 audio_rate=options.get("audio_rate", 0) if dataset == "affwild2" else 0,
+                 bio_rate=options.get("bio_rate", 0) if dataset == "biovid" else 0)
+  key = json.dumps([outcomes, signals, segment_frames or layout.segment_frames], sort_keys=True)
+  config = builder.PreparedConfig(
+      name=f"{dataset}_{hashlib.sha1(key.encode()).hexdigest()[:12]}",
+      work_dir=os.path.join(out_dir, "work"),
+      frame_size=signals["frame_size"], bio_channels=layout.bio_channels,
+      rates=(("fps", fps), ("audio_rate", signals["audio_rate"]), ("bio_rate", signals["bio_rate"])),
+      segment_frames=segment_frames or layout.segment_frames)
+  tfds_root = os.path.join(out_dir, "tfds")
+  b = builder.PreparedRecordings(config=config, data_dir=tfds_root, file_format="array_record",
+                                 split_entries=split_entries)
+  print(f"Writing shards to {b.data_dir} ...", flush=True)
+  tfds.disable_progress_bar()
+  b.download_and_prepare()
+  _remove_stale(os.path.join(tfds_root, "prepared_recordings"), keep=config.name)
+
+  manifest = dict(dataset=dataset, raw_dir=raw_dir, complete=True, signals=signals,
+                  options=options, tfds_dir=os.path.relpath(b.data_dir, out_dir),
+                  counts=_counts(outcomes, layout.splits),
+                  skipped=[dict(name=o["name"], split=o["split"], reason=o["reason"])
+                           for o in outcomes if o["status"] == "skipped"],
+                  unreadable_files=sorted(f for o in ok for f in o["stats"]["unreadable_files"]),
+                  shards=_checksums(b.data_dir))
+  path = os.path.join(out_dir, prepared.MANIFEST)
+  with open(path + ".tmp", "w") as f:
+    json.dump(manifest, f, indent=1)
+  os.replace(path + ".tmp", path)
+  return manifest
+
+
+def _counts(outcomes, splits):
+  counts = {}
+  for s in splits:
+    done = [o for o in outcomes if o["split"] == s and o["status"] == "ok"]
+    c = dict(videos=len(done), skipped=sum(o["split"] == s and o["status"] == "skipped"
+                                           for o in outcomes))
+    for key in ("frames", "clips", "missing_faces", "dropped_extra_crops", "videos_without_face"):
+      c[key] = sum(o["stats"].get(key, 0) for o in done)
+    c["unreadable_files"] = sum(len(o["stats"]["unreadable_files"]) for o in done)
+    counts[s] = c
+  return counts
+
+
+def _checksums(directory):
+  out = {}
+  for f in sorted(os.listdir(directory)):
+    if ".array_record" in f:
+      h = hashlib.sha256()
+      with open(os.path.join(directory, f), "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+          h.update(chunk)
+      out[f] = h.hexdigest()
+  return out
+
+
+def _remove_stale(root, keep):
+  """Shards of earlier preparations (other work outcomes or options) are dropped."""
+  for name in os.listdir(root):
+    if name != keep:
+      shutil.rmtree(os.path.join(root, name), ignore_errors=True)

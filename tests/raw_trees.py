@@ -1,0 +1,233 @@
+"""Tiny Aff-Wild2 and BioVid trees in exactly the published layouts (SPEC.md 2.1, 2.2):
+real JPEG crops, real MP4/AVI files with audio streams written by PyAV, real
+tab-separated CSVs. Each tree also holds the broken files the preparation must report.
+"""
+
+import dataclasses
+import os
+
+import av
+import cv2
+import numpy as np
+import skimage.data
+
+TONE_HZ = 440.0
+
+
+def tone(num_samples, rate, amplitude=0.5):
+  """The test audio: a sine that starts at phase 0 at the first video frame."""
+  return (amplitude * np.sin(2 * np.pi * TONE_HZ * np.arange(num_samples) / rate)).astype(np.float32)
+
+
+def write_video(path, frames, fps, audio=None, audio_rate=16000, vcodec="libx264", acodec="aac"):
+  """Writes RGB `frames` at `fps` and, if given, mono float `audio` as a second stream."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with av.open(path, "w") as out:
+    v = out.add_stream(vcodec, rate=int(fps))
+    v.width, v.height = frames.shape[2], frames.shape[1]
+    v.pix_fmt = "yuv420p"
+    a = None
+    if audio is not None:
+      a = out.add_stream(acodec, rate=audio_rate, layout="mono")
+    for f in frames:
+      for packet in v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+        out.mux(packet)
+    for packet in v.encode():
+      out.mux(packet)
+    if a is not None:
+      fmt = "fltp" if acodec == "aac" else "s16"
+      step = 1024
+      for pts in range(0, len(audio), step):
+        chunk = audio[pts:pts + step][None]
+        if fmt == "s16":
+          chunk = (chunk * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(chunk, format=fmt, layout="mono")
+        frame.sample_rate, frame.pts = audio_rate, pts
+        for packet in a.encode(frame):
+          out.mux(packet)
+      for packet in a.encode():
+        out.mux(packet)
+
+
+def crop_image(recording_index, k, size=112):
+  """A distinct, JPEG-friendly image per (recording, frame): smooth gradients."""
+  y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+  img = np.stack([x * 200 + 20 * recording_index, y * 200 + (k % 50), (x + y) * 100 + 3 * k], -1)
+  return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@dataclasses.dataclass
+class AffWild2Tree:
+  root: str
+  fps: dict  # recording -> video frame rate
+  labels: dict  # recording -> (N, 2) labels as written
+  missing: dict  # recording -> 1-based frame numbers without a crop file
+  corrupt: dict  # recording -> 1-based frame numbers whose crop file is not a JPEG
+  broken: dict  # recording -> a word its skip reason must contain
+  test: tuple
+
+
+def _labels(n, rng, invalid):
+  lab = rng.uniform(-1, 1, (n, 2)).round(3).astype(np.float32)
+  lab[list(invalid)] = -5.0
+  return lab
+
+
+def _write_labels(path, labels, header="valence,arousal"):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    f.write(header + "\n")
+    for v, a in labels:
+      f.write(f"{v:g},{a:g}\n")
+
+
+def _write_crops(root, name, index, frames, skip=(), corrupt=()):
+  d = os.path.join(root, "cropped_aligned", name)
+  os.makedirs(d, exist_ok=True)
+  for k in frames:
+    if k in skip:
+      continue
+    path = os.path.join(d, f"{k:05d}.jpg")
+    if k in corrupt:
+      with open(path, "wb") as f:
+        f.write(b"not a jpeg at all")
+    else:
+      cv2.imwrite(path, crop_image(index, k)[..., ::-1])
+
+
+def make_affwild2(root, audio_rate=16000):
+  """Train: vid_a (mp4, missing and corrupt crops), vid_b_left/_right (one shared avi);
+  validation: vid_c (mp4, 15 fps); test: vid_t; plus five broken recordings."""
+  rng = np.random.default_rng(0)
+  ann = os.path.join(root, "6th_ABAW_Annotations", "VA_Estimation_Challenge")
+  good = {  # name -> (split, frames, fps, video file, invalid label frames (0-based))
+      "vid_a": ("Train_Set", 40, 10, "batch1/vid_a.mp4", (3, 4)),
+      "vid_b_left": ("Train_Set", 36, 12, "batch2/vid_b.avi", ()),
+      "vid_b_right": ("Train_Set", 36, 12, "batch2/vid_b.avi", (0,)),
+      "vid_c": ("Validation_Set", 30, 15, "new_vids/vid_c.mp4", ()),
+  }
+  tree = AffWild2Tree(root, {}, {}, {"vid_a": (5,)}, {"vid_a": (7,)}, {}, ("vid_t",))
+  for i, (name, (split, n, fps, video, invalid)) in enumerate(good.items()):
+    lab = _labels(n, rng, invalid)
+    _write_labels(os.path.join(ann, split, name + ".txt"), lab)
+    # vid_a's crops stop two frames short of its labels; vid_c has one extra crop.
+    frames = range(1, n - 1) if name == "vid_a" else range(1, n + (2 if name == "vid_c" else 1))
+    _write_crops(root, name, i, frames, tree.missing.get(name, ()), tree.corrupt.get(name, ()))
+    tree.fps[name], tree.labels[name] = fps, lab
+    path = os.path.join(root, video)
+    if not os.path.exists(path):
+      codecs = dict(vcodec="mpeg4", acodec="pcm_s16le") if video.endswith(".avi") else {}
+      write_video(path, np.full((n, 48, 64, 3), 90, np.uint8), fps,
+                  tone(int(n * audio_rate / fps), audio_rate), audio_rate, **codecs)
+  _write_crops(root, "vid_t", 9, range(1, 26))
+  write_video(os.path.join(root, "batch2", "vid_t.mp4"), np.full((25, 48, 64, 3), 60, np.uint8),
+              10, tone(int(2.5 * audio_rate), audio_rate), audio_rate)
+  tree.fps["vid_t"] = 10
+  with open(os.path.join(root, "Valence_Arousal_test_set_release.txt"), "w") as f:
+    f.write("vid_t\n")
+
+  def broken(name, word, header="valence,arousal", labels=None, crops=20, audio=True):
+    n = 20
+    lab = _labels(n, rng, ()) if labels is None else labels
+    _write_labels(os.path.join(ann, "Train_Set", name + ".txt"), lab, header)
+    _write_crops(root, name, 5, range(1, crops + 1))
+    write_video(os.path.join(root, "batch1", name + ".mp4"), np.full((n, 48, 64, 3), 30, np.uint8),
+                10, tone(2 * audio_rate, audio_rate) if audio else None, audio_rate)
+    tree.broken[name] = word
+
+  broken("bad_header", "header", header="arousal,valence")
+  nan = _labels(20, rng, ())
+  nan[6, 1] = np.nan
+  broken("bad_nan", "nan", labels=nan)
+  broken("too_many_crops", "crops", crops=45)
+  broken("no_audio", "no audio stream", audio=False)
+  broken("truncated", "truncated")
+  path = os.path.join(root, "batch1", "truncated.mp4")
+  with open(path, "rb") as f:
+    data = f.read()
+  with open(path, "wb") as f:
+    f.write(data[:len(data) // 3])
+  return tree
+
+
+def face_frames(n, size=(176, 240), patch=128, seed=0):
+  """RGB frames with the astronaut photograph's head pasted at a drifting position, and
+  the (x, y, w, h) box of her face in each frame."""
+  img = skimage.data.astronaut()[20:240, 110:330]  # her head; the face is at (60, 40), 108 wide
+  img = cv2.resize(img, (patch, patch), interpolation=cv2.INTER_AREA)
+  scale = patch / 220
+  rng = np.random.default_rng(seed)
+  frames = np.full((n,) + size + (3,), 200, np.uint8)
+  boxes = []
+  for i in range(n):
+    x = 10 + int(90 * i / max(1, n - 1))
+    y = 10 + int(rng.integers(0, 12))
+    frames[i, y:y + patch, x:x + patch] = img
+    boxes.append((x + 60 * scale, y + 40 * scale, 108 * scale, 108 * scale))
+  return frames, boxes
+
+
+BIO_HEADER = "time\tgsr\tecg\temg_trapezius"
+
+
+def write_biosignals(path, values, header=BIO_HEADER):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    f.write(header + "\n")
+    for i, row in enumerate(values):
+      f.write("\t".join([str(i * 1953)] + [f"{x:.6f}" for x in row]) + "\n")
+
+
+@dataclasses.dataclass
+class BioVidTree:
+  root: str
+  samples: list  # (subject, sample name, class id)
+  biosignals: dict  # sample -> (rows, 3) written values
+  boxes: dict  # sample -> per-frame face boxes
+  broken: dict  # sample -> word of its skip reason
+  num_frames: int
+  fps: int
+
+
+def make_biovid(root, subjects=("071309_w_21", "072414_m_23", "080314_w_25", "081014_w_27"),
+                classes=(0, 4), num_frames=25, fps=25, bio_rate=512):
+  names = ("BL1", "PA1", "PA2", "PA3", "PA4")
+  rng = np.random.default_rng(1)
+  tree = BioVidTree(root, [], {}, {}, {}, num_frames, fps)
+  rows = ["subject_id\tsubject_name\tclass_id\tclass_name\tsample_id\tsample_name"]
+  sample_id = 0
+  for s, subject in enumerate(subjects):
+    for c in classes:
+      sample = f"{subject}-{names[c]}-{sample_id % 100 + 1:03d}"
+      rows.append(f"{s}\t{subject}\t{c}\t{names[c]}\t{sample_id}\t{sample}")
+      sample_id += 1
+      frames, boxes = face_frames(num_frames, seed=sample_id)
+      write_video(os.path.join(root, "video", subject, sample + ".mp4"), frames, fps)
+      bio = rng.normal(size=(int(num_frames * bio_rate / fps), 3)).astype(np.float32)
+      bio[:, 0] += 5 + c
+      write_biosignals(os.path.join(root, "biosignals_filtered", subject, sample + "_bio.csv"), bio)
+      tree.samples.append((subject, sample, c))
+      tree.biosignals[sample], tree.boxes[sample] = bio, boxes
+  subject = subjects[0]
+  for i, (word, kind) in enumerate((("missing", "no_bio"), ("nan", "nan"), ("header", "header"),
+                                    ("truncated", "truncated"))):
+    sample = f"{subject}-PA1-{90 + i:03d}"
+    rows.append(f"0\t{subject}\t1\tPA1\t{900 + i}\t{sample}")
+    frames, _ = face_frames(num_frames)
+    video = os.path.join(root, "video", subject, sample + ".mp4")
+    write_video(video, frames, fps)
+    bio_path = os.path.join(root, "biosignals_filtered", subject, sample + "_bio.csv")
+    bio = rng.normal(size=(int(num_frames * bio_rate / fps), 3))
+    if kind == "nan":
+      bio[10, 0] = np.nan
+    if kind != "no_bio":
+      write_biosignals(bio_path, bio, "time\tgsr\tecg" if kind == "header" else BIO_HEADER)
+    if kind == "truncated":
+      with open(video, "rb") as f:
+        data = f.read()
+      with open(video, "wb") as f:
+        f.write(data[:len(data) // 3])
+    tree.broken[sample] = word
+  with open(os.path.join(root, "samples.csv"), "w") as f:
+    f.write("\n".join(rows) + "\n")
+  return tree

@@ -1,0 +1,214 @@
+"""`python -m jmt_jax.prepare` on tiny trees in the published Aff-Wild2 and BioVid layouts."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import av
+import cv2
+import ml_collections
+import numpy as np
+import pytest
+
+import raw_trees
+from conftest import ROOT, load_config, subprocess_env
+from jmt_jax.data import pipeline
+from jmt_jax.data import prepared
+from jmt_jax.data.records import INVALID_LABEL
+from jmt_jax.prepare import driver
+from jmt_jax.prepare import faces
+
+AUDIO_RATE = 44100
+OPTIONS = dict(frame_size=112, frame_tolerance=16)
+
+
+@pytest.fixture(scope="module")
+def affwild2(tmp_path_factory):
+  root = tmp_path_factory.mktemp("affwild2")
+  tree = raw_trees.make_affwild2(str(root / "raw"))
+  manifest = driver.prepare("affwild2", tree.root, str(root / "out"), workers=2,
+                            audio_rate=AUDIO_RATE, test_list="", **OPTIONS)
+  return tree, str(root / "out"), manifest
+
+
+@pytest.fixture(scope="module")
+def biovid(tmp_path_factory):
+  root = tmp_path_factory.mktemp("biovid")
+  tree = raw_trees.make_biovid(str(root / "raw"))
+  manifest = driver.prepare("biovid", tree.root, str(root / "out"), workers=1, bio_rate=512,
+                            **OPTIONS)
+  return tree, str(root / "out"), manifest
+
+
+def data_config(name, out_dir, **protocol):
+  c = dict(name=name, data_dir=out_dir, signals=dict(frame_size=112, audio_rate=0, bio_rate=0))
+  if protocol:
+    c["protocol"] = protocol
+  return ml_collections.ConfigDict(c)
+
+
+def recording_arrays(split, r):
+  """Every per-frame and per-sample array of recording `r`, its segments concatenated."""
+  recs = [split.source[j] for j in split.table.records_for(r, 0, 10**9)]
+  keys = ("frames", "face_found", "valence", "arousal", "audio", "biosignal")
+  return {k: np.concatenate([x[k] for x in recs]) for k in keys} | {"pain": recs[0]["pain"]}
+
+
+def test_affwild2_manifest_counts_skips_and_checksums(affwild2):
+  tree, out, m = affwild2
+  assert m["complete"] and m["dataset"] == "affwild2"
+  skipped = {s["name"]: s["reason"] for s in m["skipped"]}
+  assert set(skipped) == set(tree.broken)
+  for name, word in tree.broken.items():
+    assert word in skipped[name].lower(), skipped[name]
+    assert "\n" not in skipped[name] and os.sep in skipped[name]  # one line, naming the file
+  train = m["counts"]["train"]
+  assert train["videos"] == 3 and train["skipped"] == 5 and train["frames"] == 40 + 36 + 36
+  assert train["clips"] == train["frames"] - 3  # frames labelled -5 are not clips
+  # vid_a: 00005 missing, 00007 corrupt, crops stop two frames before the labels.
+  assert train["missing_faces"] == 4 and train["unreadable_files"] == 1
+  assert m["unreadable_files"] == [os.path.join(tree.root, "cropped_aligned", "vid_a", "00007.jpg")]
+  assert m["counts"]["validation"]["dropped_extra_crops"] == 1
+  assert m["counts"]["test"] == dict(m["counts"]["test"], videos=1, frames=25, clips=0)
+  shard_dir = os.path.join(out, m["tfds_dir"])
+  for f, digest in m["shards"].items():
+    with open(os.path.join(shard_dir, f), "rb") as fh:
+      assert hashlib.sha256(fh.read()).hexdigest() == digest
+  assert len(m["shards"]) == 3
+
+
+def test_affwild2_records_hold_the_raw_tree(affwild2):
+  tree, out, _ = affwild2
+  ds = pipeline.open_dataset(data_config("affwild2", out))
+  members = {s: ds.splits[s].table.names for s in ("train", "validation", "test")}
+  assert members == {"train": ["vid_a", "vid_b_left", "vid_b_right"], "validation": ["vid_c"],
+                     "test": ["vid_t"]}
+  for split in ds.splits.values():
+    for r, name in enumerate(split.table.names):
+      rec = recording_arrays(split, r)
+      n = len(tree.labels[name]) if name in tree.labels else 25
+      assert split.table.num_frames[r] == n and split.table.fps[r] == tree.fps[name]
+      if name in tree.labels:
+        np.testing.assert_array_equal(rec["valence"], tree.labels[name][:, 0])
+        np.testing.assert_array_equal(rec["arousal"], tree.labels[name][:, 1])
+      else:
+        assert np.all(rec["valence"] == INVALID_LABEL) and np.all(rec["arousal"] == INVALID_LABEL)
+      for k in range(1, n + 1):
+        path = os.path.join(tree.root, "cropped_aligned", name, f"{k:05d}.jpg")
+        image = cv2.imread(path) if os.path.exists(path) else None
+        if image is None:  # missing or corrupt: a zero frame, masked
+          assert not rec["face_found"][k - 1] and not rec["frames"][k - 1].any(), (name, k)
+        else:
+          assert rec["face_found"][k - 1]
+          np.testing.assert_array_equal(rec["frames"][k - 1], image[..., ::-1])
+      # The audio (a 440 Hz tone starting with the first frame, written at 16 kHz into AAC
+      # or PCM) is resampled to 44.1 kHz on the frame clock: sample i at time i / 44100.
+      # A shift of one sample would show as errors of 0.03.
+      assert len(rec["audio"]) == round(n * AUDIO_RATE / tree.fps[name])
+      want = raw_trees.tone(len(rec["audio"]), AUDIO_RATE)
+      inner = slice(AUDIO_RATE // 10, len(want) - AUDIO_RATE // 10)  # past the codec's ramps
+      np.testing.assert_allclose(rec["audio"][inner] / 32767, want[inner], atol=0.01)
+
+
+def test_biovid_records_hold_faces_and_biosignals(biovid):
+  tree, out, m = biovid
+  skipped = {s["name"]: s["reason"] for s in m["skipped"]}
+  assert set(skipped) == set(tree.broken)
+  for name, word in tree.broken.items():
+    assert word in skipped[name].lower() and "\n" not in skipped[name], skipped[name]
+  counts = m["counts"]["samples"]
+  assert counts["videos"] == len(tree.samples) and counts["frames"] == 25 * len(tree.samples)
+  ds = pipeline.open_dataset(data_config("biovid", out, kind="loso", fold=0))
+  split = ds.splits["train"]
+  table = split.table
+  assert table.names == [s for _, s, _ in tree.samples]
+  assert table.subjects == [s for s, _, _ in tree.samples]
+  assert list(table.pain) == [c for _, _, c in tree.samples]
+  assert counts["missing_faces"] <= 0.05 * counts["frames"]
+  for r, (subject, sample, pain) in enumerate(tree.samples):
+    rec = recording_arrays(split, r)
+    assert rec["pain"] == pain and np.all(rec["valence"] == INVALID_LABEL)
+    np.testing.assert_allclose(rec["biosignal"], tree.biosignals[sample], atol=1e-5)
+    assert len(rec["audio"]) == 0
+    # Each crop is the face: close to a crop of the decoded frame at the true face box
+    # (a crop 40 px to the side differs by about 75 grey levels on average).
+    with av.open(os.path.join(tree.root, "video", subject, sample + ".mp4")) as c:
+      decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    diffs = np.array([np.abs(rec["frames"][k] - faces.crop(frame, tree.boxes[sample][k], 112,
+                                                            margin=0.2).astype(np.float32)).mean()
+                      for k, frame in enumerate(decoded)])
+    assert np.median(diffs) < 25 and np.all(diffs[rec["face_found"]] < 35), (sample, diffs)
+
+
+def test_biovid_protocols(biovid):
+  _, out, _ = biovid
+  table = pipeline.open_dataset(data_config("biovid", out, kind="loso", fold=0)).splits["train"].table
+  subjects = np.array(table.subjects)
+  names = sorted(set(table.subjects))
+  for fold, held_out in enumerate(names):
+    f = prepared.folds(table, "loso", fold)
+    assert set(subjects[f["validation"]]) == {held_out}
+    assert held_out not in set(subjects[f["train"]]) and len(f["train"]) + len(f["validation"]) == len(table)
+  seen = []
+  for fold in range(2):
+    f = prepared.folds(table, "subject_kfold", fold, num_folds=2)
+    assert not set(subjects[f["train"]]) & set(subjects[f["validation"]])
+    seen += list(f["validation"])
+  assert sorted(seen) == list(range(len(table)))
+  f = prepared.folds(table, "sample_kfold", 0, num_folds=2, seed=3)
+  assert set(subjects[f["train"]]) & set(subjects[f["validation"]])  # the leak it is flagged for
+  with pytest.raises(ValueError, match="folds 0..3"):
+    prepared.folds(table, "loso", 4)
+
+
+def test_a_killed_preparation_resumes_where_it_stopped(affwild2, tmp_path, monkeypatch):
+  tree, _, complete = affwild2
+  layout = driver.LAYOUTS["affwild2"]
+  calls = []
+
+  def killed_after_two(task):
+    if len(calls) == 2:
+      raise KeyboardInterrupt  # what a kill leaves: the third recording never finishes
+    calls.append(task["name"])
+    return layout.process(task)
+
+  out = str(tmp_path / "out")
+  monkeypatch.setitem(driver.LAYOUTS, "affwild2", driver.dataclasses.replace(layout, process=killed_after_two))
+  with pytest.raises(KeyboardInterrupt):
+    driver.prepare("affwild2", tree.root, out, workers=1, audio_rate=AUDIO_RATE, test_list="", **OPTIONS)
+  assert prepared.read_manifest(out) is None
+  with pytest.raises(FileNotFoundError, match="python -m jmt_jax.prepare affwild2"):
+    pipeline.open_dataset(data_config("affwild2", out))
+
+  done_before = list(calls)
+  calls.clear()
+
+  def counted(task):
+    calls.append(task["name"])
+    return layout.process(task)
+
+  monkeypatch.setitem(driver.LAYOUTS, "affwild2", driver.dataclasses.replace(layout, process=counted))
+  manifest = driver.prepare("affwild2", tree.root, out, workers=1, audio_rate=AUDIO_RATE, test_list="",
+                            **OPTIONS)
+  assert not set(calls) & set(done_before) and len(calls) + 2 == len(layout.tasks(tree.root))
+  assert manifest["shards"] == complete["shards"]  # same bytes as an uninterrupted run
+
+
+def test_configs_train_from_prepared_shards(affwild2, biovid, tmp_path):
+  from jmt_jax import train  # pylint: disable=import-outside-toplevel
+  for name, out, arg in (("affwild2", affwild2[1], "jmt,tiny"),
+                         ("biovid", biovid[1], "jmt,tiny,protocol=loso,fold=1")):
+    config = load_config(name, f"{arg},data_dir={out}")
+    config.train.read_threads = 1
+    scores = train.train_and_evaluate(config, str(tmp_path / name))
+    assert all(np.isfinite(v) for v in scores.values() if isinstance(v, float)), scores
+
+
+def test_training_without_prepared_data_says_how_to_prepare(tmp_path):
+  empty = tmp_path / "nothing_here"
+  cmd = [sys.executable, "-m", "jmt_jax.main", f"--config=configs/affwild2.py:jmt,tiny,data_dir={empty}",
+         f"--workdir={tmp_path / 'w'}"]
+  r = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert r.returncode != 0 and "Traceback" not in r.stderr
+  assert f"python -m jmt_jax.prepare affwild2 --raw_dir=" in r.stderr, r.stderr[-2000:]
