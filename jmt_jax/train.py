@@ -119,6 +119,26 @@ def make_init_fn(model, tx, example):
   return init_state
 
 
+def make_train_step(model, tx, task):
+  """(state, batch) -> (state, logs): one optimizer step on one global batch."""
+  def train_step(state, batch):
+    step_rng = jax.random.fold_in(state.rng, state.step)
+
+    def loss_fn(params):
+      outputs, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, batch,
+                                     train=True, rngs={"dropout": step_rng},
+                                     mutable=["batch_stats"])
+      loss, logs = compute_loss(task, outputs, batch)
+      return loss, (logs, updates.get("batch_stats", {}))
+
+    grads, (logs, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    logs["grad_norm"] = optax.tree.norm(grads)
+    return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                         batch_stats=batch_stats, opt_state=opt_state), logs
+  return train_step
+
+
 def _setup_model(config, mesh):
   """Model, data, shardings and jitted prediction shared by training and evaluation."""
   model = model_lib.build_model(config.model)
@@ -179,23 +199,8 @@ def train_and_evaluate(config, workdir):
   logging.info("Parameters: %s", f"{sum(x.size for x in jax.tree.leaves(abstract_state.params)):,}")
 
   # ---------------------------------------------------------------- Step
-  def train_step(state, batch):
-    step_rng = jax.random.fold_in(state.rng, state.step)
-
-    def loss_fn(params):
-      outputs, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, batch,
-                                     train=True, rngs={"dropout": step_rng},
-                                     mutable=["batch_stats"])
-      loss, logs = compute_loss(config.task, outputs, batch)
-      return loss, (logs, updates.get("batch_stats", {}))
-
-    grads, (logs, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    logs["grad_norm"] = optax.tree.norm(grads)
-    return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                         batch_stats=batch_stats, opt_state=opt_state), logs
-
-  train_step = jax.jit(train_step, in_shardings=(state_shardings, batch_shard),
+  train_step = jax.jit(make_train_step(model, tx, config.task),
+                       in_shardings=(state_shardings, batch_shard),
                        out_shardings=(state_shardings, repl), donate_argnums=0)
 
   # ---------------------------------------------------------------- Checkpoint
