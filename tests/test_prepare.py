@@ -212,3 +212,19 @@ def test_training_without_prepared_data_says_how_to_prepare(tmp_path):
   r = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert r.returncode != 0 and "Traceback" not in r.stderr
   assert f"python -m jmt_jax.prepare affwild2 --raw_dir=" in r.stderr, r.stderr[-2000:]
+
+
+def test_prepare_command_line(biovid, tmp_path):
+  tree, out, complete = biovid
+  cmd = [sys.executable, "-m", "jmt_jax.prepare", "biovid", f"--raw_dir={tree.root}",
+         f"--out_dir={out}", "--workers=1"]
+  r = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-2000:]
+  n = len(tree.samples) + len(tree.broken)
+  assert f"{n} of {n} recordings already done" in r.stdout  # a rerun redoes nothing
+  assert f"samples: videos {len(tree.samples)}, skipped {len(tree.broken)}" in r.stdout
+  assert prepared.read_manifest(out)["shards"] == complete["shards"]
+  r = subprocess.run(cmd[:4] + [f"--raw_dir={tmp_path}", f"--out_dir={tmp_path / 'o'}"], cwd=ROOT,
+                     env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert r.returncode != 0 and "Traceback" not in r.stderr
+  assert r.stderr.strip().splitlines()[-1] == f"error: {tmp_path}: no samples.csv (is this BioVid Part A?)"
