@@ -162,6 +162,20 @@ def test_biovid_protocols(biovid):
     prepared.folds(table, "loso", 4)
 
 
+def test_biovid_class_protocols_label_windows(biovid):
+  _, out, _ = biovid
+  for classes, want in (("binary", {0: 0, 4: 1}), ("five", {0: 0, 4: 4})):
+    config = load_config("biovid", f"jmt,tiny,data_dir={out},classes={classes},protocol=loso")
+    assert config.model.head.num_classes == (2 if classes == "binary" else 5)
+    ds = pipeline.open_dataset(config.data)
+    source = pipeline.window_source(ds, "validation", config.input, config.model.modalities,
+                                    train=False)
+    table = ds.splits["validation"].table
+    for i in range(len(source)):
+      ex = source[i]
+      assert ex["pain"] == want[int(table.pain[ex["recording"][0]])]
+
+
 def test_a_killed_preparation_resumes_where_it_stopped(affwild2, tmp_path, monkeypatch):
   tree, _, complete = affwild2
   layout = driver.LAYOUTS["affwild2"]
