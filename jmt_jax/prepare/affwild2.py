@@ -87,10 +87,13 @@ def tasks(raw_dir, test_list="", audio_rate=44100, frame_size=112, frame_toleran
   return out
 
 
-def _video_for(videos, name):
+def raw_video_name(name):
   """`<video>_left` / `<video>_right` share the raw video `<video>`."""
-  base = re.sub(r"_(left|right)$", "", name)
-  return videos.get(name) or videos.get(base) or ""
+  return re.sub(r"_(left|right)$", "", name)
+
+
+def _video_for(videos, name):
+  return videos.get(name) or videos.get(raw_video_name(name)) or ""
 
 
 def read_labels(path):
@@ -136,7 +139,7 @@ def process(task):
   name, tol = task["name"], task["frame_tolerance"]
   crop_numbers = _crop_numbers(task["crops"])
   if not task["video"]:
-    raise BadInput(f"{name}: no raw video named {re.sub(r'_(left|right)$', '', name)}.* "
+    raise BadInput(f"{name}: no raw video named {raw_video_name(name)}.* "
                    f"({'/'.join(VIDEO_EXTENSIONS)}) under the raw tree")
   with media.Video(task["video"]) as video:
     if task["labels"]:
@@ -167,8 +170,7 @@ def process(task):
   face_found = np.array([len(b) > 0 for b in blobs])
   arrays = dict(face_found=face_found, valence=labels[:, 0], arousal=labels[:, 1], audio=audio,
                 biosignal=np.zeros((0, 1), np.float32), pain=np.int64(0))
-  entry = dict(name=name, num_frames=n, pain=0, fps=fps, subject=re.sub(r"_(left|right)$", "",
-                                                                        name))
+  entry = dict(name=name, num_frames=n, pain=0, fps=fps, subject=raw_video_name(name))
   stats = dict(frames=n, clips=int((labels[:, 0] != INVALID_LABEL).sum()),
                missing_faces=int((~face_found).sum()), unreadable_files=unreadable,
                dropped_extra_crops=sum(1 for c in crop_numbers if c > n))
