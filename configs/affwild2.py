@@ -17,6 +17,8 @@ Arguments:
     backbones frozen as in the paper (add freeze_backbones=false to fine-tune them):
       python -m jmt_jax.main --config=configs/affwild2.py:jmt,init_from=weights/affwild2 \
           --workdir=workdirs/affwild2
+  feature_cache=DIR: with frozen backbones, read their embeddings from a cache written
+    once by `python -m jmt_jax.extract_features --config=<this config>` (no augmentation);
   data_dir=DIR: the prepared data (default ~/jmt_jax_data/affwild2);
   synthetic: the built-in recordings rendered at Aff-Wild2's shapes (112x112 faces at
     30 fps, 44.1 kHz audio) instead, to run and time the paper-size model without the data;
@@ -32,7 +34,8 @@ VARIANTS = ("jmt", "vanilla", "concat", "jca", "video", "audio")
 
 def get_config(arg=None):
   a = config_args.parse_arg(arg, variant="jmt", tiny=False, video_backbone="r2plus1d",
-                            init_from="", freeze_backbones=True, data_dir="", synthetic=False)
+                            init_from="", freeze_backbones=True, data_dir="", synthetic=False,
+                            feature_cache="")
   synthetic = a.synthetic or (a.tiny and not a.data_dir)
   c = cc.base_config()
   if synthetic:
@@ -77,6 +80,7 @@ def get_config(arg=None):
                  fusion=fusion, head=cc.valence_arousal_head(hidden=128, dropout=0.1),
                  freeze_backbones=bool(a.init_from) and a.freeze_backbones)
   c.init_from = a.init_from
+  c.feature_cache = a.feature_cache
 
   # SGD with Nesterov momentum 0.9, lr from the grid {8e-4, 6e-4, 3e-4}, batch 32.
   c.optimizer.update(name="sgd", learning_rate=3e-4, warmup_steps=0, schedule="constant",

@@ -5,7 +5,11 @@
   python -m jmt_jax.main --config=configs/biovid.py:data_dir=data/biovid,fold=0 \
       --workdir=workdirs/biovid_fold0
 
-One run trains one fold of the protocol and evaluates on its held-out samples.
+One run trains one fold of the protocol and evaluates on its held-out samples; every fold
+with a table of per-fold and mean +- std accuracy:
+
+  python -m jmt_jax.cross_validate --config=configs/biovid.py:data_dir=data/biovid \
+      --workdir=workdirs/biovid_cv
 
 Variants, `--config=configs/biovid.py:VARIANT[,tiny][,key=value...]`: jmt (default),
 vanilla (no joint branch), concat, jca (joint cross-attention), video, eda. The
@@ -18,7 +22,8 @@ baselines are the paper's: Linear / backbone + head, no encoder. Arguments:
     subject out: 87 folds) or sample_kfold (the public code's 5-fold over samples, which
     leaks subjects between training and validation); fold=K picks the fold;
   synthetic: the built-in recordings rendered at BioVid's shapes instead (112x112 faces
-    at 25 fps, EDA at 512 Hz, 5.5 s samples, pain levels 0..4 standing for BL1..PA4);
+    at 25 fps, EDA at 512 Hz, 5.5 s samples, pain levels 0..4 standing for BL1..PA4; each
+    sample its own subject), folded by the protocol like the real samples;
   tiny: shrinks widths (and the built-in data, unless data_dir is given) to run one step
     on a CPU (what the tests run).
 """
@@ -38,14 +43,15 @@ def get_config(arg=None):
   synthetic = a.synthetic or (a.tiny and not a.data_dir)
   c = cc.base_config()
   c.task = "pain"
-  if synthetic:
-    c.data = cc.synthetic_data({"train": 200, "validation": 50}, segment_frames=138,
+  protocol = dict(kind=a.protocol, fold=a.fold, num_folds=a.num_folds, seed=0)
+  if synthetic:  # one split of samples, folded by the protocol as the prepared data is
+    c.data = cc.synthetic_data({"samples": 250}, segment_frames=138,
                               frame_size=112, fps=25.0, audio_rate=8000,
                               bio_rate=512, min_frames=138, max_frames=138)
+    c.data.protocol = protocol
   else:
     c.data = cc.prepared_data("biovid", a.data_dir or "~/jmt_jax_data/biovid", frame_size=112,
-                              bio_rate=512, protocol=dict(kind=a.protocol, fold=a.fold,
-                                                          num_folds=a.num_folds, seed=0))
+                              bio_rate=512, protocol=protocol)
   c.input = dict(
       # 4 clips of 30 frames (5 used, every 6th) span 4.8 s of the 5.5 s sample.
       clip_frames=30, num_clips=4, train_stride=2,
@@ -87,7 +93,8 @@ def get_config(arg=None):
 
   if a.tiny:
     if synthetic:
-      c.data.split_sizes = {"train": 4, "validation": 2}
+      c.data.split_sizes = {"samples": 6}
+      c.data.protocol.num_folds = 3
       c.data.segment_frames = 16
       c.data.render.update(frame_size=16, fps=10.0, bio_rate=64, min_frames=30, max_frames=30)
       c.input.pain_classes = ()

@@ -14,14 +14,26 @@ def base_config():
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.task = "valence_arousal"  # or "pain"
-  c.train = dict(num_steps=1000, batch_size=16, log_every=50, eval_every=500,
-                 checkpoint_every=200, keep_checkpoints=3, read_threads=2)
-  c.eval = dict(split="validation", batch_size=32)
+  # grad_accum_steps: micro-batches per step (exact for the CCC loss too, see train_step).
+  c.train = dict(num_steps=1000, batch_size=16, grad_accum_steps=1, log_every=50,
+                 eval_every=500, checkpoint_every=200, keep_checkpoints=3, read_threads=2)
+  # smoothing: moving-average frames per dimension after clipping to [-1, 1] (0: none);
+  # ABAW entries commonly use valence=20, arousal=50 (see jmt_jax.abaw).
+  c.eval = dict(split="validation", batch_size=32, smoothing=dict(valence=0, arousal=0))
   c.optimizer = dict(name="adamw", learning_rate=1e-3, warmup_steps=100, schedule="cosine",
                      weight_decay=1e-4, momentum=0.9, nesterov=True, grad_clip_norm=1.0)
-  c.mesh = dict(data=-1)  # axis name -> size; -1 takes all devices
+  # Mesh axis name -> size (-1: all remaining devices); the batch is split over all axes.
+  # Train-state arrays take the first matching rule (see jmt_jax.sharding): with
+  # mesh.fsdp > 1 the backbones' parameters and optimizer state are fully sharded.
+  c.mesh = dict(data=-1, fsdp=1)
+  c.sharding = dict(rules=(("_backbone/", "fsdp"), (".*", "replicate")), fsdp_axis="fsdp",
+                    min_size=2**14)
+  c.compute_dtype = "float32"  # or "bfloat16": bfloat16 compute, float32 parameters
   c.compilation_cache_dir = "~/.cache/jmt_jax/xla"
   c.init_from = ""  # a converted checkpoint (python -m jmt_jax.convert) to start from
+  # With frozen backbones: a cache written by `python -m jmt_jax.extract_features` that
+  # training and evaluation read embeddings from instead of running the backbones.
+  c.feature_cache = ""
   return c
 
 

@@ -1,8 +1,10 @@
 """Whole-split evaluation, the way the benchmarks score it.
 
 Valence/arousal: every frame is predicted exactly once (see data.windows.eval_windows);
-the predictions of all frames of all recordings are concatenated and scored by CCC,
-frames labelled -5 excluded. Pain: accuracy over windows.
+the predictions are reassembled per video, post-processed as `config.eval.smoothing`
+says (clipped to [-1, 1]; a moving average of that many frames per dimension; see
+jmt_jax.abaw) and scored by CCC over all frames of all videos, -5 labels excluded.
+Pain: accuracy over windows.
 """
 
 import json
@@ -13,6 +15,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from jmt_jax import abaw
 from jmt_jax import metrics
 from jmt_jax.data import pipeline
 
@@ -22,30 +25,47 @@ def _gather(tree):
   return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
 
 
-def evaluate(predict_fn, source, task, global_batch_size, make_global, read_threads):
-  """Runs `predict_fn(batch) -> (outputs, labels)` over `source` and scores it.
+def predict_split(predict_fn, source, global_batch_size, make_global, read_threads):
+  """(outputs, labels) of every window of `source`, padding dropped; labels hold the
+  batch's label keys plus `recording` and `frame` of each clip.
 
   `source` windows are split across processes; every process runs the same number of
   batches (padding with invalid windows) so collective operations line up.
   """
   count, index = jax.process_count(), jax.process_index()
-  local_batch = global_batch_size // count
   num_batches = math.ceil(len(source) / global_batch_size)
   local = pipeline.process_slice(source, index, count)
   preds, labels = [], []
-  for batch in pipeline.eval_batches(local, local_batch, read_threads, num_batches):
+  for batch in pipeline.eval_batches(local, global_batch_size // count, read_threads,
+                                     num_batches):
     out, lab = _gather(predict_fn(make_global(batch)))
     preds.append(out)
     labels.append(lab)
-  preds = {k: np.concatenate([p[k] for p in preds]) for k in preds[0]}
-  labels = {k: np.concatenate([l[k] for l in labels]) for k in labels[0]}
+  cat = lambda parts: {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  preds, labels = cat(preds), cat(labels)
   valid = labels["valid"] > 0
-  if task == "valence_arousal":
-    return metrics.valence_arousal_scores(
-        {k: preds[k][valid].reshape(-1) for k in ("valence", "arousal")},
-        {k: labels[k][valid].reshape(-1) for k in ("valence", "arousal")})
-  return {"accuracy": metrics.accuracy(preds["logits"][valid], labels["pain"][valid]),
-          "num_windows": int(valid.sum())}
+  return ({k: v[valid] for k, v in preds.items()}, {k: v[valid] for k, v in labels.items()})
+
+
+def per_video(source, preds, labels):
+  """({video: {dim: (n,)}} predictions, same for labels) of a valence/arousal split."""
+  table = source.table
+  def split(arrays):
+    return {d: abaw.reassemble(table.names, table.num_frames, labels["recording"],
+                               labels["frame"], arrays[d]) for d in abaw.DIMENSIONS}
+  p, l = split(preds), split(labels)
+  return ({v: {d: p[d][v] for d in abaw.DIMENSIONS} for v in p["valence"]},
+          {v: {d: l[d][v] for d in abaw.DIMENSIONS} for v in l["valence"]})
+
+
+def evaluate(predict_fn, source, config, make_global):
+  preds, labels = predict_split(predict_fn, source, config.eval.batch_size, make_global,
+                                config.train.read_threads)
+  if config.task == "valence_arousal":
+    predictions, targets = per_video(source, preds, labels)
+    return abaw.scores(abaw.postprocess(predictions, dict(config.eval.smoothing)), targets)
+  return {"accuracy": metrics.accuracy(preds["logits"], labels["pain"]),
+          "num_windows": int(len(labels["pain"]))}
 
 
 def write_json(workdir, split, step, scores):

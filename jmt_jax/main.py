@@ -2,55 +2,57 @@
 
   python -m jmt_jax.main --config=configs/demo.py --workdir=workdirs/demo
   python -m jmt_jax.main --config=configs/demo.py --workdir=workdirs/demo --mode=eval
+  python -m jmt_jax.main --config=configs/affwild2.py:data_dir=DIR --workdir=W \
+      --mode=submission --split=test [--sample_file=F] [--per_video_txt]
 
-Running the same training command again resumes from the newest checkpoint.
+Running the same training command again resumes from the newest checkpoint; after
+SIGTERM (preemption) training saves a checkpoint and exits with status 75.
 Notebooks can call `jmt_jax.train.train_and_evaluate(config, workdir)` directly.
 """
 
 import os
-import sys
 
-import jax
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
-from jmt_jax import library_logs
+from jmt_jax import cli
 from jmt_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/demo.py[:variant].",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"],
-                          "train: train (or resume) then evaluate; eval: evaluate the newest checkpoint.")
-_SPLIT = flags.DEFINE_string("split", None, "Split to evaluate in --mode=eval (default config.eval.split).")
+_MODE = flags.DEFINE_enum(
+    "mode", "train", ["train", "eval", "submission"],
+    "train: train (or resume) then evaluate; eval: evaluate the newest checkpoint; "
+    "submission: write the ABAW submission file of --split.")
+_SPLIT = flags.DEFINE_string("split", None, "Split to evaluate or predict (default "
+                             "config.eval.split; 'test' for a submission).")
+_SAMPLE_FILE = flags.DEFINE_string("sample_file", "", "The organisers' sample submission CSV: "
+                                   "its rows fix the submission's rows and order.")
+_PER_VIDEO_TXT = flags.DEFINE_bool("per_video_txt", False, "Also write one <video>.txt per "
+                                   "video (older ABAW editions' format).")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-def enable_compilation_cache(path):
-  if path:
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  library_logs.quiet()
-  config = _CONFIG.value
-  enable_compilation_cache(config.get("compilation_cache_dir"))
-  logging.info("Config:\n%s", config)
-  try:
+  config, workdir = _CONFIG.value, _WORKDIR.value
+
+  def work():
     if _MODE.value == "train":
-      scores = train.train_and_evaluate(config, _WORKDIR.value)
-    else:
-      scores = train.evaluate_workdir(config, _WORKDIR.value, _SPLIT.value or config.eval.split)
-  except (ValueError, KeyError, OSError, FloatingPointError) as e:
-    # Bad configs, missing checkpoints or data, non-finite losses: one line, not a traceback
-    # (which is still logged at --verbosity=1).
-    logging.debug("Traceback:", exc_info=True)
-    sys.exit(f"error: {type(e).__name__}: {e}")
+      return train.train_and_evaluate(config, workdir)
+    if _MODE.value == "eval":
+      return train.evaluate_workdir(config, workdir, _SPLIT.value or config.eval.split)
+    split = _SPLIT.value or "test"
+    out = os.path.join(workdir, "submission", f"{split}.csv")
+    rows = train.write_submission(config, workdir, split, out, _SAMPLE_FILE.value,
+                                  os.path.join(workdir, "submission", split)
+                                  if _PER_VIDEO_TXT.value else "")
+    return {"rows": rows, "file": out}
+
+  scores = cli.run(config, work)
   print({k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()})
 
 

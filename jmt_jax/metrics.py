@@ -23,15 +23,25 @@ def ccc(pred, label):
   return float(2 * cov / denom) if denom > 0 else 0.0
 
 
-def masked_ccc(pred, label, weight, eps=1e-8):
-  """Differentiable CCC over entries with weight 1 (any shape, flattened)."""
-  pred, label, weight = pred.reshape(-1), label.reshape(-1), weight.reshape(-1)
-  n = jnp.maximum(weight.sum(), 1.0)
-  mx, my = (weight * pred).sum() / n, (weight * label).sum() / n
-  dx, dy = pred - mx, label - my
-  cov = (weight * dx * dy).sum() / n
-  var_x, var_y = (weight * dx**2).sum() / n, (weight * dy**2).sum() / n
-  return 2 * cov / (var_x + var_y + (mx - my) ** 2 + eps)
+def moments(pred, label, weight):
+  """(6,) weighted sums [n, sum x, sum y, sum x^2, sum y^2, sum xy] over entries of any shape.
+
+  CCC is a function of these sums, so sums over parts of a batch add up to the whole
+  batch's: what makes gradient accumulation of a CCC loss exact.
+  """
+  pred, label, weight = (a.reshape(-1).astype(jnp.float32) for a in (pred, label, weight))
+  return jnp.stack([weight.sum(), (weight * pred).sum(), (weight * label).sum(),
+                    (weight * pred**2).sum(), (weight * label**2).sum(),
+                    (weight * pred * label).sum()])
+
+
+def ccc_from_moments(m, eps=1e-8):
+  """Differentiable CCC (population statistics) from `moments` sums."""
+  n = jnp.maximum(m[0], 1.0)
+  mx, my = m[1] / n, m[2] / n
+  cov = m[5] / n - mx * my
+  # var_x + var_y + (mx - my)^2, expanded: the mean terms cancel to -2 mx my.
+  return 2 * cov / ((m[3] + m[4]) / n - 2 * mx * my + eps)
 
 
 def valid_label_weight(label, window_valid):

@@ -1,33 +1,23 @@
 """Training and evaluation of a jmt_jax model: one linear function per mode."""
 
-import math
 import os
 import time
-from typing import Any
-
-import flax
 import jax
 import jax.numpy as jnp
 import optax
 from absl import logging
 
+from jmt_jax import abaw
 from jmt_jax import checkpointing
 from jmt_jax import evaluation
+from jmt_jax import features
 from jmt_jax import metric_writers
-from jmt_jax import metrics
+from jmt_jax import preemption
 from jmt_jax import sharding
+from jmt_jax import train_step as step_lib
 from jmt_jax import weight_import
 from jmt_jax.data import pipeline
 from jmt_jax.models import model as model_lib
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-  rng: jax.Array  # raw uint32 key data, so that checkpoints hold plain arrays
 
 
 def make_optimizer(cfg, num_steps, freeze_backbones=False):
@@ -77,211 +67,242 @@ def init_from_converted(state, path, abstract_state):
   return state.replace(params=params, batch_stats=batch_stats)
 
 
-def compute_loss(task, outputs, batch):
-  """(loss, metrics). Valence/arousal: sum of (1 - CCC) over the batch's valid frames."""
-  if task == "valence_arousal":
-    logs = {}
-    for k in ("valence", "arousal"):
-      weight = metrics.valid_label_weight(batch[k], batch["valid"])
-      logs[f"ccc_{k}"] = metrics.masked_ccc(outputs[k], batch[k], weight)
-    loss = 2.0 - logs["ccc_valence"] - logs["ccc_arousal"]
-  elif task == "pain":
-    ce = optax.softmax_cross_entropy_with_integer_labels(outputs["logits"], batch["pain"])
-    loss = (ce * batch["valid"]).sum() / jnp.maximum(batch["valid"].sum(), 1.0)
-    correct = (outputs["logits"].argmax(-1) == batch["pain"]) * batch["valid"]
-    logs = {"accuracy": correct.sum() / jnp.maximum(batch["valid"].sum(), 1.0)}
-  else:
-    raise ValueError(f"unknown task {task!r}; use 'valence_arousal' or 'pain'")
-  return loss, {"loss": loss, **logs}
-
-
-def label_keys(task):
-  return ("valence", "arousal", "valid") if task == "valence_arousal" else ("pain", "valid")
-
-
 def _format_seconds(s):
   return f"{int(s // 60)}m{int(s % 60):02d}s"
 
 
-def _example_batch(source):
-  """A one-window batch, for shapes at initialisation."""
-  return jax.tree.map(lambda x: jnp.asarray(x)[None], source[0])
+def example_inputs(config):
+  """A one-window batch of zeros with the model's input shapes, for initialisation."""
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), pipeline.input_spec(config))
 
 
-def make_init_fn(model, tx, example):
-  def init_state(rng):
-    init_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
-    variables = model.init({"params": init_rng, "dropout": dropout_rng}, example, train=False)
-    params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-                      rng=state_rng)
-  return init_state
+def _with_shardings(abstract, shardings):
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                      abstract, shardings)
 
 
-def make_train_step(model, tx, task):
-  """(state, batch) -> (state, logs): one optimizer step on one global batch."""
-  def train_step(state, batch):
-    step_rng = jax.random.fold_in(state.rng, state.step)
+class Setup:
+  """What training and evaluation share: mesh, model, data, train-state layout, prediction."""
 
-    def loss_fn(params):
-      outputs, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, batch,
-                                     train=True, rngs={"dropout": step_rng},
-                                     mutable=["batch_stats"])
-      loss, logs = compute_loss(task, outputs, batch)
-      return loss, (logs, updates.get("batch_stats", {}))
+  def __init__(self, config, workdir, with_cache=True):
+    self.workdir = workdir
+    self.mesh = sharding.make_mesh(config.mesh)
+    self.model = model_lib.build_model(config.model, config.compute_dtype)
+    self.dataset = pipeline.open_dataset(config.data)
+    self.config = config
+    if config.task == "pain":
+      self._check_classes()
+    self.cache = (features.open_cache(config) if with_cache and config.get("feature_cache")
+                  else None)
+    self.batch_shard = sharding.batch_sharding(self.mesh)
+    self.replicated = sharding.replicated(self.mesh)
+    self.tx = make_optimizer(config.optimizer, config.train.num_steps,
+                             config.model.get("freeze_backbones", False))
+    self.init_state = step_lib.make_init_fn(self.model, self.tx, example_inputs(config))
+    abstract = jax.eval_shape(self.init_state, jax.random.PRNGKey(config.seed))
+    self.state_shardings = sharding.state_shardings(abstract, self.mesh, config.sharding)
+    self.abstract_state = _with_shardings(abstract, self.state_shardings)
+    model, dtype, keys = self.model, step_lib.compute_dtype(self.model), (
+        *step_lib.label_keys(config.task), "recording", "frame")
 
-    grads, (logs, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    logs["grad_norm"] = optax.tree.norm(grads)
-    return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                         batch_stats=batch_stats, opt_state=opt_state), logs
-  return train_step
+    @jax.jit
+    def predict(params, batch_stats, batch):
+      out = model.apply({"params": step_lib.cast_floats(params, dtype),
+                         "batch_stats": batch_stats}, batch, train=False)
+      return out, {k: batch[k] for k in keys}
 
+    self.predict = predict
 
-def _setup_model(config, mesh):
-  """Model, data, shardings and jitted prediction shared by training and evaluation."""
-  model = model_lib.build_model(config.model)
-  dataset = pipeline.open_dataset(config.data)
-  if config.task == "pain":
-    levels = sorted({int(p) for s in dataset.splits.values() for p in s.table.pain[s.recordings]})
+  def _check_classes(self):
+    config = self.config
+    levels = sorted({int(p) for s in self.dataset.splits.values()
+                     for p in s.table.pain[s.recordings]})
     needed = len(config.input.pain_classes) if config.input.pain_classes else levels[-1] + 1
     if config.model.head.num_classes != needed:
       raise ValueError(f"config.model.head.num_classes={config.model.head.num_classes} but the "
                        f"labels need {needed} (pain_classes={list(config.input.pain_classes)}, "
                        f"levels in the data: {levels})")
-  batch_shard, repl = sharding.batch_sharding(mesh), sharding.replicated(mesh)
-  make_global = lambda b: sharding.global_batch(b, batch_shard)
 
-  @jax.jit
-  def predict(params, batch_stats, batch):
-    out = model.apply({"params": params, "batch_stats": batch_stats}, batch, train=False)
-    return out, {k: batch[k] for k in label_keys(config.task)}
+  def source(self, split, train):
+    """Windows of `split`, read from the feature cache when the config names one."""
+    src = pipeline.window_source(self.dataset, split, self.config.input,
+                                 self.config.model.modalities, train)
+    return src if self.cache is None else self.cache.source(split, src)
 
-  return model, dataset, batch_shard, repl, make_global, predict
+  def make_global(self, local_batch):
+    return sharding.global_batch(local_batch, self.batch_shard)
+
+  def evaluate(self, state, split, source, step, writer=None):
+    t0 = time.time()
+    scores = evaluation.evaluate(
+        lambda b: self.predict(state.params, state.batch_stats, b), source, self.config,
+        self.make_global)
+    path = evaluation.write_json(self.workdir, split, step, scores)
+    if writer is not None:
+      writer.write(step, {f"{split}/{k}": v for k, v in scores.items()})
+    logging.info("Eval at step %d on %s (%.1fs): %s -> %s", step, split, time.time() - t0,
+                 {k: round(v, 4) for k, v in scores.items()}, path)
+    return scores
+
+
+def initial_state(setup):
+  """The train state a run starts from: random, then `config.init_from` if set."""
+  config = setup.config
+  state = jax.jit(setup.init_state, out_shardings=setup.state_shardings)(
+      jax.random.PRNGKey(config.seed))
+  if config.get("init_from"):
+    state = jax.device_put(init_from_converted(state, config.init_from, setup.abstract_state),
+                           setup.state_shardings)
+  return state
 
 
 def train_and_evaluate(config, workdir):
   """Trains `config` in `workdir`, resuming from its newest readable checkpoint.
 
-  Returns the final evaluation scores on `config.eval.split`.
+  Returns the final evaluation scores on `config.eval.split`. Raises
+  `preemption.Preempted` after saving a checkpoint when SIGTERM arrives, and
+  FloatingPointError at a non-finite loss (that step's state is never saved).
   """
   os.makedirs(workdir, exist_ok=True)
   num_steps = config.train.num_steps
   global_batch_size = config.train.batch_size
 
   # ---------------------------------------------------------------- Mesh
-  mesh = sharding.make_mesh(config.mesh)
-  if global_batch_size % jax.device_count():
-    raise ValueError(f"config.train.batch_size={global_batch_size} is not divisible by the "
-                     f"{jax.device_count()} devices")
-  logging.info("Mesh %s over %d devices in %d processes.", dict(mesh.shape), jax.device_count(),
-               jax.process_count())
+  setup = Setup(config, workdir)
+  if global_batch_size % (jax.device_count() * config.train.grad_accum_steps):
+    raise ValueError(f"config.train.batch_size={global_batch_size} must split into "
+                     f"config.train.grad_accum_steps={config.train.grad_accum_steps} "
+                     f"micro-batches divisible by the {jax.device_count()} devices")
+  logging.info("Mesh %s over %d devices in %d processes.", dict(setup.mesh.shape),
+               jax.device_count(), jax.process_count())
 
-  # ---------------------------------------------------------------- Model and input
-  model, dataset, batch_shard, repl, make_global, predict = _setup_model(config, mesh)
-  train_source = pipeline.window_source(dataset, "train", config.input, config.model.modalities,
-                                        train=True)
-  eval_source = pipeline.window_source(dataset, config.eval.split, config.input,
-                                       config.model.modalities, train=False)
+  # ---------------------------------------------------------------- Input
+  train_source = setup.source("train", train=True)
+  eval_source = setup.source(config.eval.split, train=False)
   logging.info("Train: %s. Eval (%s): %s.", train_source, config.eval.split, eval_source)
   train_iter = pipeline.train_iterator(
       train_source, global_batch_size // jax.process_count(), seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
       read_threads=config.train.read_threads)
 
-  # ---------------------------------------------------------------- Optimizer
-  tx = make_optimizer(config.optimizer, num_steps, config.model.get("freeze_backbones", False))
-  init_state = make_init_fn(model, tx, _example_batch(train_source))
-  rng = jax.random.PRNGKey(config.seed)
-  abstract_state = jax.eval_shape(init_state, rng)
-  state_shardings = jax.tree.map(lambda _: repl, abstract_state)
-  logging.info("Parameters: %s", f"{sum(x.size for x in jax.tree.leaves(abstract_state.params)):,}")
-
-  # ---------------------------------------------------------------- Step
-  train_step = jax.jit(make_train_step(model, tx, config.task),
-                       in_shardings=(state_shardings, batch_shard),
-                       out_shardings=(state_shardings, repl), donate_argnums=0)
+  # ---------------------------------------------------------------- Model and optimizer
+  logging.info("Parameters: %s", f"{sum(x.size for x in jax.tree.leaves(setup.abstract_state.params)):,}")
+  train_step = jax.jit(
+      step_lib.make_train_step(setup.model, setup.tx, config.task,
+                               config.train.grad_accum_steps),
+      in_shardings=(setup.state_shardings, setup.batch_shard),
+      out_shardings=(setup.state_shardings, setup.replicated), donate_argnums=0)
 
   # ---------------------------------------------------------------- Checkpoint
   mngr = checkpointing.manager(os.path.join(os.path.abspath(workdir), "checkpoints"),
                                keep=config.train.keep_checkpoints)
-  start_step, state = checkpointing.restore_latest(mngr, abstract_state, train_iter)
+  start_step, state = checkpointing.restore_latest(mngr, setup.abstract_state, train_iter)
   if state is None:
-    start_step = 0
-    state = jax.jit(init_state, out_shardings=state_shardings)(rng)
-    if config.get("init_from"):
-      state = jax.device_put(init_from_converted(state, config.init_from, abstract_state),
-                             state_shardings)
+    start_step, state = 0, initial_state(setup)
     logging.info("No checkpoint in %s: starting from step 0.", workdir)
   else:
-    state = jax.device_put(state, state_shardings)
     logging.info("Resumed from the checkpoint at step %d.", start_step)
-
-  # ---------------------------------------------------------------- Eval
-  writer = metric_writers.MetricWriter(workdir)
-
-  def run_eval(step):
-    t0 = time.time()
-    scores = evaluation.evaluate(
-        lambda b: predict(state.params, state.batch_stats, b), eval_source, config.task,
-        config.eval.batch_size, make_global, config.train.read_threads)
-    path = evaluation.write_json(workdir, config.eval.split, step, scores)
-    writer.write(step, {f"{config.eval.split}/{k}": v for k, v in scores.items()})
-    logging.info("Eval at step %d on %s (%.1fs): %s -> %s", step, config.eval.split,
-                 time.time() - t0, {k: round(v, 4) for k, v in scores.items()}, path)
-    return scores
+  if setup.cache is not None:
+    setup.cache.check_backbones(state)
 
   # ---------------------------------------------------------------- Loop
-  scores = None
-  t_last, step_last = time.time(), start_step
-  for step in range(start_step + 1, num_steps + 1):
-    batch = make_global(next(train_iter))
-    state, logs = train_step(state, batch)
-    if step % config.train.log_every == 0 or step == num_steps:
-      logs = jax.device_get(logs)
-      if not all(math.isfinite(v) for v in logs.values()):
-        raise FloatingPointError(f"non-finite training metrics at step {step}: {logs}; the last "
-                                 f"good checkpoint is in {mngr.directory}")
-      now = time.time()
-      rate = (step - step_last) / (now - t_last)
-      writer.write(step, {f"train/{k}": v for k, v in logs.items()} | {"train/steps_per_s": rate})
-      logging.info("step %d/%d | loss %.4f | %.2f steps/s | ETA %s", step, num_steps,
-                   logs["loss"], rate, _format_seconds((num_steps - step) / rate))
-      t_last, step_last = now, step
-    if step % config.train.checkpoint_every == 0 or step == num_steps:
-      checkpointing.save(mngr, step, state, train_iter)
-    if step % config.train.eval_every == 0 or step == num_steps:
-      scores = run_eval(step)
-      t_last = time.time()  # evaluation time is not training speed
-  mngr.wait_until_finished()
-  if scores is None:  # resumed a finished run: report its final state again
-    scores = run_eval(int(jax.device_get(state.step)))
-  writer.close()
-  mngr.close()
+  writer = metric_writers.MetricWriter(workdir)
+  stop = preemption.StopRequests()
+  scores, saved = None, start_step
+  unchecked = None  # (step, logs) of the newest step whose loss is not yet known finite
+
+  def check_finite():
+    nonlocal unchecked
+    if unchecked is not None and not bool(jax.device_get(unchecked[1]["finite"])):
+      bad_step, logs = unchecked
+      raise FloatingPointError(
+          f"non-finite loss at step {bad_step} (loss {float(jax.device_get(logs['loss']))}); "
+          f"stopped without saving it. The last good checkpoint (step {saved}) is in "
+          f"{mngr.directory}: lower the learning rate or check the inputs, then rerun.")
+    unchecked = None
+
+  try:
+    t_last, step_last = time.time(), start_step
+    for step in range(start_step + 1, num_steps + 1):
+      batch = setup.make_global(next(train_iter))
+      state, logs = train_step(state, batch)
+      check_finite()  # the previous step's; this one keeps running meanwhile
+      unchecked = (step, logs)
+      if step % config.train.log_every == 0 or step == num_steps:
+        check_finite()
+        logs = jax.device_get(logs)
+        now = time.time()
+        rate = (step - step_last) / (now - t_last)
+        writer.write(step, {f"train/{k}": v for k, v in logs.items() if k != "finite"}
+                     | {"train/steps_per_s": rate})
+        logging.info("step %d/%d | loss %.4f | %.2f steps/s | ETA %s", step, num_steps,
+                     logs["loss"], rate, _format_seconds((num_steps - step) / rate))
+        t_last, step_last = now, step
+      if step % config.train.checkpoint_every == 0 or step == num_steps:
+        check_finite()
+        checkpointing.save(mngr, step, state, train_iter)
+        saved = step
+      if stop.requested():
+        check_finite()
+        if saved != step:
+          checkpointing.save(mngr, step, state, train_iter, force=True)
+        mngr.wait_until_finished()
+        raise preemption.Preempted(f"stopped by SIGTERM at step {step}, after saving a "
+                                   f"checkpoint in {mngr.directory}; run the same command "
+                                   f"to resume")
+      if step % config.train.eval_every == 0 or step == num_steps:
+        scores = setup.evaluate(state, config.eval.split, eval_source, step, writer)
+        t_last = time.time()  # evaluation time is not training speed
+    mngr.wait_until_finished()
+    if scores is None:  # resumed a finished run: report its final state again
+      scores = setup.evaluate(state, config.eval.split, eval_source,
+                              int(jax.device_get(state.step)), writer)
+  finally:
+    stop.close()
+    writer.close()
+    mngr.close()
   return scores
+
+
+def restore_for_eval(config, workdir):
+  """(setup, step, state) of the newest readable checkpoint of `workdir`."""
+  setup = Setup(config, workdir)
+  mngr = checkpointing.manager(os.path.join(os.path.abspath(workdir), "checkpoints"), keep=None)
+  step, state = checkpointing.restore_latest(mngr, setup.abstract_state, None)
+  mngr.close()
+  if state is None:
+    raise FileNotFoundError(f"no readable checkpoint in {workdir}/checkpoints: train first with "
+                            f"--mode=train and the same --config and --workdir")
+  if setup.cache is not None:
+    setup.cache.check_backbones(state)
+  return setup, step, state
 
 
 def evaluate_workdir(config, workdir, split):
   """Scores the newest readable checkpoint of `workdir` on `split`; writes JSON."""
-  mesh = sharding.make_mesh(config.mesh)
-  model, dataset, _, repl, make_global, predict = _setup_model(config, mesh)
-  source = pipeline.window_source(dataset, split, config.input, config.model.modalities,
-                                  train=False)
-  tx = make_optimizer(config.optimizer, config.train.num_steps,
-                      config.model.get("freeze_backbones", False))
-  abstract_state = jax.eval_shape(make_init_fn(model, tx, _example_batch(source)),
-                                  jax.random.PRNGKey(config.seed))
-  mngr = checkpointing.manager(os.path.join(os.path.abspath(workdir), "checkpoints"), keep=None)
-  step, state = checkpointing.restore_latest(mngr, abstract_state, None)
-  if state is None:
-    raise FileNotFoundError(f"no readable checkpoint in {workdir}/checkpoints: train first with "
-                            f"--mode=train and the same --config and --workdir")
-  state = jax.device_put(state, repl)
-  scores = evaluation.evaluate(lambda b: predict(state.params, state.batch_stats, b), source,
-                               config.task, config.eval.batch_size, make_global,
-                               config.train.read_threads)
-  path = evaluation.write_json(workdir, split, step, scores)
-  logging.info("Eval of step %d on %s: %s -> %s", step, split, scores, path)
-  mngr.close()
-  return scores
+  setup, step, state = restore_for_eval(config, workdir)
+  return setup.evaluate(state, split, setup.source(split, train=False), step)
+
+
+def write_submission(config, workdir, split, out_path, sample_file="", per_video_dir=""):
+  """The ABAW submission CSV (and optionally per-video .txt files) of `split`, predicted
+  by the newest checkpoint of `workdir` and post-processed as `config.eval.smoothing`
+  says. Returns the number of CSV rows."""
+  if config.task != "valence_arousal":
+    raise ValueError("submission files are for valence/arousal (Aff-Wild2) models")
+  setup, step, state = restore_for_eval(config, workdir)
+  source = setup.source(split, train=False)
+  preds, labels = evaluation.predict_split(
+      lambda b: setup.predict(state.params, state.batch_stats, b),
+      source, config.eval.batch_size, setup.make_global, config.train.read_threads)
+  predictions, _ = evaluation.per_video(source, preds, labels)
+  predictions = abaw.postprocess(predictions, dict(config.eval.smoothing))
+  if jax.process_index() != 0:
+    return 0
+  frame_list = abaw.read_sample_file(sample_file) if sample_file else None
+  rows = abaw.write_submission(out_path, predictions, frame_list)
+  if per_video_dir:
+    abaw.write_per_video_txt(per_video_dir, predictions)
+  logging.info("Wrote %d rows for %d videos of %s (step %d) to %s.", rows, len(predictions),
+               split, step, out_path)
+  return rows

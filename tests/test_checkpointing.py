@@ -11,6 +11,7 @@ import pytest
 
 from jmt_jax import checkpointing
 from jmt_jax import train
+from jmt_jax import train_step
 
 
 def make_iterator():
@@ -20,7 +21,7 @@ def make_iterator():
 
 def make_state(seed):
   k = jax.random.PRNGKey(seed)
-  return train.TrainState(step=jnp.asarray(seed, jnp.int32),
+  return train_step.TrainState(step=jnp.asarray(seed, jnp.int32),
                           params={"w": jax.random.normal(k, (3, 4)), "b": jnp.arange(4.0)},
                           batch_stats={"mean": jnp.ones(4) * seed}, opt_state=(jnp.zeros(2),),
                           rng=k)

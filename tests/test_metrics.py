@@ -44,14 +44,19 @@ def test_ccc_of_constant_predictions():
   assert metrics.ccc(np.full(5, 0.2), np.full(5, 0.2)) == 0.0
 
 
-def test_masked_ccc_equals_numpy_ccc():
+def test_ccc_from_moments_equals_numpy_ccc():
   rng = np.random.default_rng(2)
   y = rng.uniform(-1, 1, (4, 16))
   x = 0.5 * y + 0.2 * rng.standard_normal((4, 16))
   y[0, :5] = -5.0
   window_valid = jnp.array([1.0, 1.0, 1.0, 0.0])  # the last window is padding
   w = metrics.valid_label_weight(jnp.asarray(y), window_valid)
-  got = float(metrics.masked_ccc(jnp.asarray(x), jnp.asarray(y), w))
+  m = metrics.moments(jnp.asarray(x), jnp.asarray(y), w)
+  got = float(metrics.ccc_from_moments(m))
+  # Sums over parts of the batch add up to the whole batch's.
+  parts = sum(metrics.moments(jnp.asarray(x[i:i + 1]), jnp.asarray(y[i:i + 1]), w[i:i + 1])
+              for i in range(4))
+  np.testing.assert_allclose(parts, m, rtol=1e-5, atol=1e-5)
   keep = (y != -5.0) & (np.asarray(window_valid)[:, None] > 0)
   assert got == pytest.approx(direct_ccc(x[keep], y[keep]), abs=1e-5)
 

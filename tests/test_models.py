@@ -1,6 +1,5 @@
 """Shapes of every module, the (2+1)D rules, and the Conv3D equivalence."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -225,7 +225,7 @@ def test_training_without_prepared_data_says_how_to_prepare(tmp_path):
          f"--workdir={tmp_path / 'w'}"]
   r = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert r.returncode != 0 and "Traceback" not in r.stderr
-  assert f"python -m jmt_jax.prepare affwild2 --raw_dir=" in r.stderr, r.stderr[-2000:]
+  assert "python -m jmt_jax.prepare affwild2 --raw_dir=" in r.stderr, r.stderr[-2000:]
 
 
 def test_prepare_command_line(biovid, tmp_path):

@@ -1,7 +1,12 @@
-"""Killing training with SIGKILL and running the same command again resumes it, and
-ends with the same parameters as a run that was never interrupted."""
+"""Never lose work: after SIGKILL at a random step or SIGTERM, the same command resumes
+and ends with the parameters of a run that was never interrupted; a corrupt newest
+checkpoint falls back to the previous one; a non-finite loss stops the run without
+saving it."""
 
+import glob
+import json
 import os
+import random
 import signal
 import subprocess
 import time
@@ -9,6 +14,7 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from conftest import ROOT
 from conftest import subprocess_env
@@ -18,10 +24,10 @@ from jmt_jax import checkpointing
 NUM_STEPS = 30
 
 
-def command(workdir, data_dir, cache_dir):
+def command(workdir, data_dir, cache_dir, *flags):
   return tiny_demo_command(workdir, data_dir, f"--config.train.num_steps={NUM_STEPS}",
                            "--config.train.checkpoint_every=5", "--config.train.eval_every=1000",
-                           "--config.train.log_every=5", cache_dir=cache_dir)
+                           "--config.train.log_every=1", *flags, cache_dir=cache_dir)
 
 
 def final_state(workdir):
@@ -33,34 +39,107 @@ def final_state(workdir):
   return restored["state"]
 
 
-def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(tmp_path, data_dir):
-  env = subprocess_env()
-  cache = str(tmp_path / "xla")
-  straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
-  subprocess.run(command(straight, data_dir, cache), cwd=ROOT, env=env, check=True,
-                 capture_output=True, timeout=600)
-
-  proc = subprocess.Popen(command(killed, data_dir, cache), cwd=ROOT, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  ckpt_dir = os.path.join(killed, "checkpoints")
-  deadline = time.time() + 600
-  while time.time() < deadline and proc.poll() is None:
-    if os.path.isdir(ckpt_dir) and any(d.isdigit() and int(d) >= 10 for d in os.listdir(ckpt_dir)):
-      break
-    time.sleep(0.05)
-  assert proc.poll() is None, "training finished before it could be interrupted"
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert not os.path.isdir(os.path.join(ckpt_dir, str(NUM_STEPS)))
-
-  rerun = subprocess.run(command(killed, data_dir, cache), cwd=ROOT, env=env, check=True,
-                         capture_output=True, text=True, timeout=600)
-  assert "Resumed from the checkpoint at step" in rerun.stderr
-  resumed_at = int(rerun.stderr.split("Resumed from the checkpoint at step ")[1].split(".")[0])
-  assert 5 <= resumed_at < NUM_STEPS
-
-  a, b = final_state(straight), final_state(killed)
-  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+def assert_same_final_state(a, b):
+  leaves_a, leaves_b = jax.tree.leaves(final_state(a)), jax.tree.leaves(final_state(b))
   assert len(leaves_a) == len(leaves_b) > 0
   for x, y in zip(leaves_a, leaves_b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def logged_steps(workdir):
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    steps = [json.loads(l)["step"] for l in f if l.strip().endswith("}")]
+  return max(steps, default=0)
+
+
+def start_and_signal(cmd, workdir, at_step, sig):
+  """Starts `cmd`, sends `sig` once it has logged step `at_step`, waits for it to end."""
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 600
+  while time.time() < deadline and proc.poll() is None and logged_steps(workdir) < at_step:
+    time.sleep(0.02)
+  assert proc.poll() is None, "training finished before it could be interrupted"
+  proc.send_signal(sig)
+  _, err = proc.communicate(timeout=600)
+  return proc.returncode, err
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_dir):
+  """An uninterrupted run, and the compilation cache the interrupted ones share."""
+  root = tmp_path_factory.mktemp("resume")
+  cache, straight = str(root / "xla"), str(root / "straight")
+  subprocess.run(command(straight, data_dir, cache), cwd=ROOT, env=subprocess_env(), check=True,
+                 capture_output=True, timeout=600)
+  return root, cache, straight
+
+
+def test_sigkill_at_a_random_step_then_rerun_matches_uninterrupted(runs, data_dir):
+  root, cache, straight = runs
+  killed = str(root / "killed")
+  at = random.Random().randint(6, NUM_STEPS - 4)
+  print(f"killing at step {at}")
+  code, _ = start_and_signal(command(killed, data_dir, cache), killed, at, signal.SIGKILL)
+  assert code == -signal.SIGKILL
+  assert not os.path.isdir(os.path.join(killed, "checkpoints", str(NUM_STEPS)))
+
+  rerun = subprocess.run(command(killed, data_dir, cache), cwd=ROOT, env=subprocess_env(),
+                         check=True, capture_output=True, text=True, timeout=600)
+  resumed_at = int(rerun.stderr.split("Resumed from the checkpoint at step ")[1].split(".")[0])
+  assert 5 <= resumed_at < NUM_STEPS
+  assert_same_final_state(straight, killed)
+
+
+def test_sigterm_saves_exits_and_resumes(runs, data_dir):
+  root, cache, straight = runs
+  stopped = str(root / "stopped")
+  code, err = start_and_signal(command(stopped, data_dir, cache), stopped, 7, signal.SIGTERM)
+  assert code == 75, err[-2000:]
+  line = next(l for l in err.splitlines() if l.startswith("preempted: stopped by SIGTERM"))
+  step = int(line.split("at step ")[1].split(",")[0])
+  assert 7 <= step < NUM_STEPS
+  assert os.path.isdir(os.path.join(stopped, "checkpoints", str(step)))  # saved on the spot
+
+  rerun = subprocess.run(command(stopped, data_dir, cache), cwd=ROOT, env=subprocess_env(),
+                         check=True, capture_output=True, text=True, timeout=600)
+  assert f"Resumed from the checkpoint at step {step}." in rerun.stderr
+  assert_same_final_state(straight, stopped)
+
+
+def test_corrupt_newest_checkpoint_is_reported_and_the_previous_one_used(runs, data_dir):
+  root, cache, straight = runs
+  workdir = str(root / "corrupt")
+  subprocess.run(["cp", "-r", straight, workdir], check=True)
+  for path in glob.glob(os.path.join(workdir, "checkpoints", str(NUM_STEPS), "state", "**", "*"),
+                        recursive=True):
+    if os.path.isfile(path):
+      with open(path, "r+b") as f:
+        f.truncate(max(0, os.path.getsize(path) // 2))
+  proc = subprocess.run(command(workdir, data_dir, cache, "--mode=eval"), cwd=ROOT,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f"Checkpoint at step {NUM_STEPS} in" in proc.stderr and "unreadable" in proc.stderr
+  assert os.path.exists(os.path.join(workdir, "eval", f"validation_step{NUM_STEPS - 5}.json"))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
+  workdir = str(tmp_path / "nan")
+  # A learning rate this large sends the weights to inf within a few steps.
+  proc = subprocess.run(command(workdir, data_dir, "", "--config.train.checkpoint_every=1",
+                                "--config.optimizer.learning_rate=1e38",
+                                "--config.optimizer.warmup_steps=0",
+                                "--config.optimizer.schedule=constant",
+                                "--config.optimizer.grad_clip_norm=1e38"),
+                        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: FloatingPointError: non-finite loss at step "), last
+  bad_step = int(last.split("at step ")[1].split(" ")[0])
+  saved = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+  assert saved and max(saved) == bad_step - 1
+  assert f"The last good checkpoint (step {bad_step - 1})" in last

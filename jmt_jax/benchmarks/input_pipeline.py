@@ -21,8 +21,8 @@ from ml_collections import config_flags
 
 from jmt_jax import library_logs
 from jmt_jax import train
+from jmt_jax import train_step
 from jmt_jax.data import pipeline
-from jmt_jax.models import model as model_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variant].")
 _BATCH = flags.DEFINE_integer("batch_size", 0, "Batch size (0: the config's).")
@@ -44,15 +44,13 @@ def pipeline_rate(source, batch_size, threads, num_batches, seed):
   return num_batches * batch_size / (time.perf_counter() - t0), batch
 
 
-def step_rate(config, source, batch, num_steps):
+def step_rate(config, batch, num_steps):
   """(examples/s, compile seconds, GFLOP per step) of the jitted train step."""
-  model = model_lib.build_model(config.model)
-  tx = train.make_optimizer(config.optimizer, config.train.num_steps,
-                            config.model.get("freeze_backbones", False))
-  state = jax.jit(train.make_init_fn(model, tx, train._example_batch(source)))(  # pylint: disable=protected-access
-      jax.random.PRNGKey(0))
+  setup = train.Setup(config, workdir=None, with_cache=False)
+  state = train.initial_state(setup)
   batch = jax.device_put(batch)
-  step = jax.jit(train.make_train_step(model, tx, config.task), donate_argnums=0)
+  step = jax.jit(train_step.make_train_step(setup.model, setup.tx, config.task,
+                                            config.train.grad_accum_steps), donate_argnums=0)
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
@@ -84,7 +82,7 @@ def main(argv):
   for threads in _THREADS.value:
     rate, batch = pipeline_rate(source, batch_size, threads, _BATCHES.value, config.seed)
     print(f"input pipeline, {threads} read thread(s): {rate:8.2f} examples/s")
-  rate, compile_s, gflop, seconds = step_rate(config, source, batch, _STEPS.value)
+  rate, compile_s, gflop, seconds = step_rate(config, batch, _STEPS.value)
   print(f"train step:                       {rate:8.2f} examples/s ({seconds:.2f} s/step, "
         f"{gflop:.1f} GFLOP/step = {gflop / seconds:.1f} GFLOP/s; compiled in {compile_s:.0f} s)")
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -35,7 +35,10 @@ def open_dataset(data_config):
   splits = {}
   for s in data_config.split_sizes:
     table = records.SplitTable(meta[s], meta["segment_frames"], meta["rates"]["fps"])
-    splits[s] = records.Split(sources[s], table, np.arange(len(table)))
+    if data_config.get("protocol"):  # folds over one split, as prepared BioVid is read
+      splits.update(prepared.fold_splits(sources[s], table, data_config.protocol))
+    else:
+      splits[s] = records.Split(sources[s], table, np.arange(len(table)))
   return records.Dataset(splits=splits, rates=dict(meta["rates"]))
 
 
@@ -69,17 +72,21 @@ def process_slice(source, process_index, process_count):
 
 
 def train_iterator(source, batch_size, seed, process_index, process_count, read_threads):
-  """Endless shuffled, augmented batches for this process; its state goes into checkpoints.
+  """Endless shuffled, augmented batches of `batch_size` for this process; its state goes
+  into checkpoints.
 
-  Shuffling and augmentation are drawn from `seed` and each item's position, so the
+  The global stream is cut into batches and process p takes batches p, p + count, ...:
+  process-local batches laid side by side in process order form exactly the global batch
+  a single process would read, and augmentation is drawn from `seed` and each example's
+  global position, so runs on any number of processes see the same data, and the
   iterator's saved position alone fixes every later batch.
   """
   ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
-  ds = ds[process_index::process_count]
   if source.augment_config:
     ds = ds.random_map(source.augment, seed=seed + 1)
-  options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=2 * batch_size)
-  return iter(ds.to_iter_dataset(options).batch(batch_size, drop_remainder=True))
+  ds = ds.batch(batch_size, drop_remainder=True)[process_index::process_count]
+  options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=2)
+  return iter(ds.to_iter_dataset(options))
 
 
 def eval_batches(dataset, batch_size, read_threads, num_batches):

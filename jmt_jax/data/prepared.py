@@ -54,12 +54,22 @@ def open_prepared(data_config):
   rates = dict(meta["rates"])
   tables = {s: records.SplitTable(meta[s], meta["segment_frames"], rates["fps"]) for s in sources}
   if data_config.name == "biovid":
-    table = tables["samples"]
-    splits = {name: records.Split(sources["samples"], table, idx)
-              for name, idx in folds(table, **data_config.protocol).items()}
+    splits = fold_splits(sources["samples"], tables["samples"], data_config.protocol)
   else:
     splits = {s: records.Split(sources[s], t, np.arange(len(t))) for s, t in tables.items()}
   return records.Dataset(splits=splits, rates=rates)
+
+
+def fold_splits(source, table, protocol):
+  """{"train": Split, "validation": Split} of one fold of a protocol over one stored split."""
+  return {name: records.Split(source, table, idx)
+          for name, idx in folds(table, **protocol).items()}
+
+
+def count_folds(table, kind, num_folds=5, **unused):
+  """How many folds protocol `kind` has on `table`."""
+  del unused
+  return len(set(table.subjects)) if kind == "loso" else num_folds
 
 
 def folds(table, kind, fold, num_folds=5, seed=0):

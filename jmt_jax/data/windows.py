@@ -135,6 +135,16 @@ class WindowSource:
   def __getitem__(self, i):
     recording, start = (int(x) for x in self.windows[i])
     ends = start + self.clip_frames * (np.arange(self.num_clips) + 1) - 1
+    example = self.read_clips(recording, ends)
+    pain = int(self.table.pain[recording])
+    example["pain"] = np.int32(self.pain_classes.index(pain) if self.pain_classes else pain)
+    example["valid"] = np.float32(1.0)
+    return example
+
+  def read_clips(self, recording, ends):
+    """Inputs, labels, `recording` and `frame` of the clips of `recording` that end at
+    the (ascending) frames `ends`."""
+    start = int(ends[0]) - self.clip_frames + 1
     hi = int(ends[-1]) + 1
     fps = float(self.table.fps[recording])
     lo = min(start, int(ends[0]) + 1 - _context_frames(self.modalities, fps))
@@ -145,11 +155,8 @@ class WindowSource:
     for key in ("valence", "arousal"):
       per_frame = span.frames(key, start, hi, fill=records.INVALID_LABEL)
       example[key] = per_frame[ends - start]
-    example["recording"] = np.full(self.num_clips, recording, np.int32)
-    example["frame"] = ends.astype(np.int32)
-    pain = int(self.table.pain[recording])
-    example["pain"] = np.int32(self.pain_classes.index(pain) if self.pain_classes else pain)
-    example["valid"] = np.float32(1.0)
+    example["recording"] = np.full(len(ends), recording, np.int32)
+    example["frame"] = np.asarray(ends, np.int32)
     return example
 
   def augment(self, example, rng):

@@ -9,7 +9,6 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jmt_jax.models.attention import Encoder
-from jmt_jax.models.attention import EncoderLayer
 from jmt_jax.models.attention import MultiHeadAttention
 
 # The six cross-attended outputs, in the order the Aff-Wild2 head stacks them

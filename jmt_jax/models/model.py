@@ -54,34 +54,57 @@ class MultimodalModel(nn.Module):
   """batch[modality]: (B, T, ...) per-clip inputs -> head outputs per clip or window.
 
   With `config.freeze_backbones` (the paper's Aff-Wild2 setting) the backbones always run
-  in inference mode (BatchNorm running statistics, no dropout) and pass no gradient.
+  in inference mode (BatchNorm running statistics, no dropout) and pass no gradient, and
+  `batch["embeddings"][modality]` (B, T, D), when present, stands in for the backbone's
+  output: what the feature cache (jmt_jax.features) stores.
+  `config.compute_dtype` is the dtype inputs are cast to; parameters come in the dtype
+  the caller chooses (train_step casts float32 ones for bfloat16 compute).
   """
 
   config: ml_collections.FrozenConfigDict
 
+  def _embed(self, batch, train):
+    cfg = self.config
+    dtype = jnp.dtype(cfg.get("compute_dtype", "float32"))
+    frozen = cfg.get("freeze_backbones", False)
+    cached = batch.get("embeddings", {})
+    embeddings = []
+    for m in cfg.modalities:
+      if m in cached:
+        if not frozen:
+          raise ValueError("cached backbone embeddings need config.model.freeze_backbones")
+        embeddings.append(cached[m].astype(dtype))
+        continue
+      x = batch[m]
+      b, t = x.shape[:2]
+      x = _prepare_input(x.reshape((b * t,) + x.shape[2:]), cfg.backbones[m]).astype(dtype)
+      e = build_backbone(cfg.backbones[m], name=f"{m}_backbone")(x, train=train and not frozen)
+      if frozen:
+        e = jax.lax.stop_gradient(e)
+      embeddings.append(e.reshape(b, t, -1))
+    return embeddings
+
   @nn.compact
-  def __call__(self, batch, train=False):
+  def __call__(self, batch, train=False, embeddings_only=False):
+    """Head outputs; with `embeddings_only`, {modality: (B, T, D)} backbone embeddings."""
     cfg = self.config
     fusion, arity = fusion_lib.build_fusion(cfg.fusion)
     if len(cfg.modalities) != arity:
       raise ValueError(f"fusion {cfg.fusion.kind!r} takes {arity} modalities, "
                        f"config.model.modalities has {list(cfg.modalities)}")
-    embeddings = []
-    frozen = cfg.get("freeze_backbones", False)
-    for m in cfg.modalities:
-      x = batch[m]
-      b, t = x.shape[:2]
-      x = _prepare_input(x.reshape((b * t,) + x.shape[2:]), cfg.backbones[m])
-      e = build_backbone(cfg.backbones[m], name=f"{m}_backbone")(x, train=train and not frozen)
-      if frozen:
-        e = jax.lax.stop_gradient(e)
-      embeddings.append(e.reshape(b, t, -1))
+    embeddings = self._embed(batch, train)
+    if embeddings_only:
+      return dict(zip(cfg.modalities, embeddings))
     dims = {e.shape[-1] for e in embeddings}
     if len(dims) != 1:
       raise ValueError(f"backbone embeddings of {list(cfg.modalities)} differ in width: "
                        f"{[e.shape[-1] for e in embeddings]}")
-    return heads.build_head(cfg.head)(fusion(*embeddings), train=train)
+    outputs = heads.build_head(cfg.head)(fusion(*embeddings), train=train)
+    return jax.tree.map(lambda x: x.astype(jnp.float32), outputs)
 
 
-def build_model(model_config):
-  return MultimodalModel(ml_collections.FrozenConfigDict(model_config))
+def build_model(model_config, compute_dtype="float32"):
+  cfg = ml_collections.ConfigDict(
+      model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
+  cfg.compute_dtype = compute_dtype
+  return MultimodalModel(ml_collections.FrozenConfigDict(cfg))

@@ -1,0 +1,96 @@
+"""Train and evaluate every fold of a cross-validation protocol, then tabulate.
+
+  python -m jmt_jax.cross_validate --config=configs/biovid.py:data_dir=data/biovid,protocol=loso \
+      --workdir=workdirs/biovid_loso
+
+Fold K trains in WORKDIR/fold_K (rerunning resumes unfinished folds and re-scores
+finished ones from their last checkpoint). WORKDIR/cross_validation.csv and .md hold
+each fold's accuracy and the mean and standard deviation over folds (numpy's std,
+ddof=0); cross_validation.json holds the same with the protocol.
+"""
+
+import csv
+import json
+import os
+
+import jax
+import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from jmt_jax import cli
+from jmt_jax import train
+from jmt_jax.data import pipeline
+from jmt_jax.data import prepared
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config with a data.protocol, e.g. "
+                                          "configs/biovid.py[:args].", lock_config=False)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one workdir per fold.")
+_FOLDS = flags.DEFINE_list("folds", [], "Only these folds (default: all).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def num_folds(config):
+  """The number of folds of `config.data.protocol` on its data."""
+  dataset = pipeline.open_dataset(config.data)
+  table = next(iter(dataset.splits.values())).table
+  return prepared.count_folds(table, **config.data.protocol)
+
+
+def run(config, workdir, folds=None):
+  """Trains and scores `folds` (default all); returns and writes the table as a dict."""
+  if "protocol" not in config.data:
+    raise ValueError("config.data has no protocol: cross-validation needs a folded dataset "
+                     "(e.g. configs/biovid.py)")
+  metric = "accuracy" if config.task == "pain" else "ccc_mean"
+  folds = list(range(num_folds(config))) if folds is None else list(folds)
+  rows = []
+  for fold in folds:
+    fold_config = config.copy_and_resolve_references()
+    fold_config.data.protocol.fold = fold
+    logging.info("Fold %d of %s.", fold, folds)
+    scores = train.train_and_evaluate(fold_config, os.path.join(workdir, f"fold_{fold}"))
+    rows.append({"fold": fold, **scores})
+  values = np.array([r[metric] for r in rows], np.float64)
+  summary = {"protocol": config.data.protocol.to_dict(), "metric": metric, "folds": rows,
+             "mean": float(values.mean()), "std": float(values.std())}
+  if jax.process_index() == 0:
+    write_table(workdir, summary)
+  return summary
+
+
+def write_table(workdir, summary):
+  metric, rows = summary["metric"], summary["folds"]
+  keys = ["fold"] + [k for k in rows[0] if k != "fold"]
+  with open(os.path.join(workdir, "cross_validation.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, keys)
+    writer.writeheader()
+    writer.writerows(rows)
+  p = summary["protocol"]
+  lines = [f"{p['kind']} protocol, {len(rows)} folds: {metric} "
+           f"{summary['mean']:.4f} +- {summary['std']:.4f}", "",
+           f"| fold | {metric} |", "|---|---|"]
+  lines += [f"| {r['fold']} | {r[metric]:.4f} |" for r in rows]
+  lines += [f"| mean +- std | {summary['mean']:.4f} +- {summary['std']:.4f} |"]
+  with open(os.path.join(workdir, "cross_validation.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  with open(os.path.join(workdir, "cross_validation.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  folds = [int(f) for f in _FOLDS.value] or None
+  summary = cli.run(config, lambda: run(config, _WORKDIR.value, folds))
+  for row in summary["folds"]:
+    print(f"fold {row['fold']}: {summary['metric']} {row[summary['metric']]:.4f}")
+  print(f"mean +- std over {len(summary['folds'])} folds: {summary['mean']:.4f} +- "
+        f"{summary['std']:.4f} (table in {_WORKDIR.value}/cross_validation.md)")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,41 @@
+"""Extract the frozen backbones' embeddings of every clip into a feature cache.
+
+  python -m jmt_jax.extract_features \
+      --config=configs/affwild2.py:init_from=weights/affwild2,feature_cache=cache/affwild2
+  python -m jmt_jax.main \
+      --config=configs/affwild2.py:init_from=weights/affwild2,feature_cache=cache/affwild2 \
+      --workdir=workdirs/affwild2
+
+The backbones are the ones training would start from (`init_from`); see jmt_jax.features.
+"""
+
+from absl import app
+from ml_collections import config_flags
+
+from jmt_jax import cli
+from jmt_jax import features
+from jmt_jax import train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config with feature_cache set.",
+                                          lock_config=True)
+
+
+def extract(config):
+  """Extracts the cache `config.feature_cache` names; returns its index."""
+  if not config.get("feature_cache"):
+    raise ValueError("set the cache directory in the config (feature_cache=DIR)")
+  setup = train.Setup(config, workdir=None, with_cache=False)
+  return features.extract(config, config.feature_cache, train.initial_state(setup))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  index = cli.run(config, lambda: extract(config))
+  print(f"feature cache written to {config.feature_cache}: "
+        f"{sum(len(r) for r in index['stores'].values())} recordings")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,169 @@
+"""The train state and the jit-able optimizer step.
+
+Losses are written as functions of sums over a batch's examples (`loss_sums`), so that
+a batch split into micro-batches for gradient accumulation gets exactly the gradient
+of the whole batch's loss, even for CCC, which is not a mean over examples:
+
+  pass 1 (forward only) adds up every micro-batch's sums S;
+  pass 2 takes, per micro-batch, the gradient of <dL/dS, sums(micro-batch)>,
+  which adds up to dL/dS . dS/dparams = dL/dparams.
+
+The price is one extra forward pass per micro-batch. BatchNorm in training mode (when
+backbones are fine-tuned) still sees micro-batch statistics, as in any accumulation.
+"""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from jmt_jax import metrics
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array  # raw uint32 key data, so that checkpoints hold plain arrays
+
+
+def label_keys(task):
+  return ("valence", "arousal", "valid") if task == "valence_arousal" else ("pain", "valid")
+
+
+def loss_sums(task, outputs, batch):
+  """{name: array} of sums over the batch from which `loss_from_sums` computes the loss."""
+  if task == "valence_arousal":
+    return {k: metrics.moments(outputs[k], batch[k],
+                               metrics.valid_label_weight(batch[k], batch["valid"]))
+            for k in ("valence", "arousal")}
+  if task == "pain":
+    logits = outputs["logits"].astype(jnp.float32)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["pain"])
+    correct = logits.argmax(-1) == batch["pain"]
+    return {"pain": jnp.stack([batch["valid"].sum(), (ce * batch["valid"]).sum(),
+                               (correct * batch["valid"]).sum()])}
+  raise ValueError(f"unknown task {task!r}; use 'valence_arousal' or 'pain'")
+
+
+def loss_from_sums(task, sums):
+  """(loss, logs). Valence/arousal: (1 - CCC) summed over the two, over the batch's valid
+  frames; pain: mean cross-entropy over valid windows."""
+  if task == "valence_arousal":
+    logs = {f"ccc_{k}": metrics.ccc_from_moments(sums[k]) for k in ("valence", "arousal")}
+    loss = 2.0 - logs["ccc_valence"] - logs["ccc_arousal"]
+  else:
+    n = jnp.maximum(sums["pain"][0], 1.0)
+    loss = sums["pain"][1] / n
+    logs = {"accuracy": sums["pain"][2] / n}
+  return loss, {"loss": loss, **logs}
+
+
+def compute_loss(task, outputs, batch):
+  return loss_from_sums(task, loss_sums(task, outputs, batch))
+
+
+def compute_dtype(model):
+  """The dtype `model` computes in (config.compute_dtype, which build_model records)."""
+  return COMPUTE_DTYPES[model.config.get("compute_dtype", "float32")]
+
+
+def cast_floats(tree, dtype):
+  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                      tree)
+
+
+def make_init_fn(model, tx, example):
+  def init_state(rng):
+    init_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
+    variables = model.init({"params": init_rng, "dropout": dropout_rng}, example, train=False)
+    params = variables["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
+                      rng=state_rng)
+  return init_state
+
+
+def _microbatches(batch, n):
+  """(n, B/n, ...) micro-batches; micro-batch j holds rows j, j+n, ..., so that each one
+  is spread over every device the batch is sharded over."""
+  def split(x):
+    if x.shape[0] % n:
+      raise ValueError(f"batch of {x.shape[0]} does not split into {n} micro-batches")
+    return jnp.swapaxes(x.reshape((x.shape[0] // n, n) + x.shape[1:]), 0, 1)
+  return jax.tree.map(split, batch)
+
+
+def make_train_step(model, tx, task, accum_steps=1):
+  """(state, batch) -> (state, logs): one optimizer step on one global batch.
+
+  Parameters stay float32; for a model built with compute_dtype='bfloat16' the forward
+  and backward passes run on bfloat16 copies (BatchNorm statistics stay float32). A step whose loss or
+  gradient (or updated parameters) is not finite leaves the state as it was and reports logs['finite'] = False.
+  """
+  dtype = compute_dtype(model)
+
+  def forward(params, batch_stats, batch, rng):
+    outputs, updates = model.apply(
+        {"params": cast_floats(params, dtype), "batch_stats": batch_stats}, batch, train=True,
+        rngs={"dropout": rng}, mutable=["batch_stats"])
+    return loss_sums(task, outputs, batch), updates.get("batch_stats", {})
+
+  def whole_batch_grads(state, batch, rng):
+    def loss_fn(params):
+      sums, batch_stats = forward(params, state.batch_stats, batch, rng)
+      return loss_from_sums(task, sums)[0], (sums, batch_stats)
+    grads, (sums, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+    return grads, sums, batch_stats
+
+  def accumulated_grads(state, batch, rng):
+    micro = _microbatches(batch, accum_steps)
+    rngs = jax.vmap(lambda j: jax.random.fold_in(rng, j))(jnp.arange(accum_steps))
+
+    def add_sums(total, xs):
+      sums, _ = forward(state.params, state.batch_stats, *xs)
+      return jax.tree.map(jnp.add, total, sums), None
+
+    zero_sums = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(
+        lambda: forward(state.params, state.batch_stats, jax.tree.map(lambda x: x[0], micro),
+                        rng)[0]))
+    sums, _ = jax.lax.scan(add_sums, zero_sums, (micro, rngs))
+    d_loss = jax.grad(lambda s: loss_from_sums(task, s)[0])(sums)
+
+    def add_grads(carry, xs):
+      grads, batch_stats = carry
+
+      def linearised_loss(params):
+        part, new_stats = forward(params, batch_stats, *xs)
+        return sum(jnp.vdot(d_loss[k], part[k]) for k in part), new_stats
+
+      g, batch_stats = jax.grad(linearised_loss, has_aux=True)(state.params)
+      return (jax.tree.map(jnp.add, grads, g), batch_stats), None
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    (grads, batch_stats), _ = jax.lax.scan(add_grads, (zeros, state.batch_stats), (micro, rngs))
+    return grads, sums, batch_stats
+
+  def train_step(state, batch):
+    step_rng = jax.random.fold_in(state.rng, state.step)
+    compute = whole_batch_grads if accum_steps == 1 else accumulated_grads
+    grads, sums, batch_stats = compute(state, batch, step_rng)
+    loss, logs = loss_from_sums(task, sums)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    logs["grad_norm"] = optax.tree.norm(grads)
+    new_params = optax.apply_updates(state.params, updates)
+    finite = jax.tree.reduce(lambda ok, x: ok & jnp.isfinite(x).all(), new_params,
+                             jnp.isfinite(loss) & jnp.isfinite(logs["grad_norm"]))
+    new = (new_params, batch_stats, opt_state)
+    old = (state.params, state.batch_stats, state.opt_state)
+    params, batch_stats, opt_state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    logs["finite"] = finite
+    return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                         opt_state=opt_state), logs
+  return train_step
