@@ -5,13 +5,15 @@ so every clip a window can hold is embedded once:
 
   python -m jmt_jax.extract_features --config=configs/affwild2.py:init_from=weights/affwild2,feature_cache=DIR
 
-For each recording of each split, the embeddings of the clips ending at frames
-0 .. last (the last clip end any training or evaluation window uses) are stored, with the
-labels of those frames, in chunks of `CHUNK` clips: one ArrayRecord record per chunk, an
-uncompressed .npz (no protobuf to parse). `index.json` says where each recording's
-chunks are and fingerprints what the embeddings depend on: the backbone weights, the
-input and data config. Training with `feature_cache=DIR` refuses a cache whose
-fingerprint differs.
+The clips stored are those the windows use: on the training split, the clip ends of the
+training windows (one frame in `clip_frames` on Aff-Wild2); on the others, every frame
+(one prediction per frame); on a split that cross-validation folds, both. Per recording,
+its clip ends (ascending) are cut into chunks of `CHUNK`; a chunk's embeddings and the
+labels of its frames are one ArrayRecord record, an uncompressed .npz (no protobuf to
+parse). `index.json`, written last, says which ends each recording has and where its
+chunks are, and fingerprints what the embeddings depend on: the backbone weights and the
+input, backbone and data config. Training with `feature_cache=DIR` refuses a cache whose
+fingerprints differ.
 
 Windows read from the cache are never augmented: an augmented clip would need its own
 embedding. Everything else (windows, order, labels) is what the raw-input path reads.
@@ -35,7 +37,8 @@ from jmt_jax.data import pipeline
 from jmt_jax.data import windows as windows_lib
 from jmt_jax.models import model as model_lib
 
-CHUNK = 128
+CHUNK = 128  # clip ends per stored record
+EMBED_BATCH = 16  # clips per backbone call while extracting
 INDEX = "index.json"
 VERSION = 1
 
@@ -52,7 +55,7 @@ def _input_fingerprint(config):
   data.pop("data_dir", None)
   data.pop("protocol", None)  # a BioVid fold picks recordings; their embeddings are the same
   return hashlib.sha256("|".join([
-      _json({k: v for k, v in config.input.items() if k not in ("augment", "train_stride")}),
+      _json({k: v for k, v in config.input.items() if k != "augment"}),
       _json(backbones), _json(data), config.compute_dtype]).encode()).hexdigest()
 
 
@@ -69,15 +72,58 @@ def backbone_fingerprint(params, batch_stats):
   return h.hexdigest()
 
 
-def clip_ends(table, recordings, input_config):
-  """{recording: last clip end} over the training and evaluation windows of `recordings`."""
+def clip_ends(dataset, input_config):
+  """{id(stored split): (that Split, {recording: ascending clip ends})} of every clip a
+  training or evaluation window of `dataset` uses."""
   clip, clips = input_config.clip_frames, input_config.num_clips
-  last = {}
-  for w in (windows_lib.train_windows(table, recordings, clip, clips, input_config.train_stride),
-            windows_lib.eval_windows(table, recordings, clip, clips)):
-    for r, start in w:
-      last[int(r)] = max(last.get(int(r), 0), int(start) + clip * clips - 1)
-  return last
+  offsets = clip * (np.arange(clips) + 1) - 1
+  readers = {}
+  for name, part in dataset.splits.items():
+    readers.setdefault(id(part.source), []).append((name, part))
+  out = {}
+  for key, splits in readers.items():
+    table = splits[0][1].table
+    if len(splits) > 1:  # folds over one stored split: any recording may train or evaluate
+      everything = np.arange(len(table))
+      kinds = [(everything, True), (everything, False)]
+    else:
+      kinds = [(splits[0][1].recordings, splits[0][0] == "train")]
+    ends = {}
+    for recordings, train in kinds:
+      w = (windows_lib.train_windows(table, recordings, clip, clips, input_config.train_stride)
+           if train else windows_lib.eval_windows(table, recordings, clip, clips))
+      for r in np.unique(w[:, 0]):
+        e = (w[w[:, 0] == r, 1:2] + offsets[None]).reshape(-1)
+        ends[int(r)] = np.union1d(ends.get(int(r), np.zeros(0, np.int64)), e)
+    out[key] = (splits[0][1], ends)
+  return out
+
+
+def _runs(ends):
+  """Ascending integers as [start, stop, step] runs (arange(start, stop, step) each)."""
+  runs, i = [], 0
+  while i < len(ends):
+    step = int(ends[i + 1] - ends[i]) if i + 1 < len(ends) else 1
+    j = i + 1
+    while j < len(ends) and ends[j] - ends[j - 1] == step:
+      j += 1
+    runs.append([int(ends[i]), int(ends[j - 1]) + step, step])
+    i = j
+  return runs
+
+
+def _unruns(runs):
+  return np.concatenate([np.arange(*r) for r in runs]) if runs else np.zeros(0, np.int64)
+
+
+def _batches(inputs):
+  """(1, EMBED_BATCH, ...) batches of per-clip inputs, the last zero-padded: one compiled
+  shape for all, and little padding when a recording has few clips."""
+  n = len(next(iter(inputs.values())))
+  for first in range(0, n, EMBED_BATCH):
+    yield {m: np.concatenate([x[first:first + EMBED_BATCH], np.zeros(
+        (max(0, first + EMBED_BATCH - n),) + x.shape[1:], x.dtype)])[None]
+           for m, x in inputs.items()}
 
 
 def _encode(arrays):
@@ -102,44 +148,40 @@ def extract(config, out_dir, state):
                        embeddings_only=True)
 
   os.makedirs(out_dir, exist_ok=True)
-  # BioVid folds are splits over one stored split: each store is embedded once, whole.
-  stores = {}
-  for split_name, part in dataset.splits.items():
-    stores.setdefault(id(part.source), (f"{split_name}.array_record", part))
+  stores = clip_ends(dataset, config.input)
+  files = {key: f"{name}.array_record" for name, part in reversed(dataset.splits.items())
+           for key in [id(part.source)]}
   specs = {m: config.input.modalities[m].to_dict() for m in config.model.modalities}
   index = {"version": VERSION, "chunk": CHUNK, "input": _input_fingerprint(config),
            "backbones": backbone_fingerprint(state.params, state.batch_stats),
-           "splits": {s: stores[id(p.source)][0] for s, p in dataset.splits.items()},
+           "splits": {s: files[id(p.source)] for s, p in dataset.splits.items()},
            "stores": {}}
-  for file_name, part in stores.values():
+  for key, (part, ends) in stores.items():
     t0 = time.time()
     reader = windows_lib.WindowSource(part.source, part.table, dataset.rates,
                                       np.zeros((0, 2), np.int64),
                                       clip_frames=config.input.clip_frames,
                                       num_clips=config.input.num_clips, modalities=specs)
-    last_end = clip_ends(part.table, np.arange(len(part.table)), config.input)
-    writer = ArrayRecordWriter(os.path.join(out_dir, file_name), "group_size:1")
+    writer = ArrayRecordWriter(os.path.join(out_dir, files[key]), "group_size:1")
     recordings, num_records = {}, 0
-    for r in sorted(last_end):
+    for r in sorted(ends):
       chunks = []
-      for first in range(0, last_end[r] + 1, CHUNK):
-        ends = np.arange(first, min(first + CHUNK, last_end[r] + 1))
-        clips = reader.read_clips(r, ends)
-        pad = CHUNK - len(ends)  # one compiled shape for every chunk
-        batch = {m: np.concatenate([clips[m], np.zeros((pad,) + clips[m].shape[1:],
-                                                         clips[m].dtype)])[None]
-                 for m in config.model.modalities}
-        emb = jax.device_get(embed(state.params, state.batch_stats, batch))
-        record = {m: np.asarray(emb[m][0, :len(ends)], np.float32) for m in emb}
+      for first in range(0, len(ends[r]), CHUNK):
+        chunk_ends = ends[r][first:first + CHUNK]
+        clips = reader.read_clips(r, chunk_ends)
+        parts = [jax.device_get(embed(state.params, state.batch_stats, batch))
+                 for batch in _batches({m: clips[m] for m in config.model.modalities})]
+        record = {m: np.concatenate([p[m][0] for p in parts])[:len(chunk_ends)]
+                  .astype(np.float32) for m in parts[0]}
         record.update(valence=clips["valence"], arousal=clips["arousal"])
         writer.write(_encode(record))
         chunks.append(num_records)
         num_records += 1
-      recordings[part.table.names[r]] = chunks
+      recordings[part.table.names[r]] = {"ends": _runs(ends[r]), "chunks": chunks}
     writer.close()
-    index["stores"][file_name] = recordings
-    logging.info("Cached %s: %d recordings, %d chunks in %.1fs.", file_name, len(recordings),
-                 num_records, time.time() - t0)
+    index["stores"][files[key]] = recordings
+    logging.info("Cached %s: %d recordings, %d clips in %.1fs.", files[key], len(recordings),
+                 sum(len(e) for e in ends.values()), time.time() - t0)
   tmp = os.path.join(out_dir, INDEX + ".tmp")
   with open(tmp, "w") as f:
     json.dump(index, f)
@@ -193,7 +235,7 @@ class CachedWindowSource:
   """A `windows.WindowSource`'s windows with backbone embeddings in place of inputs:
   `example["embeddings"][modality]` is (num_clips, D)."""
 
-  def __init__(self, window_source, records, chunks, chunk, modalities):
+  def __init__(self, window_source, records, recordings, chunk, modalities):
     self.windows = window_source.windows
     self.table = window_source.table
     self.clip_frames = window_source.clip_frames
@@ -201,24 +243,35 @@ class CachedWindowSource:
     self.pain_classes = window_source.pain_classes
     self.augment_config = {}
     self.records = records
-    self.chunks = chunks
+    self.recordings = recordings
+    self._ends_of = {}
     self.chunk = chunk
     self.modalities = modalities
 
   def __len__(self):
     return len(self.windows)
 
+  def _ends(self, name):
+    if name not in self._ends_of:
+      self._ends_of[name] = _unruns(self.recordings[name]["ends"])
+    return self._ends_of[name]
+
   def __getitem__(self, i):
     recording, start = (int(x) for x in self.windows[i])
     name = self.table.names[recording]
-    if name not in self.chunks:
+    if name not in self.recordings:
       raise KeyError(f"recording {name} is not in the feature cache: extract it again")
     ends = start + self.clip_frames * (np.arange(self.num_clips) + 1) - 1
+    stored = self._ends(name)
+    pos = np.minimum(np.searchsorted(stored, ends), len(stored) - 1)
+    if (stored[pos] != ends).any():
+      raise KeyError(f"the feature cache has no clip of {name} ending at frame "
+                     f"{int(ends[stored[pos] != ends][0])}: it was extracted for other windows")
     parts = {}
-    for c in np.unique(ends // self.chunk):
-      with np.load(io.BytesIO(self.records[self.chunks[name][c]])) as z:
+    for c in np.unique(pos // self.chunk):
+      with np.load(io.BytesIO(self.records[self.recordings[name]["chunks"][c]])) as z:
         parts[int(c)] = {k: z[k] for k in z.files}
-    take = lambda key: np.stack([parts[int(e // self.chunk)][key][e % self.chunk] for e in ends])
+    take = lambda key: np.stack([parts[int(p // self.chunk)][key][p % self.chunk] for p in pos])
     pain = int(self.table.pain[recording])
     return {
         "embeddings": {m: take(m) for m in self.modalities},

@@ -65,9 +65,20 @@ def state_shardings(abstract_state, mesh, sharding_config):
     return NamedSharding(mesh, spec)
 
   shardings = jax.tree_util.tree_map_with_path(place, abstract_state)
-  logging.info("Train state: %d arrays sharded over %r, %d replicated.", counts.get(True, 0),
-               axis, counts.get(False, 0))
+  total, per_device = state_bytes(abstract_state, shardings)
+  logging.info("Train state: %d arrays sharded over %r, %d replicated; %.1f MiB per device "
+               "of %.1f MiB.", counts.get(True, 0), axis, counts.get(False, 0),
+               per_device / 2**20, total / 2**20)
   return shardings
+
+
+def state_bytes(abstract_state, shardings):
+  """(bytes of the whole state, bytes one device holds) under `shardings`."""
+  leaves = jax.tree.leaves(abstract_state)
+  total = sum(int(np.prod(x.shape, dtype=np.int64)) * x.dtype.itemsize for x in leaves)
+  per_device = sum(int(np.prod(s.shard_shape(x.shape), dtype=np.int64)) * x.dtype.itemsize
+                   for x, s in zip(leaves, jax.tree.leaves(shardings)))
+  return total, per_device
 
 
 def batch_sharding(mesh):

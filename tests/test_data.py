@@ -163,3 +163,15 @@ def test_eval_batches_are_padded_with_invalid_windows(tiny):
   valid = np.concatenate([b["valid"] for b in batches])
   assert valid.sum() == len(source) and len(valid) == 4 * (len(source) // 4 + 2)
   assert all(b["video"].shape[0] == 4 for b in batches)
+
+
+
+def test_clips_wholly_past_the_end_read_as_padding(tiny):
+  config, ds = tiny
+  source = pipeline.window_source(ds, "train", config.input, ("video", "audio"), train=False)
+  n = int(ds.splits["train"].table.num_frames[0])
+  far = np.arange(n + 100, n + 104)  # past every frame and every signal window
+  clips = source.read_clips(0, far)
+  assert not clips["video"].any() and np.all(clips["valence"] == records.INVALID_LABEL)
+  silence = source.read_clips(0, np.array([n + 200]))["audio"]
+  np.testing.assert_array_equal(clips["audio"], np.repeat(silence, 4, axis=0))

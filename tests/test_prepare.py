@@ -217,6 +217,30 @@ def test_configs_train_from_prepared_shards(affwild2, biovid, tmp_path):
     config.train.read_threads = 1
     scores = train.train_and_evaluate(config, str(tmp_path / name))
     assert all(np.isfinite(v) for v in scores.values() if isinstance(v, float)), scores
+    if name == "affwild2":
+      check_submission(config, str(tmp_path / name))
+
+
+def check_submission(config, workdir):
+  """The ABAW submission of the test list's videos: every frame once, in order, in range."""
+  from jmt_jax import train  # pylint: disable=import-outside-toplevel
+  table = pipeline.open_dataset(config.data).splits["test"].table
+  expected = [f"{v}/{k:05d}.jpg" for v, n in sorted(zip(table.names, table.num_frames))
+              for k in range(1, n + 1)]
+  out = os.path.join(workdir, "submission", "test.csv")
+  config.eval.smoothing.update(valence=20, arousal=50)
+  rows = train.write_submission(config, workdir, "test", out,
+                                per_video_dir=os.path.join(workdir, "submission", "test"))
+  with open(out) as f:
+    lines = f.read().splitlines()
+  assert rows == len(expected) == len(lines) - 1 > 0
+  assert lines[0] == "image_location,valence,arousal"
+  assert [l.split(",")[0] for l in lines[1:]] == expected
+  values = np.array([[float(x) for x in l.split(",")[1:]] for l in lines[1:]])
+  assert np.all(np.isfinite(values)) and np.all(np.abs(values) <= 1.0)
+  txt = os.path.join(workdir, "submission", "test", f"{table.names[0]}.txt")
+  with open(txt) as f:
+    assert len(f.read().splitlines()) == table.num_frames[0] + 1
 
 
 def test_training_without_prepared_data_says_how_to_prepare(tmp_path):

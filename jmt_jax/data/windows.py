@@ -148,7 +148,10 @@ class WindowSource:
     hi = int(ends[-1]) + 1
     fps = float(self.table.fps[recording])
     lo = min(start, int(ends[0]) + 1 - _context_frames(self.modalities, fps))
-    recs = [self.data_source[j] for j in self.table.records_for(recording, lo, hi)]
+    # Clips wholly past the end (padding of evaluation windows) still read the last
+    # segment, so that the span knows where the recording is.
+    last = int(self.table.num_frames[recording]) - 1
+    recs = [self.data_source[j] for j in self.table.records_for(recording, min(lo, last), hi)]
     span = _Span(recs, self.rates, fps)
     example = {name: READERS[spec["kind"]](span, ends, spec, self.clip_frames)
                for name, spec in self.modalities.items()}
