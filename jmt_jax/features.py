@@ -99,7 +99,7 @@ def clip_ends(dataset, input_config):
   return out
 
 
-def _runs(ends):
+def runs_of(ends):
   """Ascending integers as [start, stop, step] runs (arange(start, stop, step) each)."""
   runs, i = [], 0
   while i < len(ends):
@@ -112,7 +112,7 @@ def _runs(ends):
   return runs
 
 
-def _unruns(runs):
+def unruns(runs):
   return np.concatenate([np.arange(*r) for r in runs]) if runs else np.zeros(0, np.int64)
 
 
@@ -138,6 +138,9 @@ def extract(config, out_dir, state):
   if not config.model.get("freeze_backbones"):
     raise ValueError("a feature cache needs frozen backbones (config.model.freeze_backbones): "
                      "fine-tuned backbones change their embeddings every step")
+  if jax.process_count() > 1:
+    raise ValueError("extract the feature cache in one process (without --distributed); "
+                     "training on any number of processes reads it")
   model = model_lib.build_model(config.model, config.compute_dtype)
   dataset = pipeline.open_dataset(config.data)
   dtype = train_step.compute_dtype(model)
@@ -155,7 +158,7 @@ def extract(config, out_dir, state):
   index = {"version": VERSION, "chunk": CHUNK, "input": _input_fingerprint(config),
            "backbones": backbone_fingerprint(state.params, state.batch_stats),
            "splits": {s: files[id(p.source)] for s, p in dataset.splits.items()},
-           "stores": {}}
+           "stores": {}, "seconds": {}}
   for key, (part, ends) in stores.items():
     t0 = time.time()
     reader = windows_lib.WindowSource(part.source, part.table, dataset.rates,
@@ -177,9 +180,10 @@ def extract(config, out_dir, state):
         writer.write(_encode(record))
         chunks.append(num_records)
         num_records += 1
-      recordings[part.table.names[r]] = {"ends": _runs(ends[r]), "chunks": chunks}
+      recordings[part.table.names[r]] = {"ends": runs_of(ends[r]), "chunks": chunks}
     writer.close()
     index["stores"][files[key]] = recordings
+    index["seconds"][files[key]] = round(time.time() - t0, 1)
     logging.info("Cached %s: %d recordings, %d clips in %.1fs.", files[key], len(recordings),
                  sum(len(e) for e in ends.values()), time.time() - t0)
   tmp = os.path.join(out_dir, INDEX + ".tmp")
@@ -253,7 +257,7 @@ class CachedWindowSource:
 
   def _ends(self, name):
     if name not in self._ends_of:
-      self._ends_of[name] = _unruns(self.recordings[name]["ends"])
+      self._ends_of[name] = unruns(self.recordings[name]["ends"])
     return self._ends_of[name]
 
   def __getitem__(self, i):

@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT
 from conftest import subprocess_env
 from jmt_jax import evaluation
+from jmt_jax import features
 from jmt_jax import train
 
 
@@ -81,3 +82,10 @@ def test_a_cache_of_other_backbones_is_refused(tiny_config, cache, tmp_path):
   config = _config(tiny_config, tmp_path / "nothing")
   with pytest.raises(FileNotFoundError, match="python -m jmt_jax.extract_features"):
     train.Setup(config, workdir=None)
+
+
+def test_clip_ends_round_trip_through_runs():
+  for ends in ([0, 1, 2, 3], [31, 63, 95], [0, 1, 2, 5, 8, 11, 12], [7], []):
+    runs = features.runs_of(np.array(ends, np.int64))
+    np.testing.assert_array_equal(features.unruns(runs), ends)
+  assert features.runs_of(np.arange(31, 3200, 32)) == [[31, 3231, 32]]  # one run per split

@@ -37,19 +37,18 @@ def _grads(setup, config, state, batch, accum_steps):
 def test_accumulated_gradient_equals_whole_batch_gradient(tiny_config, name):
   config, setup, state, batch = _setup(tiny_config, name)
   whole, logs1 = _grads(setup, config, state, batch, 1)
-  for k in (2, 4):
-    acc, logs = _grads(setup, config, state, batch, k)
-    np.testing.assert_allclose(float(logs["loss"]), float(logs1["loss"]), rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(acc), jax.tree.leaves(whole)):
-      np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5 * max(1.0, np.abs(b).max()))
-  # The trained groups really moved (and the frozen backbones did not).
+  acc, logs = _grads(setup, config, state, batch, 4)
+  np.testing.assert_allclose(float(logs["loss"]), float(logs1["loss"]), rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(acc), jax.tree.leaves(whole)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5 * max(1.0, np.abs(b).max()))
+  # The trained groups really moved, and the frozen backbones did not.
   norms = {g: float(optax.tree.norm(v)) for g, v in whole.items()}
-  assert all(norms[g] > 0 for g in norms if not g.endswith("_backbone")), norms
+  assert all((norms[g] == 0) == g.endswith("_backbone") for g in norms), norms
 
 
 def test_bfloat16_compute_keeps_float32_parameters(tiny_config):
-  config, setup, state, batch = _setup(tiny_config, "demo")
-  _, setup16, _, _ = _setup(tiny_config, "demo", compute_dtype="bfloat16")
+  config, setup, state, batch = _setup(tiny_config, "biovid")
+  _, setup16, _, _ = _setup(tiny_config, "biovid", compute_dtype="bfloat16")
   step32 = train_step.make_train_step(setup.model, setup.tx, config.task)
   step16 = train_step.make_train_step(setup16.model, setup.tx, config.task)
   jaxpr = str(jax.make_jaxpr(step16)(state, batch))
