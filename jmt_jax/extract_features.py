@@ -25,7 +25,7 @@ def extract(config):
   if not config.get("feature_cache"):
     raise ValueError("set the cache directory in the config (feature_cache=DIR)")
   setup = train.Setup(config, workdir=None, with_cache=False)
-  return features.extract(config, config.feature_cache, train.initial_state(setup))
+  return features.extract(setup, config.feature_cache, train.initial_state(setup))
 
 
 def main(argv):

@@ -33,7 +33,6 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from jax.experimental import multihost_utils
 
 from jmt_jax import train_step
-from jmt_jax.data import pipeline
 from jmt_jax.data import windows as windows_lib
 from jmt_jax.models import model as model_lib
 
@@ -132,22 +131,22 @@ def _encode(arrays):
   return buf.getvalue()
 
 
-def extract(config, out_dir, state):
-  """Writes the cache of every split of `config.data` to `out_dir`, embedding with the
-  backbones in `state` (a train state as training starts: random or `init_from`)."""
+def extract(setup, out_dir, state):
+  """Writes the cache of every split of the data of `setup` (a train.Setup) to `out_dir`,
+  embedding with the backbones in `state` (as training starts: random or `init_from`)."""
+  config, model, dataset = setup.config, setup.model, setup.dataset
   if not config.model.get("freeze_backbones"):
     raise ValueError("a feature cache needs frozen backbones (config.model.freeze_backbones): "
                      "fine-tuned backbones change their embeddings every step")
   if jax.process_count() > 1:
     raise ValueError("extract the feature cache in one process (without --distributed); "
                      "training on any number of processes reads it")
-  model = model_lib.build_model(config.model, config.compute_dtype)
-  dataset = pipeline.open_dataset(config.data)
   dtype = train_step.compute_dtype(model)
 
   @jax.jit
   def embed(params, batch_stats, batch):
-    return model.apply({"params": train_step.cast_floats(params, dtype), "batch_stats": batch_stats}, batch, train=False,
+    return model.apply({"params": train_step.cast_floats(params, dtype),
+                        "batch_stats": batch_stats}, batch, train=False,
                        embeddings_only=True)
 
   os.makedirs(out_dir, exist_ok=True)

@@ -67,7 +67,7 @@ def main(argv):
   state = train.initial_state(end_to_end)
   print(f"devices: {jax.devices()}")
 
-  index = features.extract(config, config.feature_cache, state)
+  index = features.extract(end_to_end, config.feature_cache, state)
   cached = train.Setup(config, workdir=None)
 
   e2e_s, steps = epoch_seconds(end_to_end, train.initial_state(end_to_end))
