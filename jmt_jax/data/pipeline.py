@@ -107,11 +107,16 @@ def eval_batches(dataset, batch_size, read_threads, num_batches):
     yield batch
 
 
+def signal_config(config):
+  """`frame_size`, `audio_rate` and `bio_rate` of the data `config` trains on."""
+  return config.data.render if config.data.name == "synthetic" else config.data.signals
+
+
 def input_spec(config):
   """{modality: jax.ShapeDtypeStruct} of a one-window batch, from the config alone (for
   shapes without opening the data): what the window readers in `windows` produce."""
   c = config.input
-  render = config.data.render if config.data.name == "synthetic" else config.data.signals
+  render = signal_config(config)
   spec = {}
   for m in config.model.modalities:
     s = c.modalities[m]

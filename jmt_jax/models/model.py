@@ -54,9 +54,10 @@ class MultimodalModel(nn.Module):
   """batch[modality]: (B, T, ...) per-clip inputs -> head outputs per clip or window.
 
   With `config.freeze_backbones` (the paper's Aff-Wild2 setting) the backbones always run
-  in inference mode (BatchNorm running statistics, no dropout) and pass no gradient, and
+  in inference mode (BatchNorm running statistics, no dropout) and pass no gradient.
   `batch["embeddings"][modality]` (B, T, D), when present, stands in for the backbone's
-  output: what the feature cache (jmt_jax.features) stores.
+  output: what the feature cache (jmt_jax.features) stores and what prediction on a
+  recording computes once per clip; training on it needs frozen backbones.
   `config.compute_dtype` is the dtype inputs are cast to; parameters come in the dtype
   the caller chooses (train_step casts float32 ones for bfloat16 compute).
   """
@@ -71,8 +72,9 @@ class MultimodalModel(nn.Module):
     embeddings = []
     for m in cfg.modalities:
       if m in cached:
-        if not frozen:
-          raise ValueError("cached backbone embeddings need config.model.freeze_backbones")
+        if train and not frozen:
+          raise ValueError("training on cached backbone embeddings needs "
+                           "config.model.freeze_backbones")
         embeddings.append(cached[m].astype(dtype))
         continue
       x = batch[m]

@@ -63,17 +63,18 @@ def tasks(raw_dir, bio_rate=512, frame_size=112, frame_tolerance=16, face_margin
   return out
 
 
-def read_biosignals(path):
-  """(samples, 3) float32 of gsr, ecg, emg_trapezius from a tab-separated `_bio.csv`."""
+def read_biosignals(path, channels=BIO_CHANNELS):
+  """(samples, len(channels)) float32 of the named columns of a tab-separated `_bio.csv`
+  (by default gsr, ecg, emg_trapezius)."""
   if not os.path.exists(path):
-    raise BadInput(f"{path}: the sample's biosignal file is missing")
+    raise BadInput(f"{path}: the biosignal file is missing")
   with open(path) as f:
     lines = [line.rstrip("\r\n") for line in f if line.strip()]
   header = [h.strip() for h in lines[0].split("\t")] if lines else []
-  missing = [c for c in ("time",) + BIO_CHANNELS if c not in header]
+  missing = [c for c in ("time",) + tuple(channels) if c not in header]
   if missing:
     raise BadInput(f"{path}: the tab-separated header lacks {missing} (found {header[:6]})")
-  cols = [header.index(c) for c in BIO_CHANNELS]
+  cols = [header.index(c) for c in channels]
   values = np.empty((len(lines) - 1, len(cols)), np.float32)
   for i, line in enumerate(lines[1:]):
     parts = line.split("\t")

@@ -69,3 +69,30 @@ def crop_video(frames, size, margin=0.2):
     nearest = hits[np.argmin(np.abs(hits - i))]
     crops[i] = crop(frame, boxes[nearest], size, margin)
   return crops, detected
+
+
+class StreamingCropper:
+  """Face crops of a stream of frames, one frame at a time, as the training data's were
+  made: the same cascade, square box, margin and size.
+
+  A frame without a detection is cropped to zeros (`missing="zeros"`: Aff-Wild2 and
+  the built-in data store no face as a zero frame) or with the newest earlier box
+  (`missing="hold"`: BioVid borrows a nearby frame's box; a stream cannot look ahead, so
+  frames before the first detection stay zeros). Either way it is reported as not found.
+  """
+
+  def __init__(self, size, margin=0.2, missing="zeros"):
+    if missing not in ("zeros", "hold"):
+      raise ValueError(f"missing={missing!r}: use 'zeros' or 'hold'")
+    self.size, self.margin, self.missing = size, margin, missing
+    self.box = None
+
+  def __call__(self, rgb):
+    """(crop (size, size, 3) uint8, whether a face was detected on this frame)."""
+    box = detect(rgb)
+    if box is not None:
+      self.box = box
+    use = box if self.missing == "zeros" else self.box
+    if use is None:
+      return np.zeros((self.size, self.size, 3), np.uint8), False
+    return crop(rgb, use, self.size, self.margin), box is not None

@@ -62,32 +62,45 @@ class Video:
       raise BadInput(f"{self.path}: video decoding failed ({_reason(e)}): truncated or "
                      f"corrupt file?") from None
 
-  def audio(self, rate):
-    """The whole audio track as mono int16 at `rate` Hz, sample 0 at the first video frame."""
-    if not self.container.streams.audio:
+  @property
+  def has_audio(self):
+    return bool(self.container.streams.audio)
+
+  def audio_chunks(self, rate):
+    """Yields the audio track as mono int16 chunks at `rate` Hz, sample 0 at the start of
+    the first video frame (leading zeros if the audio starts later, samples dropped if
+    it starts earlier, e.g. AAC priming)."""
+    if not self.has_audio:
       raise BadInput(f"{self.path}: no audio stream")
     resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-    chunks, first_time = [], None
+    skip = None
     try:
       for frame in self.container.decode(audio=0):
-        if first_time is None and frame.time is not None:
-          first_time = float(frame.time)
+        if skip is None:
+          offset = int(round((float(frame.time or 0.0) - self.video_start) * rate))
+          if offset > 0:
+            yield np.zeros(offset, np.int16)
+          skip = max(0, -offset)
         for out in resampler.resample(frame):
-          chunks.append(out.to_ndarray().reshape(-1))
+          chunk = out.to_ndarray().reshape(-1).astype(np.int16)
+          drop, skip = min(skip, len(chunk)), skip - min(skip, len(chunk))
+          if len(chunk) > drop:
+            yield chunk[drop:]
       for out in resampler.resample(None):
-        chunks.append(out.to_ndarray().reshape(-1))
+        chunk = out.to_ndarray().reshape(-1).astype(np.int16)
+        drop, skip = min(skip or 0, len(chunk)), (skip or 0) - min(skip or 0, len(chunk))
+        if len(chunk) > drop:
+          yield chunk[drop:]
     except av.error.FFmpegError as e:
       raise BadInput(f"{self.path}: audio decoding failed ({_reason(e)}): truncated or "
                      f"corrupt file?") from None
+
+  def audio(self, rate):
+    """The whole audio track (see `audio_chunks`) as one array."""
+    chunks = list(self.audio_chunks(rate))
     if not chunks:
       raise BadInput(f"{self.path}: the audio stream holds no samples")
-    samples = np.concatenate(chunks).astype(np.int16)
-    offset = int(round(((first_time or 0.0) - self.video_start) * rate))
-    if offset > 0:
-      samples = np.concatenate([np.zeros(offset, np.int16), samples])
-    elif offset < 0:
-      samples = samples[-offset:]
-    return samples
+    return np.concatenate(chunks)
 
 
 def fit_length(signal, length, what, path, tolerance):

@@ -1,0 +1,73 @@
+"""Export a trained workdir's inference function as serialized StableHLO (`jax.export`).
+
+  python -m jmt_jax.export --workdir=workdirs/demo --out=exported/demo
+
+Writes to --out: `model.jaxexport` (the model on a batch of windows, batch size
+symbolic, lowered for CPU, CUDA and TPU), `variables.npz` (its weights), `config.json`
+(the training config) and `signature.json` (input names, shapes and dtypes, outputs).
+`jmt_jax/exported.py` runs it with JAX and numpy alone; it imports nothing else of
+jmt_jax, so it can be copied next to the export and used without this package.
+"""
+
+import json
+import os
+
+import jax
+import numpy as np
+from absl import app
+from absl import flags
+from jax import export as jax_export
+
+from jmt_jax import cli
+from jmt_jax import exported
+from jmt_jax import train
+from jmt_jax.data import pipeline
+from jmt_jax.inference import predictor
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir (checkpoints/ and config.json).")
+_OUT = flags.DEFINE_string("out", None, "Directory to write the export to.")
+_PLATFORMS = flags.DEFINE_list("platforms", ["cpu", "cuda", "tpu"], "Platforms to lower for.")
+flags.mark_flags_as_required(["workdir", "out"])
+
+
+def export_workdir(workdir, out_dir, platforms=("cpu", "cuda", "tpu")):
+  """Writes the export of `workdir`'s newest checkpoint to `out_dir`; returns its signature."""
+  model = predictor.Predictor(workdir)
+  config = model.config
+  batch = jax_export.symbolic_shape("batch")[0]
+  inputs = {m: jax.ShapeDtypeStruct((batch,) + s.shape[1:], s.dtype)
+            for m, s in pipeline.input_spec(config).items()}
+  variables = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), model.variables)
+  fn = jax.jit(lambda v, b: model.model.apply(v, b, train=False))
+  exp = jax_export.export(fn, platforms=tuple(platforms))(variables, inputs)
+  outputs = jax.eval_shape(fn, variables, {m: jax.ShapeDtypeStruct((1,) + s.shape[1:], s.dtype)
+                                           for m, s in inputs.items()})
+  signature = {
+      "inputs": {m: {"shape": [None, *s.shape[1:]], "dtype": np.dtype(s.dtype).name}
+                 for m, s in inputs.items()},
+      "outputs": {k: {"shape": [None, *s.shape[1:]], "dtype": np.dtype(s.dtype).name}
+                  for k, s in outputs.items()},
+      "task": config.task, "step": int(model.step), "platforms": list(platforms),
+  }
+  serialized = exp.serialize()
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, exported.MODEL), "wb") as f:
+    f.write(serialized)
+  np.savez(os.path.join(out_dir, exported.VARIABLES),
+           **exported.flatten(jax.device_get(model.variables)))
+  train.write_config(config, out_dir)
+  with open(os.path.join(out_dir, exported.SIGNATURE), "w", encoding="utf-8") as f:
+    json.dump(signature, f, indent=2)
+  return signature
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  signature = cli.run(None, lambda: export_workdir(_WORKDIR.value, _OUT.value, _PLATFORMS.value))
+  print(f"Exported step {signature['step']} to {_OUT.value}: inputs "
+        f"{ {m: s['shape'] for m, s in signature['inputs'].items()} }")
+
+
+if __name__ == "__main__":
+  app.run(main)

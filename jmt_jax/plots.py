@@ -1,0 +1,119 @@
+"""The pictures training, evaluation and prediction leave behind: training curves,
+predicted vs. true trajectories, a confusion matrix, and predictions over time.
+
+Each function returns a matplotlib `Figure` (shown inline by notebooks) built without
+pyplot, so no display or global backend is involved; `save` writes one to a PNG.
+"""
+
+import json
+import os
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from jmt_jax import abaw
+
+_DIM_COLOURS = {"valence": "tab:blue", "arousal": "tab:orange"}
+
+
+def save(fig, path):
+  """Writes `fig` to `path` (a PNG) atomically; returns `path`."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp, dpi=100, bbox_inches="tight")
+  os.replace(tmp, path)
+  return path
+
+
+def read_metrics(workdir):
+  """{metric: (steps, values)} from `workdir/metrics.jsonl` (later rows of a step win:
+  a resumed run rewrites the steps after its checkpoint)."""
+  by_step = {}
+  path = os.path.join(workdir, "metrics.jsonl")
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      for line in f:
+        if line.strip():
+          row = json.loads(line)
+          by_step.setdefault(row.pop("step"), {}).update(row)
+  out = {}
+  for step in sorted(by_step):
+    for k, v in by_step[step].items():
+      out.setdefault(k, ([], []))
+      out[k][0].append(step)
+      out[k][1].append(v)
+  return out
+
+
+def training_curves(metrics):
+  """Training loss, and every evaluation metric, against the step."""
+  evals = sorted(k for k in metrics if not k.startswith("train/") and "num_" not in k)
+  fig = Figure(figsize=(10, 3.5))
+  loss_ax, eval_ax = fig.subplots(1, 2)
+  if "train/loss" in metrics:
+    loss_ax.plot(*metrics["train/loss"], label="train loss")
+  loss_ax.set(xlabel="step", ylabel="loss", title="training loss")
+  for k in evals:
+    eval_ax.plot(*metrics[k], marker="o", label=k)
+  eval_ax.set(xlabel="step", title="evaluation")
+  for ax in (loss_ax, eval_ax):
+    ax.grid(alpha=0.3)
+    if ax.lines:
+      ax.legend(fontsize=8)
+  return fig
+
+
+def trajectories(predictions, targets, num_videos=3):
+  """Predicted vs. true valence and arousal over the frames of the first `num_videos`
+  videos (sorted by name); -5 labels are left out of the true curve."""
+  videos = sorted(targets)[:num_videos]
+  fig = Figure(figsize=(10, 2.6 * max(1, len(videos))))
+  axes = np.atleast_2d(fig.subplots(max(1, len(videos)), 2, squeeze=False))
+  for row, video in zip(axes, videos):
+    for ax, dim in zip(row, abaw.DIMENSIONS):
+      true = np.asarray(targets[video][dim], np.float64)
+      true = np.where(true == -5, np.nan, true)
+      ax.plot(true, color="black", lw=1.2, label="true")
+      ax.plot(predictions[video][dim], color=_DIM_COLOURS[dim], lw=1.2, label="predicted")
+      ax.set(ylim=(-1.05, 1.05), title=f"{video}: {dim}", xlabel="frame")
+      ax.grid(alpha=0.3)
+      ax.legend(fontsize=8, loc="lower right")
+  return fig
+
+
+def confusion_matrix(logits, labels, class_names):
+  """Counts of (true class, predicted class) with the per-row share written in each cell."""
+  n = len(class_names)
+  counts = np.zeros((n, n), np.int64)
+  np.add.at(counts, (np.asarray(labels), np.argmax(logits, axis=-1)), 1)
+  share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+  fig = Figure(figsize=(1.2 * n + 2, 1.2 * n + 1.5))
+  ax = fig.subplots()
+  ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+  for i in range(n):
+    for j in range(n):
+      ax.text(j, i, f"{counts[i, j]}\n{share[i, j]:.0%}", ha="center", va="center",
+              color="white" if share[i, j] > 0.5 else "black", fontsize=9)
+  ax.set(xticks=range(n), yticks=range(n), xticklabels=class_names, yticklabels=class_names,
+         xlabel="predicted", ylabel="true",
+         title=f"accuracy {np.trace(counts) / max(counts.sum(), 1):.1%}")
+  return fig
+
+
+def predictions_over_time(time_s, values, flags, ylim=(-1.05, 1.05)):
+  """Per-frame predictions against time, with the frames where a modality was missing
+  shaded: `values` {name: (N,)}, `flags` {name: (N,) bool found}."""
+  fig = Figure(figsize=(10, 3.5))
+  ax = fig.subplots()
+  for name, v in values.items():
+    ax.plot(time_s, v, lw=1.2, color=_DIM_COLOURS.get(name), label=name)
+  shades = ("tab:red", "tab:purple", "tab:gray")
+  for (name, found), colour in zip(flags.items(), shades):
+    missing = ~np.asarray(found, bool)
+    if missing.any():
+      ax.fill_between(time_s, 0, 1, where=missing, transform=ax.get_xaxis_transform(),
+                      color=colour, alpha=0.15, step="mid", label=f"no {name.removesuffix('_found')}")
+  ax.set(xlabel="time (s)", ylim=ylim, title="predictions per frame")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8, loc="lower right")
+  return fig

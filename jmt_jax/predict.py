@@ -1,0 +1,58 @@
+"""Predict per-frame emotion (or pain) on your own recording with a trained workdir.
+
+  python -m jmt_jax.predict --workdir=workdirs/demo --video=me.mp4 --out=predictions
+  python -m jmt_jax.predict --workdir=workdirs/biovid --video=s.mp4 --biosignals=s_bio.csv --out=p
+
+Any container FFmpeg reads (MP4, AVI, MKV, WebM...) at its own frame rate. Writes
+`<out>/<video name>.csv` (one row per frame: frame, time_s, face_found, <modality>_found,
+then valence and arousal, or pain_probability and one probability per class) and
+`<out>/<video name>.png`. Biosignals are a tab-separated CSV as BioVid's `_bio.csv`
+(header `time gsr ...`), at the model's biosignal rate, sample 0 at the first frame.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from jmt_jax import cli
+from jmt_jax import train
+from jmt_jax.inference import outputs
+from jmt_jax.inference import predictor
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir (checkpoints/ and "
+                               "config.json).")
+_VIDEO = flags.DEFINE_string("video", None, "The video file to predict on.")
+_BIOSIGNALS = flags.DEFINE_string("biosignals", "", "Tab-separated biosignal CSV, for models "
+                                  "that read one (BioVid).")
+_OUT = flags.DEFINE_string("out", None, "Directory for the CSV and the plot.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file for workdirs without config.json (trained before it was "
+    "written), e.g. configs/demo.py:tiny.", lock_config=True)
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.mark_flags_as_required(["workdir", "video", "out"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+
+  def work():
+    config = _CONFIG.value or train.read_config(_WORKDIR.value)
+    cli.enable_compilation_cache(config.get("compilation_cache_dir"))
+    if not os.path.exists(_VIDEO.value):
+      raise FileNotFoundError(f"{_VIDEO.value}: no such video file")
+    model = predictor.Predictor(_WORKDIR.value, config)
+    result = model.predict(_VIDEO.value, _BIOSIGNALS.value or None, _PROGRESS.value)
+    stem = os.path.splitext(os.path.basename(_VIDEO.value))[0]
+    csv_path, png_path = outputs.write(_OUT.value, stem, result)
+    return {"frames": result.num_frames, "fps": round(result.fps, 3),
+            **{k: int(v.sum()) for k, v in result.found.items()}, "csv": csv_path,
+            "plot": png_path}
+
+  print(cli.run(None, work))
+
+
+if __name__ == "__main__":
+  app.run(main)
