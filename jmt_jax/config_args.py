@@ -1,6 +1,12 @@
 """big_vision-style config arguments: `--config=configs/x.py:variant,tiny,key=value`."""
 
+import importlib.util
+import os
+
 import ml_collections
+
+# The repository root, where `configs/` lives next to the package (editable installs).
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse_arg(arg, **defaults):
@@ -24,3 +30,18 @@ def parse_arg(arg, **defaults):
       value = value.lower() in ("true", "1")
     out[key] = kind(value)
   return ml_collections.ConfigDict(out)
+
+
+def load(spec):
+  """The config of `spec` ("configs/demo.py:tiny"), as `--config=` loads it; a relative
+  path is looked up from the working directory, then from the repository root (so
+  notebooks anywhere find `configs/`)."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isabs(path) and not os.path.exists(path):
+    path = os.path.join(_REPO_ROOT, path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no config file {spec.partition(':')[0]} here or in {_REPO_ROOT}")
+  module_spec = importlib.util.spec_from_file_location("jmt_jax_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)

@@ -117,3 +117,17 @@ def predictions_over_time(time_s, values, flags, ylim=(-1.05, 1.05)):
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8, loc="lower right")
   return fig
+
+
+def attention_maps(maps, roles):
+  """The six cross-attention maps of one window, heads averaged: `maps` {"v_a": (heads,
+  T, T), ...}, `roles` {"v": first modality, "a": second, "j": "joint"}."""
+  fig = Figure(figsize=(13, 7.5), layout="constrained")
+  axes = fig.subplots(2, 3)
+  for ax, (name, weights) in zip(axes.reshape(-1), maps.items()):
+    image = ax.imshow(np.asarray(weights).mean(axis=0), cmap="viridis", vmin=0)
+    query, key = roles[name[0]], roles[name[2]]
+    ax.set(title=f"{name}: {query} attends to {key}", xlabel=f"{key} clip (key)",
+           ylabel=f"{query} clip (query)")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+  return fig

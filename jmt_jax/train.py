@@ -320,7 +320,7 @@ def read_config(workdir):
 
 def restore_for_eval(config, workdir, with_data=True):
   """(setup, step, state) of the newest readable checkpoint of `workdir`."""
-  setup = Setup(config, workdir, with_data=with_data)
+  setup = Setup(config, workdir, with_cache=with_data, with_data=with_data)
   mngr = checkpointing.manager(os.path.join(os.path.abspath(workdir), "checkpoints"), keep=None)
   step, state = checkpointing.restore_latest(mngr, setup.abstract_state, None)
   mngr.close()

@@ -39,6 +39,17 @@ class KeyBasedCrossAttention(nn.Module):
     return {name: attn[name[0]](sources[name[0]], sources[name[2]]) for name in CROSS_OUTPUTS}
 
 
+def cross_attention_maps(intermediates):
+  """{output name: (..., heads, T queries, T keys)} attention weights of the six
+  key-based cross-attentions, from the `intermediates` of a JMT model applied with
+  `mutable=["intermediates"]`. Each query source's module is called twice, in the
+  order of CROSS_OUTPUTS, and its weights are sown in that order."""
+  modules = intermediates["fusion"]["cross_attention"]
+  calls = {s: [n for n in CROSS_OUTPUTS if n[0] == s] for s in "vaj"}
+  return {n: modules[f"{n[0]}_attn"]["attention_weights"][calls[n[0]].index(n)]
+          for n in CROSS_OUTPUTS}
+
+
 class JointMultimodalTransformer(nn.Module):
   """JMT: joint branch, per-source encoders, key-based cross-attention, then one of the
   public code's output formats:

@@ -1,0 +1,61 @@
+"""Every notebook in notebooks/ runs top to bottom in a real Jupyter kernel (nbclient),
+with the tiny demo config: the quick start trains a workdir, and the two others use it."""
+
+import os
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from conftest import ROOT
+
+NOTEBOOKS = ("quick_start", "predict_video", "cross_attention")
+
+
+def _execute(name, cwd):
+  nb = nbformat.read(os.path.join(ROOT, "notebooks", f"{name}.ipynb"), as_version=4)
+  NotebookClient(nb, kernel_name="python3", timeout=600,
+                 resources={"metadata": {"path": str(cwd)}}).execute()
+  return nb
+
+
+def _images(nb):
+  return sum("image/png" in out.get("data", {}) for cell in nb.cells if cell.cell_type == "code"
+             for out in cell.get("outputs", []))
+
+
+def test_every_notebook_is_tested():
+  found = sorted(f[:-len(".ipynb")] for f in os.listdir(os.path.join(ROOT, "notebooks"))
+                 if f.endswith(".ipynb"))
+  assert found == sorted(NOTEBOOKS)
+
+
+def test_notebooks_run_top_to_bottom(tmp_path, data_dir, monkeypatch):
+  workdir = tmp_path / "workdir"
+  monkeypatch.setenv("JMT_JAX_NOTEBOOK_TINY", "1")
+  monkeypatch.setenv("JMT_JAX_DATA_DIR", data_dir)
+  monkeypatch.setenv("JMT_JAX_WORKDIR", str(workdir))
+  monkeypatch.setenv("PYTHONPATH", ROOT)
+  monkeypatch.delenv("JMT_JAX_VIDEO", raising=False)
+  quick = _execute("quick_start", tmp_path)
+  assert (workdir / "checkpoints").is_dir() and (workdir / "plots" / "curves.png").exists()
+  assert _images(quick) == 2  # training curves; predicted vs. true
+  video = _execute("predict_video", tmp_path)
+  assert (tmp_path / "predictions" / "demo_clip.csv").exists()
+  assert _images(video) == 1
+  rows = (tmp_path / "predictions" / "demo_clip.csv").read_text().splitlines()
+  assert len(rows) == 1 + 60 and rows[0].startswith("frame,time_s,face_found,audio_found")
+  attention = _execute("cross_attention", tmp_path)
+  assert _images(attention) == 2  # the six maps; the window's clips
+  text = "".join(o.get("text", "") for c in attention.cells if c.cell_type == "code"
+                 for o in c.get("outputs", []))
+  for name in ("v_a", "a_v", "j_v", "v_j", "j_a", "a_j"):
+    assert f"'{name}'" in text
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebooks_are_stored_without_outputs(name):
+  nb = nbformat.read(os.path.join(ROOT, "notebooks", f"{name}.ipynb"), as_version=4)
+  nbformat.validate(nb)
+  assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+  assert "pip" in nb.cells[1].source and "install" in nb.cells[1].source  # first code cell
