@@ -93,6 +93,10 @@ def test_tiny_variant_trains_one_step(name, tiny_config, tmp_path):
   lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert any("train/loss" in json.loads(line) for line in lines)
   assert glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
+  assert train.read_config(str(tmp_path)).to_dict() == json.loads(config.to_json_best_effort())
+  picture = "trajectories" if config.task == "valence_arousal" else "confusion"
+  for name in ("curves.png", f"{config.eval.split}_{picture}.png"):
+    assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
   # --mode=eval on the trained workdir scores the same checkpoint the same way.
   again = train.evaluate_workdir(config, str(tmp_path), config.eval.split)
   assert again == pytest.approx(scores, nan_ok=True)

@@ -14,6 +14,8 @@ from jmt_jax import evaluation
 from jmt_jax import features
 from jmt_jax import train
 
+pytestmark = pytest.mark.xdist_group("features")  # its module fixtures are built once
+
 
 def _config(tiny_config, cache_dir, **args):
   config = tiny_config("affwild2", "tiny")

@@ -2,7 +2,7 @@
 
 Real files: the astronaut's face moved and scaled across an MP4 with a speech-like AAC
 track, an MKV with no audio stream, a WebM and an AVI, a face-free video, a BioVid-layout
-biosignal CSV. Models are the tiny demo configs, trained here for a few steps.
+biosignal CSV. Models are the tiny demo configs' initial checkpoints.
 """
 
 import os
@@ -19,6 +19,7 @@ from conftest import ROOT
 from conftest import load_config
 from conftest import subprocess_env
 from jmt_jax import abaw
+from jmt_jax import checkpointing
 from jmt_jax import export
 from jmt_jax import exported
 from jmt_jax import train
@@ -28,22 +29,32 @@ from jmt_jax.inference import predictor as predictor_lib
 from jmt_jax.prepare import faces
 from jmt_jax.prepare import media
 
+pytestmark = pytest.mark.xdist_group("predict")  # one worker trains the two models once
+
 FPS = 10  # the demo data's frame rate
 NO_FACE = range(20, 30)
 
 
-def _train(tmp_path_factory, data_dir, arg):
+def _workdir(tmp_path_factory, data_dir, arg):
+  """A workdir as training leaves it (config.json, a checkpoint), holding the initial
+  state: prediction does not care how good the weights are, and compiling a training
+  step would double the cost (notebooks/ predict with a trained one in test_notebooks)."""
   config = load_config("demo", arg)
   config.data.data_dir = data_dir
   config.compilation_cache_dir = ""
-  workdir = str(tmp_path_factory.mktemp("trained"))
-  train.train_and_evaluate(config, workdir)
+  workdir = str(tmp_path_factory.mktemp("workdir"))
+  setup = train.Setup(config, workdir, with_data=False)
+  train.write_config(config, workdir)
+  mngr = checkpointing.manager(os.path.join(workdir, "checkpoints"), keep=1)
+  checkpointing.save(mngr, 1, train.initial_state(setup), None)
+  mngr.wait_until_finished()
+  mngr.close()
   return workdir
 
 
 @pytest.fixture(scope="module")
 def va_workdir(tmp_path_factory, data_dir):
-  return _train(tmp_path_factory, data_dir, "tiny")
+  return _workdir(tmp_path_factory, data_dir, "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +170,13 @@ def test_missing_face_and_audio_are_the_zeros_training_saw(va_model, videos):
 
 
 @pytest.fixture(scope="module")
-def pain_model(tmp_path_factory, data_dir):
-  return predictor_lib.Predictor(_train(tmp_path_factory, data_dir, "pain,tiny"))
+def pain_workdir(tmp_path_factory, data_dir):
+  return _workdir(tmp_path_factory, data_dir, "pain,tiny")
+
+
+@pytest.fixture(scope="module")
+def pain_model(pain_workdir):
+  return predictor_lib.Predictor(pain_workdir)
 
 
 def test_pain_model_predicts_per_frame_from_video_and_biosignals(pain_model, videos, tmp_path):

@@ -19,6 +19,8 @@ from jmt_jax.data.records import INVALID_LABEL
 from jmt_jax.prepare import driver
 from jmt_jax.prepare import faces
 
+pytestmark = pytest.mark.xdist_group("prepare")  # its module fixtures are built once
+
 AUDIO_RATE = 44100
 OPTIONS = dict(frame_size=112, frame_tolerance=16)
 

@@ -21,6 +21,8 @@ from conftest import subprocess_env
 from conftest import tiny_demo_command
 from jmt_jax import checkpointing
 
+pytestmark = pytest.mark.xdist_group("resume")  # its module fixtures are built once
+
 NUM_STEPS = 30
 
 
