@@ -170,13 +170,8 @@ def test_missing_face_and_audio_are_the_zeros_training_saw(va_model, videos):
 
 
 @pytest.fixture(scope="module")
-def pain_workdir(tmp_path_factory, data_dir):
-  return _workdir(tmp_path_factory, data_dir, "pain,tiny")
-
-
-@pytest.fixture(scope="module")
-def pain_model(pain_workdir):
-  return predictor_lib.Predictor(pain_workdir)
+def pain_model(tmp_path_factory, data_dir):
+  return predictor_lib.Predictor(_workdir(tmp_path_factory, data_dir, "pain,tiny"))
 
 
 def test_pain_model_predicts_per_frame_from_video_and_biosignals(pain_model, videos, tmp_path):
