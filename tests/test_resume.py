@@ -57,12 +57,22 @@ def logged_steps(workdir):
   return max(steps, default=0)
 
 
+def committed_steps(workdir):
+  """Checkpoint steps whose asynchronous save has finished (Orbax renames the step's
+  temporary directory to the bare step number when it commits)."""
+  path = os.path.join(workdir, "checkpoints")
+  return [int(d) for d in os.listdir(path) if d.isdigit()] if os.path.isdir(path) else []
+
+
 def start_and_signal(cmd, workdir, at_step, sig):
-  """Starts `cmd`, sends `sig` once it has logged step `at_step`, waits for it to end."""
+  """Starts `cmd`, sends `sig` once it has logged step `at_step` and committed a
+  checkpoint (saves are asynchronous: on a busy machine the step-5 save can still be
+  running at step 9, and there is nothing to resume from yet), waits for it to end."""
   proc = subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 600
-  while time.time() < deadline and proc.poll() is None and logged_steps(workdir) < at_step:
+  while time.time() < deadline and proc.poll() is None and (
+      logged_steps(workdir) < at_step or not committed_steps(workdir)):
     time.sleep(0.02)
   assert proc.poll() is None, "training finished before it could be interrupted"
   proc.send_signal(sig)
