@@ -38,10 +38,10 @@ def export_workdir(workdir, out_dir, platforms=("cpu", "cuda", "tpu")):
   inputs = {m: jax.ShapeDtypeStruct((batch,) + s.shape[1:], s.dtype)
             for m, s in pipeline.input_spec(config).items()}
   variables = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), model.variables)
-  fn = jax.jit(lambda v, b: model.model.apply(v, b, train=False))
-  exp = jax_export.export(fn, platforms=tuple(platforms))(variables, inputs)
-  outputs = jax.eval_shape(fn, variables, {m: jax.ShapeDtypeStruct((1,) + s.shape[1:], s.dtype)
-                                           for m, s in inputs.items()})
+  exp = jax_export.export(model.apply, platforms=tuple(platforms))(variables, inputs)
+  outputs = jax.eval_shape(model.apply, variables,
+                           {m: jax.ShapeDtypeStruct((1,) + s.shape[1:], s.dtype)
+                            for m, s in inputs.items()})
   signature = {
       "inputs": {m: {"shape": [None, *s.shape[1:]], "dtype": np.dtype(s.dtype).name}
                  for m, s in inputs.items()},

@@ -39,7 +39,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
 
   def work():
-    config = _CONFIG.value or train.read_config(_WORKDIR.value)
+    config = _CONFIG.value if _CONFIG.value is not None else train.read_config(_WORKDIR.value)
     cli.enable_compilation_cache(config.get("compilation_cache_dir"))
     if not os.path.exists(_VIDEO.value):
       raise FileNotFoundError(f"{_VIDEO.value}: no such video file")

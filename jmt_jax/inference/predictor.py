@@ -73,6 +73,7 @@ class Predictor:
     self.rates = {"audio_rate": signals.audio_rate, "bio_rate": signals.bio_rate}
     self.embed = jax.jit(lambda v, b: model.apply(v, b, train=False, embeddings_only=True))
     self.fuse = jax.jit(lambda v, e: model.apply(v, {"embeddings": e}, train=False))
+    # The whole model on a batch of windows: what `jmt_jax.export` writes.
     self.apply = jax.jit(lambda v, b: model.apply(v, b, train=False))
 
   def uses(self, kind):
@@ -138,9 +139,9 @@ class Predictor:
     """The `Prediction` for the video at `video_path` (and its biosignal CSV)."""
     clip = self.config.input.clip_frames
     frame_specs = [s for s in self.modalities.values() if s["kind"] == "frames"]
-    cropper = faces.StreamingCropper(
-        self.frame_size, frame_specs[0].get("face_margin", 0.2) if frame_specs else 0.2,
-        frame_specs[0].get("missing_face", "zeros") if frame_specs else "zeros")
+    face = frame_specs[0] if frame_specs else {}
+    cropper = faces.StreamingCropper(self.frame_size, face.get("face_margin", 0.2),
+                                     face.get("missing_face", "zeros"))
     with tempfile.TemporaryDirectory(prefix="jmt_jax_predict_") as tmp:
       signals = self._signals(video_path, biosignals_path, tmp)
       store = {m: stream.RowFile(os.path.join(tmp, f"{m}.f32"),

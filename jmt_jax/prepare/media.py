@@ -73,22 +73,26 @@ class Video:
     if not self.has_audio:
       raise BadInput(f"{self.path}: no audio stream")
     resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+    offset = None  # of the first audio frame from the first video frame, in samples
+
+    def resampled():
+      nonlocal offset
+      for frame in self.container.decode(audio=0):
+        if offset is None:
+          offset = int(round((float(frame.time or 0.0) - self.video_start) * rate))
+        yield from resampler.resample(frame)
+      yield from resampler.resample(None)
+
     skip = None
     try:
-      for frame in self.container.decode(audio=0):
+      for out in resampled():
+        chunk = out.to_ndarray().reshape(-1).astype(np.int16)
         if skip is None:
-          offset = int(round((float(frame.time or 0.0) - self.video_start) * rate))
           if offset > 0:
             yield np.zeros(offset, np.int16)
           skip = max(0, -offset)
-        for out in resampler.resample(frame):
-          chunk = out.to_ndarray().reshape(-1).astype(np.int16)
-          drop, skip = min(skip, len(chunk)), skip - min(skip, len(chunk))
-          if len(chunk) > drop:
-            yield chunk[drop:]
-      for out in resampler.resample(None):
-        chunk = out.to_ndarray().reshape(-1).astype(np.int16)
-        drop, skip = min(skip or 0, len(chunk)), (skip or 0) - min(skip or 0, len(chunk))
+        drop = min(skip, len(chunk))
+        skip -= drop
         if len(chunk) > drop:
           yield chunk[drop:]
     except av.error.FFmpegError as e:
