@@ -82,6 +82,9 @@ class Predictor:
   # ------------------------------------------------------------------ signals
   def _signals(self, video_path, biosignals_path, tmp):
     """{signal key: ArraySignal or DiskSignal}; a missing track is an empty signal."""
+    if biosignals_path and not self.uses("biosignal"):  # before any decoding
+      raise ValueError(f"this model does not read biosignals (its inputs: "
+                       f"{sorted(self.modalities)}); leave out --biosignals")
     out = {}
     if self.uses("logmel"):
       audio = stream.DiskSignal(os.path.join(tmp, "audio.s16"))
@@ -106,9 +109,6 @@ class Predictor:
         logging.warning("No --biosignals given: the biosignal is treated as missing (zeros), "
                         "as the sensor's drop-outs were in training, and flagged.")
         out["biosignal"] = stream.ArraySignal(np.zeros((0, width), np.float32))
-    elif biosignals_path:
-      raise ValueError(f"this model does not read biosignals (its inputs: "
-                       f"{sorted(self.modalities)}); leave out --biosignals")
     return out
 
   # ------------------------------------------------------------------ pass 1: embeddings
