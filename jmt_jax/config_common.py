@@ -15,8 +15,12 @@ def base_config():
   c.seed = 0
   c.task = "valence_arousal"  # or "pain"
   # grad_accum_steps: micro-batches per step (exact for the CCC loss too, see train_step).
+  # read_workers: Grain worker processes making training batches (-1: none on a CPU
+  # backend, all cores but one on an accelerator host: data.pipeline.default_workers),
+  # each with read_threads threads.
   c.train = dict(num_steps=1000, batch_size=16, grad_accum_steps=1, log_every=50,
-                 eval_every=500, checkpoint_every=200, keep_checkpoints=3, read_threads=2)
+                 eval_every=500, checkpoint_every=200, keep_checkpoints=3, read_threads=2,
+                 read_workers=-1)
   # smoothing: moving-average frames per dimension after clipping to [-1, 1] (0: none);
   # ABAW entries commonly use valence=20, arousal=50 (see jmt_jax.abaw).
   c.eval = dict(split="validation", batch_size=32, smoothing=dict(valence=0, arousal=0))

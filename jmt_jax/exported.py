@@ -2,7 +2,7 @@
 
   from jmt_jax import exported            # or copy this file and `import exported`
   model = exported.load("exported/demo")
-  outputs = model({"video": clips, "audio": logmels})   # shapes: model.signature["inputs"]
+  outputs = model({"video": clips, "audio": waves})   # shapes: model.signature["inputs"]
 
 This module imports nothing else of jmt_jax (tests check it), so it runs where the
 training code is not installed.

@@ -33,13 +33,15 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from jax.experimental import multihost_utils
 
 from jmt_jax import train_step
+from jmt_jax.data import clips as clips_lib
+from jmt_jax.data import pipeline
 from jmt_jax.data import windows as windows_lib
 from jmt_jax.models import model as model_lib
 
 CHUNK = 128  # clip ends per stored record
 EMBED_BATCH = 16  # clips per backbone call while extracting
 INDEX = "index.json"
-VERSION = 1
+VERSION = 2  # 2: the built-in data's frames are JPEG (records.FORMAT 2)
 
 
 def _json(config_dict):
@@ -71,11 +73,10 @@ def backbone_fingerprint(params, batch_stats):
   return h.hexdigest()
 
 
-def clip_ends(dataset, input_config):
-  """{id(stored split): (that Split, {recording: ascending clip ends})} of every clip a
+def clips_to_cache(dataset, input_config):
+  """{id(stored split): (a split name, {recording: ascending clip ends})} of every clip a
   training or evaluation window of `dataset` uses."""
   clip, clips = input_config.clip_frames, input_config.num_clips
-  offsets = clip * (np.arange(clips) + 1) - 1
   readers = {}
   for name, part in dataset.splits.items():
     readers.setdefault(id(part.source), []).append((name, part))
@@ -89,12 +90,13 @@ def clip_ends(dataset, input_config):
       kinds = [(splits[0][1].recordings, splits[0][0] == "train")]
     ends = {}
     for recordings, train in kinds:
-      w = (windows_lib.train_windows(table, recordings, clip, clips, input_config.train_stride)
-           if train else windows_lib.eval_windows(table, recordings, clip, clips))
+      w = (windows_lib.train_windows(table.num_frames, recordings, clip, clips,
+                                     input_config.train_stride)
+           if train else windows_lib.eval_windows(table.num_frames, recordings, clip, clips))
       for r in np.unique(w[:, 0]):
-        e = (w[w[:, 0] == r, 1:2] + offsets[None]).reshape(-1)
+        e = clips_lib.clip_ends(w[w[:, 0] == r, 1], clip, clips).reshape(-1)
         ends[int(r)] = np.union1d(ends.get(int(r), np.zeros(0, np.int64)), e)
-    out[key] = (splits[0][1], ends)
+    out[key] = (splits[0][0], ends)
   return out
 
 
@@ -148,7 +150,7 @@ def extract(setup, out_dir, state):
                        train=False, embeddings_only=True)
 
   os.makedirs(out_dir, exist_ok=True)
-  stores = clip_ends(dataset, config.input)
+  stores = clips_to_cache(dataset, config.input)
   files = {key: f"{name}.array_record" for name, part in reversed(dataset.splits.items())
            for key in [id(part.source)]}
   specs = {m: config.input.modalities[m].to_dict() for m in config.model.modalities}
@@ -156,19 +158,16 @@ def extract(setup, out_dir, state):
            "backbones": backbone_fingerprint(state.params, state.batch_stats),
            "splits": {s: files[id(p.source)] for s, p in dataset.splits.items()},
            "stores": {}, "seconds": {}}
-  for key, (part, ends) in stores.items():
+  for key, (split, ends) in stores.items():
     t0 = time.time()
-    reader = windows_lib.WindowSource(part.source, part.table, dataset.rates,
-                                      np.zeros((0, 2), np.int64),
-                                      clip_frames=config.input.clip_frames,
-                                      num_clips=config.input.num_clips, modalities=specs)
+    store = pipeline.store(dataset, split)
     writer = ArrayRecordWriter(os.path.join(out_dir, files[key]), "group_size:1")
     recordings, num_records = {}, 0
     for r in sorted(ends):
       chunks = []
       for first in range(0, len(ends[r]), CHUNK):
         chunk_ends = ends[r][first:first + CHUNK]
-        clips = reader.read_clips(r, chunk_ends)
+        clips = clips_lib.read_clips(store, r, chunk_ends, specs, config.input.clip_frames)
         parts = [jax.device_get(embed(state.params, state.batch_stats, batch))
                  for batch in clip_batches({m: clips[m] for m in config.model.modalities})]
         record = {m: np.concatenate([p[m][0] for p in parts])[:len(chunk_ends)]
@@ -177,7 +176,7 @@ def extract(setup, out_dir, state):
         writer.write(_encode(record))
         chunks.append(num_records)
         num_records += 1
-      recordings[part.table.names[r]] = {"ends": runs_of(ends[r]), "chunks": chunks}
+      recordings[store.table.names[r]] = {"ends": runs_of(ends[r]), "chunks": chunks}
     writer.close()
     index["stores"][files[key]] = recordings
     index["seconds"][files[key]] = round(time.time() - t0, 1)
@@ -262,7 +261,7 @@ class CachedWindowSource:
     name = self.table.names[recording]
     if name not in self.recordings:
       raise KeyError(f"recording {name} is not in the feature cache: extract it again")
-    ends = start + self.clip_frames * (np.arange(self.num_clips) + 1) - 1
+    ends = clips_lib.clip_ends(start, self.clip_frames, self.num_clips)
     stored = self._ends(name)
     pos = np.minimum(np.searchsorted(stored, ends), len(stored) - 1)
     if (stored[pos] != ends).any():

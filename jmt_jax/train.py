@@ -74,6 +74,13 @@ def init_from_converted(state, path, abstract_state):
   return state.replace(params=params, batch_stats=batch_stats)
 
 
+def read_workers(config):
+  """Grain worker processes of the training input (config.train.read_workers; -1: the
+  default for this host's cores and backend)."""
+  workers = config.train.get("read_workers", -1)
+  return pipeline.default_workers() if workers < 0 else workers
+
+
 def _format_seconds(s):
   return f"{int(s // 60)}m{int(s % 60):02d}s"
 
@@ -94,7 +101,8 @@ class Setup:
   def __init__(self, config, workdir, with_cache=True, with_data=True):
     self.workdir = workdir
     self.mesh = sharding.make_mesh(config.mesh)
-    self.model = model_lib.build_model(config.model, config.compute_dtype)
+    self.model = model_lib.build_model(config.model, config.compute_dtype,
+                                       *pipeline.model_inputs(config))
     # Prediction on a user's recording needs neither the dataset nor its cache.
     self.dataset = pipeline.open_dataset(config.data) if with_data else None
     self.config = config
@@ -215,7 +223,7 @@ def train_and_evaluate(config, workdir):
   train_iter = pipeline.train_iterator(
       train_source, global_batch_size // jax.process_count(), seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
-      read_threads=config.train.read_threads)
+      read_threads=config.train.read_threads, workers=read_workers(config))
 
   # ---------------------------------------------------------------- Model and optimizer
   logging.info("Parameters: %s", f"{sum(x.size for x in jax.tree.leaves(setup.abstract_state.params)):,}")

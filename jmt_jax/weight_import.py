@@ -24,7 +24,7 @@ class ConversionError(ValueError):
 
 def abstract_variables(config):
   """Shapes of the model's {'params', 'batch_stats'} for `config`, without computing."""
-  model = model_lib.build_model(config.model)
+  model = model_lib.build_model(config.model, "float32", *pipeline.model_inputs(config))
   rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
   variables = jax.eval_shape(lambda b: model.init(rngs, b, train=False),
                              pipeline.input_spec(config))

@@ -1,10 +1,11 @@
 """The built-in dataset, its ArrayRecord segments and the Grain window pipeline."""
 
+import jax
 import numpy as np
 import pytest
 
 from jmt_jax.data import augment
-from jmt_jax.data import logmel
+from jmt_jax.data import clips as clips_lib
 from jmt_jax.data import pipeline
 from jmt_jax.data import records
 from jmt_jax.data import synthetic
@@ -46,21 +47,41 @@ def test_every_modality_is_uninformative_part_of_the_time():
 def test_eval_windows_predict_every_frame_exactly_once():
   table = records.SplitTable([{"name": "a", "num_frames": 37, "pain": 0},
                               {"name": "b", "num_frames": 5, "pain": 1}], segment_frames=8, fps=10)
-  w = windows.eval_windows(table, range(len(table)), clip_frames=4, num_clips=3)
+  w = windows.eval_windows(table.num_frames, range(len(table)), clip_frames=4, num_clips=3)
   for r, n in enumerate((37, 5)):
     ends = [s + 4 * (i + 1) - 1 for rr, s in w if rr == r for i in range(3)]
     inside = sorted(e for e in ends if 0 <= e < n)
     assert inside == list(range(n))
 
 
-def test_records_cover_recordings(tiny):
+def test_records_hold_the_rendered_recordings(tiny):
+  """Each recording is its frames as JPEG (all-zero frames as empty bytes), then its signal
+  segments; they read back as the rendered labels, audio and EDA exactly, and as the
+  rendered frames after one JPEG encoding."""
   config, ds = tiny
   table = ds.splits["train"].table
-  src = ds.splits["train"].source
-  assert len(src) == sum(records.num_segments(n, config.data.segment_frames) for n in table.num_frames)
-  for r in range(len(table)):
-    first = src[int(table.first_record[r])]
-    assert first["recording"].decode() == table.names[r] and first["start_frame"] == 0
+  store = pipeline.store(ds, "train")
+  spec = synthetic.RenderSpec(**config.data.render)
+  assert len(store.source) == sum(records.num_records(n, config.data.segment_frames)
+                                  for n in table.num_frames)
+  for r in range(2):
+    rec = synthetic.render_recording(np.random.SeedSequence([config.data.seed, 0, r]), spec)
+    n = len(rec.valence)
+    assert table.num_frames[r] == n
+    stored = store.fetch(r, np.arange(n))
+    assert [bool(x["jpeg"]) for x in stored] == [bool(f.any()) for f in rec.frames]
+    frames, labels = store.read_frames(r, np.arange(n))
+    want = records.decode_frames([records.encode_frame(f) for f in rec.frames], spec.frame_size)
+    np.testing.assert_array_equal(frames, want)
+    assert np.abs(frames.astype(int) - rec.frames).mean() < 8  # mostly the rendered pixel noise
+    np.testing.assert_array_equal(labels, np.stack([rec.valence, rec.arousal], -1))
+    np.testing.assert_array_equal(np.array([x["labels"][2] for x in stored]) > 0, rec.face_found)
+    np.testing.assert_array_equal(store.read_signal(r, "audio", 0, len(rec.audio)), rec.audio)
+    np.testing.assert_array_equal(store.read_signal(r, "biosignal", 0, len(rec.biosignal)),
+                                  rec.biosignal)
+    # Outside the recording, signals read as zeros.
+    assert not store.read_signal(r, "audio", -50, 0).any()
+    assert not store.read_signal(r, "audio", len(rec.audio), len(rec.audio) + 9).any()
 
 
 def expected_window(signal, rate, fps, window_seconds, end_frame):
@@ -90,15 +111,12 @@ def test_windows_match_the_rendered_recording(tiny):
         assert ex["valence"][c] == synthetic.INVALID_LABEL
         continue
       assert ex["valence"][c] == rec.valence[end] and ex["arousal"][c] == rec.arousal[end]
-      np.testing.assert_array_equal(ex["video"][c][-1], rec.frames[end])
+      np.testing.assert_array_equal(ex["video"][c][-1], records.decode_frames(
+          [records.encode_frame(rec.frames[end])], spec.frame_size)[0])
       # The audio window ends exactly at the end of the clip's last frame.
       a = config.input.modalities.audio
-      wave = expected_window(rec.audio, rates["audio_rate"], rates["fps"], a.window_seconds,
-                             end) / 32768.0
-      want = logmel.log_mel(wave, sample_rate=rates["audio_rate"], n_fft=a.n_fft,
-                            win_length=a.win_length, hop_length=a.hop_length, n_mels=a.n_mels,
-                            top_db=a.top_db, mean=a.mean, std=a.std)
-      np.testing.assert_allclose(ex["audio"][c], want, atol=1e-5)
+      np.testing.assert_array_equal(ex["audio"][c], expected_window(
+          rec.audio, rates["audio_rate"], rates["fps"], a.window_seconds, end))
       # The EDA window (2 s, longer than the whole window of clips) ends there too.
       sig = expected_window(rec.biosignal[:, 0], rates["bio_rate"], rates["fps"],
                             config.input.modalities.eda.window_seconds, end)
@@ -113,15 +131,22 @@ def test_augmentation_is_drawn_per_clip_and_keeps_missing_faces_zero():
   rng = np.random.default_rng(0)
   clips = rng.integers(30, 200, (6, 2, 8, 8, 3)).astype(np.uint8)
   clips[2, 1] = 0  # a frame without a face
-  flipped = augment.frames(clips, np.random.default_rng(1), flip_prob=1.0)
-  np.testing.assert_array_equal(flipped, clips[:, :, :, ::-1])
-  out = augment.frames(clips, np.random.default_rng(1), brightness=0.4, contrast=0.4)
+  apply = jax.jit(augment.apply)
+  flip = augment.draw(np.random.default_rng(1), 6, flip_prob=1.0)
+  np.testing.assert_array_equal(apply(clips.astype(np.float32), flip), clips[:, :, :, ::-1])
+  params = augment.draw(np.random.default_rng(1), 6, brightness=0.4, contrast=0.4)
+  out = np.asarray(apply(clips.astype(np.float32), params))
   assert not out[2, 1].any()
-  ratio = out.reshape(6, 2, -1).astype(float).mean(-1) / clips.reshape(6, 2, -1).mean(-1).clip(1)
+  ratio = out.reshape(6, 2, -1).mean(-1) / clips.reshape(6, 2, -1).mean(-1).clip(1)
   assert np.ptp(ratio[:, 0]) > 0.05  # clips get different factors
   np.testing.assert_allclose(ratio[[0, 1, 3, 4, 5], 0], ratio[[0, 1, 3, 4, 5], 1], atol=0.05)
-  np.testing.assert_array_equal(out, augment.frames(clips, np.random.default_rng(1), brightness=0.4,
-                                                    contrast=0.4))
+  np.testing.assert_array_equal(params, augment.draw(np.random.default_rng(1), 6,
+                                                     brightness=0.4, contrast=0.4))
+  # torchvision's adjust_brightness then adjust_contrast, in float64 numpy.
+  x = np.clip(clips * params[:, 1, None, None, None, None].astype(np.float64), 0, 255)
+  gray = (x @ np.array([0.299, 0.587, 0.114])).mean(axis=(-2, -1))[..., None, None, None]
+  c = params[:, 2, None, None, None, None]
+  np.testing.assert_allclose(out, np.round(np.clip(c * x + (1 - c) * gray, 0, 255)), atol=1)
 
 
 def test_train_iterator_resumes_from_saved_state(tiny):
@@ -133,7 +158,9 @@ def test_train_iterator_resumes_from_saved_state(tiny):
   first = next(pipeline.train_iterator(plain, 3, seed=1, process_index=0, process_count=1,
                                        read_threads=1))
   it = pipeline.train_iterator(source, 3, seed=1, process_index=0, process_count=1, read_threads=1)
-  assert not np.array_equal(next(it)["video"], first["video"])  # augmented
+  drawn = next(it)
+  assert "augment" not in first and drawn["augment"]["video"].shape == (3, 8, 3)
+  np.testing.assert_array_equal(drawn["video"], first["video"])  # applied on the device
   it = pipeline.train_iterator(source, 3, seed=1, process_index=0, process_count=1, read_threads=1)
   for _ in range(2):
     next(it)
@@ -142,9 +169,7 @@ def test_train_iterator_resumes_from_saved_state(tiny):
   it2 = pipeline.train_iterator(source, 3, seed=1, process_index=0, process_count=1, read_threads=1)
   it2.set_state(state)
   for want in expected:
-    got = next(it2)
-    for k in want:
-      np.testing.assert_array_equal(got[k], want[k])
+    jax.tree.map(np.testing.assert_array_equal, next(it2), want)
 
 
 def test_processes_read_disjoint_shares(tiny):
@@ -171,7 +196,37 @@ def test_clips_wholly_past_the_end_read_as_padding(tiny):
   source = pipeline.window_source(ds, "train", config.input, ("video", "audio"), train=False)
   n = int(ds.splits["train"].table.num_frames[0])
   far = np.arange(n + 100, n + 104)  # past every frame and every signal window
-  clips = source.read_clips(0, far)
+  read = lambda ends: clips_lib.read_clips(source.store, 0, ends, source.modalities,
+                                          source.clip_frames)
+  clips = read(far)
   assert not clips["video"].any() and np.all(clips["valence"] == records.INVALID_LABEL)
-  silence = source.read_clips(0, np.array([n + 200]))["audio"]
-  np.testing.assert_array_equal(clips["audio"], np.repeat(silence, 4, axis=0))
+  assert not clips["audio"].any() and clips["audio"].shape[0] == 4
+
+
+def test_grain_workers_make_the_same_batches_and_restore_exactly(tiny):
+  """Batches made in Grain worker processes are those of the single-process iterator,
+  augmentation parameters included, and a state saved with workers restores exactly."""
+  config, ds = tiny
+  input_config = config.input.copy_and_resolve_references()
+  input_config.augment = dict(flip_prob=0.5, brightness=0.4, contrast=0.4)
+  source = pipeline.window_source(ds, "train", input_config, ("video", "audio"), train=True)
+  make = lambda workers: pipeline.train_iterator(source, 3, seed=2, process_index=0,
+                                                 process_count=1, read_threads=1,
+                                                 workers=workers)
+  plain = make(0)
+  want = [next(plain) for _ in range(5)]
+  with_workers = make(2)
+  for w in want[:2]:
+    jax.tree.map(np.testing.assert_array_equal, next(with_workers), w)
+  state = with_workers.get_state()
+  restored = make(2)
+  restored.set_state(state)
+  for w in want[2:]:
+    jax.tree.map(np.testing.assert_array_equal, next(restored), w)
+
+
+def test_default_workers_leave_a_cpu_backend_its_cores():
+  assert pipeline.default_workers(cores=2, backend="cpu") == 0
+  assert pipeline.default_workers(cores=16, backend="gpu") == 15
+  assert pipeline.default_workers(cores=1, backend="tpu") == 1
+  assert pipeline.default_workers(cores=240, backend="tpu") == 32

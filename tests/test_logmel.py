@@ -1,10 +1,12 @@
 """The on-the-fly log-mel features against librosa with the paper's parameters (SPEC.md 1.1)."""
 
+import jax
 import librosa
 import numpy as np
 
 from conftest import load_config
 from jmt_jax.data import logmel
+from jmt_jax.models import frontends
 
 
 def test_log_mel_matches_librosa_with_the_papers_parameters():
@@ -30,3 +32,26 @@ def test_log_mel_matches_librosa_with_the_papers_parameters():
   # 1e-3 dB, in the normalised units the model sees.
   np.testing.assert_allclose(ours, want, atol=1e-3 / a.std, rtol=0)
   assert (db.max() - db.min()) > 60  # the test covers the top_db clamp's range
+
+
+def test_on_device_log_mel_matches_numpy_within_a_thousandth_of_a_db():
+  """The model's jitted log-mel (float32, from int16 audio windows as the data stores them)
+  against the float64 numpy reference, on voice-like audio with silence and a quiet tail."""
+  a = load_config("affwild2", "jmt").input.modalities.audio
+  rate, n = 44100, 45599
+  rng = np.random.default_rng(1)
+  t = np.arange(n) / rate
+  voice = 0.4 * np.sin(2 * np.pi * (140 + 40 * np.sin(3 * t)) * t) * (np.sin(7 * t) > 0)
+  waves = np.stack([voice + 0.01 * rng.normal(size=n),  # loud
+                    1e-3 * rng.normal(size=n),  # very quiet
+                    np.where(t < 0.6, 0.0, voice)])  # left-padded, as at a recording's start
+  audio = np.round(np.clip(waves, -1, 1) * 32767).astype(np.int16)
+  params = dict(n_fft=a.n_fft, win_length=a.win_length, hop_length=a.hop_length,
+                n_mels=a.n_mels, top_db=a.top_db, mean=a.mean, std=a.std)
+  want = logmel.log_mel(audio / 32768.0, sample_rate=rate, **params)
+  backbone = load_config("affwild2", "jmt").model.backbones.audio
+  got = jax.jit(lambda x: frontends.prepare(x, backbone, dict(kind="logmel", **params),
+                                            {"audio_rate": rate}))(audio)
+  assert got.shape == want.shape + (1,)
+  db_error = np.abs(np.asarray(got)[..., 0] - want) * a.std
+  assert db_error.max() < 1e-3, db_error.max()

@@ -23,8 +23,9 @@ from jmt_jax import checkpointing
 from jmt_jax import export
 from jmt_jax import exported
 from jmt_jax import train
-from jmt_jax.data import windows
+from jmt_jax.data import clips
 from jmt_jax.inference import outputs
+from jmt_jax.inference import stream
 from jmt_jax.inference import predictor as predictor_lib
 from jmt_jax.prepare import faces
 from jmt_jax.prepare import media
@@ -99,14 +100,18 @@ def _whole_recording_outputs(model, video_path, biosignal=None):
   crops = np.stack([cropper(f)[0] for f in frames])
   n = len(crops)
   fit = lambda x, rate: media.fit_length(x, round(n * rate / fps), "", "", tolerance=10**9)
-  record = {"start_frame": 0, "frames": crops, "valence": np.zeros(n), "arousal": np.zeros(n),
-            "audio": fit(audio, model.rates["audio_rate"]),
-            "biosignal": fit(np.zeros((0, 3), np.float32) if biosignal is None else biosignal,
-                             model.rates["bio_rate"])}
-  span = windows._Span([record], model.rates, fps)  # pylint: disable=protected-access
+  signals = {"audio": stream.ArraySignal(fit(audio, model.rates["audio_rate"])),
+             "biosignal": stream.ArraySignal(fit(
+                 np.zeros((0, 3), np.float32) if biosignal is None else biosignal,
+                 model.rates["bio_rate"]))}
+  store = stream.StreamStore(fps, model.rates, signals, keep=n)
+  for i, crop in enumerate(crops):
+    store.add_frame(i, crop)
+  store.finish(n)
   ends = model._window_ends(n)  # pylint: disable=protected-access
-  batch = {m: np.stack([windows.READERS[s["kind"]](span, e, s, config.input.clip_frames)
-                        for e in ends]) for m, s in model.modalities.items()}
+  examples = [clips.read_clips(store, 0, e, model.modalities, config.input.clip_frames)
+             for e in ends]
+  batch = {m: np.stack([x[m] for x in examples]) for m in model.modalities}
   return n, ends, jax.device_get(model.apply(model.variables, batch))
 
 

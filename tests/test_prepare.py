@@ -1,6 +1,7 @@
 """`python -m jmt_jax.prepare` on tiny trees in the published Aff-Wild2 and BioVid layouts."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -50,11 +51,18 @@ def data_config(name, out_dir, **protocol):
   return ml_collections.ConfigDict(c)
 
 
-def recording_arrays(split, r):
-  """Every per-frame and per-sample array of recording `r`, its segments concatenated."""
-  recs = [split.source[j] for j in split.table.records_for(r, 0, 10**9)]
-  keys = ("frames", "face_found", "valence", "arousal", "audio", "biosignal")
-  return {k: np.concatenate([x[k] for x in recs]) for k in keys} | {"pain": recs[0]["pain"]}
+def recording_arrays(ds, split, r):
+  """Every per-frame and per-sample array of recording `r` of `split`, read from its records."""
+  store = pipeline.store(ds, split)
+  n = store.num_frames(r)
+  recs = store.fetch(r, np.arange(n))
+  labels = np.array([x["labels"] for x in recs])
+  out = dict(frames=store.read_frames(r, np.arange(n))[0], jpeg=[x["jpeg"] for x in recs],
+             valence=labels[:, 0], arousal=labels[:, 1], face_found=labels[:, 2] > 0)
+  for key, rate in (("audio", "audio_rate"), ("biosignal", "bio_rate")):
+    if key in store.source.dataset_info.features:
+      out[key] = store.read_signal(r, key, 0, round(n * ds.rates[rate] / store.fps(r)))
+  return out
 
 
 def test_affwild2_manifest_counts_skips_and_checksums(affwild2):
@@ -86,9 +94,10 @@ def test_affwild2_records_hold_the_raw_tree(affwild2):
   members = {s: ds.splits[s].table.names for s in ("train", "validation", "test")}
   assert members == {"train": ["vid_a", "vid_b_left", "vid_b_right"], "validation": ["vid_c"],
                      "test": ["vid_t"]}
-  for split in ds.splits.values():
+  assert "biosignal" not in ds.splits["train"].source.dataset_info.features
+  for split_name, split in ds.splits.items():
     for r, name in enumerate(split.table.names):
-      rec = recording_arrays(split, r)
+      rec = recording_arrays(ds, split_name, r)
       n = len(tree.labels[name]) if name in tree.labels else 25
       assert split.table.num_frames[r] == n and split.table.fps[r] == tree.fps[name]
       if name in tree.labels:
@@ -101,8 +110,10 @@ def test_affwild2_records_hold_the_raw_tree(affwild2):
         image = cv2.imread(path) if os.path.exists(path) else None
         if image is None:  # missing or corrupt: a zero frame, masked
           assert not rec["face_found"][k - 1] and not rec["frames"][k - 1].any(), (name, k)
-        else:
+        else:  # the organisers' JPEG bytes, unchanged
           assert rec["face_found"][k - 1]
+          with open(path, "rb") as f:
+            assert rec["jpeg"][k - 1] == f.read(), (name, k)
           np.testing.assert_array_equal(rec["frames"][k - 1], image[..., ::-1])
       # The audio (a 440 Hz tone starting with the first frame, written at 16 kHz into AAC
       # or PCM) is resampled to 44.1 kHz on the frame clock: sample i at time i / 44100.
@@ -129,10 +140,10 @@ def test_biovid_records_hold_faces_and_biosignals(biovid):
   assert list(table.pain) == [c for _, _, c in tree.samples]
   assert counts["missing_faces"] <= 0.05 * counts["frames"]
   for r, (subject, sample, pain) in enumerate(tree.samples):
-    rec = recording_arrays(split, r)
-    assert rec["pain"] == pain and np.all(rec["valence"] == INVALID_LABEL)
+    rec = recording_arrays(ds, "train", r)
+    assert table.pain[r] == pain and np.all(rec["valence"] == INVALID_LABEL)
     np.testing.assert_allclose(rec["biosignal"], tree.biosignals[sample], atol=1e-5)
-    assert len(rec["audio"]) == 0
+    assert "audio" not in rec
     # Each crop is the face: close to a crop of the decoded frame at the true face box
     # (a crop 40 px to the side differs by about 75 grey levels on average).
     with av.open(os.path.join(tree.root, "video", subject, sample + ".mp4")) as c:
@@ -141,6 +152,58 @@ def test_biovid_records_hold_faces_and_biosignals(biovid):
                                                             margin=0.2).astype(np.float32)).mean()
                       for k, frame in enumerate(decoded)])
     assert np.median(diffs) < 25 and np.all(diffs[rec["face_found"]] < 35), (sample, diffs)
+
+
+def test_biovid_frames_are_the_work_crops_after_one_jpeg_encoding(biovid):
+  """BioVid crops are kept lossless in the work files and stored once as JPEG: the stored
+  frames are the work crops to within the quality's error (BUILD_NOTES gives the figures)."""
+  _, out, _ = biovid
+  ds = pipeline.open_dataset(data_config("biovid", out, kind="loso", fold=0))
+  name = ds.splits["train"].table.names[0]
+  with np.load(os.path.join(out, "work", name + ".npz")) as z:
+    ends = np.cumsum(z["frame_lengths"])
+    work = np.stack([cv2.imdecode(z["frame_bytes"][e - n:e], cv2.IMREAD_COLOR)[..., ::-1]
+                     for e, n in zip(ends, z["frame_lengths"])])
+  stored = recording_arrays(ds, "train", 0)
+  assert all(j[:2] == b"\xff\xd8" for j in stored["jpeg"])
+  error = np.abs(stored["frames"].astype(int) - work)
+  assert error.mean() < 2.0 and error.max() < 40, (error.mean(), error.max())
+
+
+def test_old_shards_are_refused_and_rewritten_from_the_work_files(affwild2, tmp_path,
+                                                                  monkeypatch):
+  """A preparation from before record format 2 (its manifest has no `format`) is refused
+  with the command that rewrites it, and that command writes the new shards from work/
+  without reading any video or crop again."""
+  tree, out, complete = affwild2
+  old = str(tmp_path / "old")
+  subprocess.run(["cp", "-r", out, old], check=True)
+  manifest = prepared.read_manifest(old)
+  del manifest["format"]
+  # Old shards lived under another builder config name (the format is part of the hash).
+  config_dir = os.path.dirname(os.path.join(old, manifest["tfds_dir"]))
+  stale = os.path.join(os.path.dirname(config_dir), "affwild2_oldformat")
+  os.rename(config_dir, stale)
+  manifest["tfds_dir"] = os.path.relpath(os.path.join(stale, os.path.basename(
+      manifest["tfds_dir"])), old)
+  with open(os.path.join(old, prepared.MANIFEST), "w") as f:
+    json.dump(manifest, f)
+  with pytest.raises(ValueError) as e:
+    pipeline.open_dataset(data_config("affwild2", old))
+  assert f"python -m jmt_jax.prepare affwild2 --raw_dir={tree.root} --out_dir={old}" in str(e.value)
+  assert "older record format" in str(e.value)
+  layout = driver.LAYOUTS["affwild2"]
+
+  def no_decoding(task):
+    raise AssertionError(f"{task['name']} decoded again")
+
+  monkeypatch.setitem(driver.LAYOUTS, "affwild2",
+                      driver.dataclasses.replace(layout, process=no_decoding))
+  rewritten = driver.prepare("affwild2", tree.root, old, workers=1, audio_rate=AUDIO_RATE,
+                             test_list="", **OPTIONS)
+  assert rewritten["format"] == complete["format"] and rewritten["shards"] == complete["shards"]
+  assert not os.path.exists(stale)
+  assert pipeline.open_dataset(data_config("affwild2", old)).splits["train"].table.names
 
 
 def test_biovid_protocols(biovid):

@@ -91,16 +91,21 @@ def runs(tmp_path_factory, data_dir):
 
 
 def test_sigkill_at_a_random_step_then_rerun_matches_uninterrupted(runs, data_dir):
+  """With Grain worker processes making the batches: the iterator state they save restores
+  exactly, and equals the single-process stream of the uninterrupted run."""
   root, cache, straight = runs
   killed = str(root / "killed")
+  workers = "--config.train.read_workers=2"
   at = random.Random().randint(6, NUM_STEPS - 4)
   print(f"killing at step {at}")
-  code, _ = start_and_signal(command(killed, data_dir, cache), killed, at, signal.SIGKILL)
+  code, _ = start_and_signal(command(killed, data_dir, cache, workers), killed, at,
+                             signal.SIGKILL)
   assert code == -signal.SIGKILL
   assert not os.path.isdir(os.path.join(killed, "checkpoints", str(NUM_STEPS)))
 
-  rerun = subprocess.run(command(killed, data_dir, cache), cwd=ROOT, env=subprocess_env(),
-                         check=True, capture_output=True, text=True, timeout=600)
+  rerun = subprocess.run(command(killed, data_dir, cache, workers), cwd=ROOT,
+                         env=subprocess_env(), check=True, capture_output=True, text=True,
+                         timeout=600)
   resumed_at = int(rerun.stderr.split("Resumed from the checkpoint at step ")[1].split(".")[0])
   assert 5 <= resumed_at < NUM_STEPS
   assert_same_final_state(straight, killed)

@@ -16,6 +16,7 @@ import torch_reference as ref  # pylint: disable=wrong-import-position
 from conftest import load_config  # pylint: disable=wrong-import-position
 from jmt_jax import param_counts  # pylint: disable=wrong-import-position
 from jmt_jax import weight_import  # pylint: disable=wrong-import-position
+from jmt_jax.models import frontends  # pylint: disable=wrong-import-position
 from jmt_jax.models import fusion as fusion_lib  # pylint: disable=wrong-import-position
 from jmt_jax.models import heads  # pylint: disable=wrong-import-position
 from jmt_jax.models import model as model_lib  # pylint: disable=wrong-import-position
@@ -250,6 +251,5 @@ def test_i3d_input_resize_matches_the_authors_interpolation():
   x = torch.randn(2, 3, 8, 112, 112, generator=_seeded(3))
   want = F.interpolate(x.permute(0, 2, 1, 3, 4), size=(3, 224, 224), mode="trilinear",
                        align_corners=False).permute(0, 2, 1, 3, 4)
-  got = model_lib._prepare_input(  # pylint: disable=protected-access
-      jnp.asarray(np.moveaxis(x.numpy(), 1, -1)), cfg)
+  got = frontends.prepare(jnp.asarray(np.moveaxis(x.numpy(), 1, -1)), cfg)
   assert _max_diff(np.moveaxis(np.asarray(got), -1, 1), want.numpy()) < TOL

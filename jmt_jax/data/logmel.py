@@ -1,4 +1,5 @@
-"""Log-mel spectrograms in numpy, with torchaudio's conventions.
+"""Log-mel spectrograms in numpy, with torchaudio's conventions: the reference that the
+model's on-device version (models.frontends.log_mel) is tested against.
 
 Matches `torchaudio.transforms.MelSpectrogram` (HTK mel scale, no filter norm,
 centred reflect-padded frames, periodic Hann window of `win_length` centred in
@@ -33,7 +34,7 @@ def mel_filterbank(sample_rate, n_fft, n_mels, f_min=0.0, f_max=None):
 
 
 @functools.lru_cache(maxsize=16)
-def _window(n_fft, win_length):
+def window(n_fft, win_length):
   window = np.zeros(n_fft)
   left = (n_fft - win_length) // 2
   window[left:left + win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win_length) / win_length)
@@ -48,7 +49,7 @@ def log_mel(waveforms, *, sample_rate, n_fft, win_length, hop_length, n_mels,
   padded = np.pad(waveforms, [(0, 0)] * (waveforms.ndim - 1) + [(pad, pad)], mode="reflect")
   num_frames = 1 + (padded.shape[-1] - n_fft) // hop_length
   idx = np.arange(n_fft)[None, :] + hop_length * np.arange(num_frames)[:, None]
-  frames = padded[..., idx] * _window(n_fft, win_length)
+  frames = padded[..., idx] * window(n_fft, win_length)
   power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
   mel = power @ mel_filterbank(sample_rate, n_fft, n_mels)
   db = 10.0 * np.log10(np.maximum(mel, 1e-10))

@@ -1,11 +1,15 @@
-"""Grain pipelines from prepared segment shards to batches of windows."""
+"""Grain pipelines from prepared shards to batches of windows."""
 
 import os
+import threading
+import time
 
 import grain
 import jax
 import numpy as np
+from absl import flags
 
+from jmt_jax.data import clips
 from jmt_jax.data import prepared
 from jmt_jax.data import records
 from jmt_jax.data import synthetic
@@ -39,7 +43,8 @@ def open_dataset(data_config):
       splits.update(prepared.fold_splits(sources[s], table, data_config.protocol))
     else:
       splits[s] = records.Split(sources[s], table, np.arange(len(table)))
-  return records.Dataset(splits=splits, rates=dict(meta["rates"]))
+  return records.Dataset(splits=splits, rates=dict(meta["rates"]),
+                         frame_size=data_config.render.frame_size)
 
 
 def window_source(dataset, split, input_config, modalities, train):
@@ -48,22 +53,29 @@ def window_source(dataset, split, input_config, modalities, train):
     raise ValueError(f"no split {split!r} in this dataset (it has {sorted(dataset.splits)})")
   part = dataset.splits[split]
   table = part.table
-  clip, clips = input_config.clip_frames, input_config.num_clips
+  clip, num_clips = input_config.clip_frames, input_config.num_clips
   if train:
-    w = windows.train_windows(table, part.recordings, clip, clips, input_config.train_stride)
+    w = windows.train_windows(table.num_frames, part.recordings, clip, num_clips,
+                              input_config.train_stride)
   else:
-    w = windows.eval_windows(table, part.recordings, clip, clips)
+    w = windows.eval_windows(table.num_frames, part.recordings, clip, num_clips)
   pain_classes = input_config.get("pain_classes")
   if pain_classes:
     w = w[np.isin(table.pain[w[:, 0]], pain_classes)]
   if not len(w):
-    raise ValueError(f"split {split!r} has no windows of {clips} clips of {clip} frames"
+    raise ValueError(f"split {split!r} has no windows of {num_clips} clips of {clip} frames"
                      + (f" with pain in {list(pain_classes)}" if pain_classes else ""))
   specs = {m: input_config.modalities[m].to_dict() for m in modalities}
   augment_config = input_config.get("augment", {}) if train else {}
-  return windows.WindowSource(part.source, table, dataset.rates, w, clip_frames=clip,
-                              num_clips=clips, modalities=specs, pain_classes=pain_classes,
+  return windows.WindowSource(store(dataset, split), w, clip_frames=clip, num_clips=num_clips,
+                              modalities=specs, pain_classes=pain_classes,
                               augment_config=dict(augment_config))
+
+
+def store(dataset, split):
+  """The `clips.ShardStore` of the records `split` of `dataset` is read from."""
+  part = dataset.splits[split]
+  return clips.ShardStore(part.source, part.table, dataset.rates, dataset.frame_size)
 
 
 def process_slice(source, process_index, process_count):
@@ -71,9 +83,34 @@ def process_slice(source, process_index, process_count):
   return grain.MapDataset.source(source)[process_index::process_count]
 
 
-def train_iterator(source, batch_size, seed, process_index, process_count, read_threads):
+def default_workers(cores=None, backend=None):
+  """Grain worker processes when config.train.read_workers is -1: none where the train
+  step itself runs on the host's cores (the CPU backend) and would compete with them;
+  otherwise all cores but one (for the training loop), at most 32."""
+  cores = cores or os.cpu_count() or 1
+  backend = backend or jax.default_backend()
+  return 0 if backend == "cpu" else min(32, max(1, cores - 1))
+
+
+def _exit_with_parent(worker_index, worker_count):
+  """Grain worker start-up: exit when the training process is gone. A SIGKILLed trainer
+  cannot stop its workers, and orphans would hold their memory (and its output pipes)."""
+  del worker_index, worker_count
+  parent = os.getppid()
+
+  def watch():
+    while os.getppid() == parent:
+      time.sleep(1)
+    os._exit(1)  # pylint: disable=protected-access
+
+  threading.Thread(target=watch, daemon=True, name="exit_with_parent").start()
+
+
+def train_iterator(source, batch_size, seed, process_index, process_count, read_threads,
+                   workers=0):
   """Endless shuffled, augmented batches of `batch_size` for this process; its state goes
-  into checkpoints.
+  into checkpoints. With `workers` > 0, batches are made in that many Grain worker
+  processes (each with `read_threads` threads); the state still fixes every later batch.
 
   The global stream is cut into batches and process p takes batches p, p + count, ...:
   process-local batches laid side by side in process order form exactly the global batch
@@ -86,7 +123,13 @@ def train_iterator(source, batch_size, seed, process_index, process_count, read_
     ds = ds.random_map(source.augment, seed=seed + 1)
   ds = ds.batch(batch_size, drop_remainder=True)[process_index::process_count]
   options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=2)
-  return iter(ds.to_iter_dataset(options))
+  ds = ds.to_iter_dataset(options)
+  if workers > 0:
+    if not flags.FLAGS.is_parsed():  # Grain's workers read its absl flags (tests, notebooks)
+      flags.FLAGS.mark_as_parsed()
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers),
+                        worker_init_fn=_exit_with_parent)
+  return iter(ds)
 
 
 def eval_batches(dataset, batch_size, read_threads, num_batches):
@@ -112,9 +155,17 @@ def signal_config(config):
   return config.data.render if config.data.name == "synthetic" else config.data.signals
 
 
+def model_inputs(config):
+  """({modality: input config}, signal rates): what `models.model.build_model` needs to
+  turn the stored inputs `data.clips` reads into the backbones' inputs."""
+  render = signal_config(config)
+  inputs = {m: config.input.modalities[m].to_dict() for m in config.model.modalities}
+  return inputs, {"audio_rate": render.audio_rate, "bio_rate": render.bio_rate}
+
+
 def input_spec(config):
   """{modality: jax.ShapeDtypeStruct} of a one-window batch, from the config alone (for
-  shapes without opening the data): what the window readers in `windows` produce."""
+  shapes without opening the data): what `clips.read_clips` produces."""
   c = config.input
   render = signal_config(config)
   spec = {}
@@ -124,10 +175,10 @@ def input_spec(config):
       shape = (1, c.num_clips, s.frames_per_clip, render.frame_size, render.frame_size, 3)
       spec[m] = jax.ShapeDtypeStruct(shape, np.uint8)
     elif s.kind == "logmel":
-      n = int(round(s.window_seconds * render.audio_rate))
-      spec[m] = jax.ShapeDtypeStruct((1, c.num_clips, s.n_mels, 1 + n // s.hop_length), np.float32)
+      n = clips.signal_window(s, render)
+      spec[m] = jax.ShapeDtypeStruct((1, c.num_clips, n), np.int16)
     elif s.kind == "biosignal":
-      n = int(round(s.window_seconds * render.bio_rate))
+      n = clips.signal_window(s, render)
       spec[m] = jax.ShapeDtypeStruct((1, c.num_clips, n, len(s.channels)), np.float32)
     else:
       raise ValueError(f"unknown input kind {s.kind!r} for modality {m!r}")

@@ -25,6 +25,14 @@ def how_to_prepare(name, data_dir):
           f"--out_dir={data_dir}\nor point the config at it with data_dir=<that out_dir>")
 
 
+def how_to_rewrite(name, data_dir, manifest):
+  return (f"{data_dir} holds shards in an older record format (format "
+          f"{manifest.get('format', 1)}; this jmt_jax reads format {records.FORMAT}): rewrite "
+          f"them with\n  python -m jmt_jax.prepare {name} --raw_dir={manifest['raw_dir']} "
+          f"--out_dir={data_dir}\n(it writes the shards from {data_dir}/work without "
+          f"decoding any video again)")
+
+
 def read_manifest(data_dir):
   path = os.path.join(data_dir, MANIFEST)
   if not os.path.exists(path):
@@ -42,6 +50,8 @@ def open_prepared(data_config):
   if manifest["dataset"] != data_config.name:
     raise ValueError(f"{data_dir} holds prepared {manifest['dataset']} data, not "
                      f"{data_config.name}")
+  if manifest.get("format", 1) != records.FORMAT:
+    raise ValueError(how_to_rewrite(data_config.name, data_dir, manifest))
   for key, want in data_config.signals.items():
     got = manifest["signals"][key]
     if want and got != want:
@@ -57,7 +67,8 @@ def open_prepared(data_config):
     splits = fold_splits(sources["samples"], tables["samples"], data_config.protocol)
   else:
     splits = {s: records.Split(sources[s], t, np.arange(len(t))) for s, t in tables.items()}
-  return records.Dataset(splits=splits, rates=rates)
+  return records.Dataset(splits=splits, rates=rates,
+                         frame_size=int(manifest["signals"]["frame_size"]))
 
 
 def fold_splits(source, table, protocol):

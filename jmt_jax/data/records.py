@@ -1,28 +1,42 @@
-"""The on-disk record: a fixed-length segment of one recording.
+"""The on-disk records: one per video frame, and one per segment of signals.
 
-A whole recording is too large to decode for every training window (reads cost
-about 10 ms per MB here), so recordings are cut into segments of `segment_frames`
-frames and a window reads the two or three segments it overlaps. Audio and
-biosignal samples are cut at the sample that corresponds to each segment's first
-frame, so concatenating a recording's segments gives back its continuous signals.
+A training window of the paper uses every 4th frame of the 512 it spans, so frames are
+stored one per record, as encoded JPEG bytes: a window reads and decodes only the frames
+its clips use (about 5 KB each instead of 38 KB of raw pixels, parsed or not). Audio and
+biosignals are read whole over a window's span, so they are stored in segment records
+of `segment_frames` frames' worth of samples, as raw little-endian bytes (no per-value
+protobuf encoding), cut at the sample that corresponds to each segment's first frame.
 
-The split's table of recordings (name, frame count, first record) goes into the
-dataset's metadata, so a reader finds a window's records without scanning.
+A recording of N frames is N frame records followed by its signal segments, in order; the
+split's table of recordings (name, frame count, first record) goes into the dataset's
+metadata, so a reader finds any frame or segment by arithmetic, without scanning.
 """
 
 import dataclasses
 
+import cv2
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.features import Encoding
 
 INVALID_LABEL = -5.0
+# Version of this layout, written into manifests and builder configs; shards of another
+# version are refused with the command that rewrites them (data.prepared).
+FORMAT = 2
+# JPEG quality of frames the preparation encodes itself (the built-in data, BioVid crops,
+# Aff-Wild2 crops resized to another frame size), without chroma subsampling (4:4:4).
+# BUILD_NOTES.md gives its measured effect on the pixels and the bytes.
+JPEG_QUALITY = 90
+# Signal keys, their stored dtypes and the names of their rates.
+SIGNAL_DTYPES = {"audio": np.int16, "biosignal": np.float32}
+RATE_KEYS = {"audio": "audio_rate", "biosignal": "bio_rate"}
 
 
 @dataclasses.dataclass
 class Recording:
   """One recording, all arrays indexed by time from its first frame."""
 
-  frames: np.ndarray  # (N, S, S, 3) uint8; all-zero where no face was found
+  jpegs: list  # N encoded frames (bytes); b"" where the frame is all zeros (no face)
   face_found: np.ndarray  # (N,) bool
   valence: np.ndarray  # (N,) float32, INVALID_LABEL where unlabelled
   arousal: np.ndarray  # (N,) float32
@@ -31,20 +45,73 @@ class Recording:
   pain: int
 
 
-def segment_features(frame_size, bio_channels):
-  return tfds.features.FeaturesDict({
-      "recording": tfds.features.Text(),
-      "recording_index": np.int64,
-      "segment_index": np.int64,
-      "start_frame": np.int64,
-      "frames": tfds.features.Tensor(shape=(None, frame_size, frame_size, 3), dtype=np.uint8),
-      "face_found": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
-      "valence": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-      "arousal": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-      "audio": tfds.features.Tensor(shape=(None,), dtype=np.int16),
-      "biosignal": tfds.features.Tensor(shape=(None, bio_channels), dtype=np.float32),
-      "pain": np.int64,
-  })
+def encode_frame(rgb, quality=JPEG_QUALITY):
+  """JPEG bytes of an (H, W, 3) uint8 RGB frame; b"" for an all-zero frame."""
+  if not rgb.any():
+    return b""
+  ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]),
+                         [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                          cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
+  if not ok:
+    raise ValueError(f"could not JPEG-encode a frame of shape {rgb.shape}")
+  return buf.tobytes()
+
+
+def decode_frames(jpegs, size):
+  """(len(jpegs), size, size, 3) uint8 RGB; b"" decodes as zeros."""
+  out = np.zeros((len(jpegs), size, size, 3), np.uint8)
+  for i, data in enumerate(jpegs):
+    if data:
+      bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+      if bgr is None or bgr.shape[:2] != (size, size):
+        raise ValueError(f"a stored frame is not a {size}x{size} JPEG "
+                         f"({'undecodable' if bgr is None else bgr.shape[:2]})")
+      out[i] = bgr[..., ::-1]
+  return out
+
+
+def record_features(signals):
+  """The features of every record; `signals` is {key: channels (0: a 1-D signal)} of the
+  signals this dataset stores (Aff-Wild2 has no biosignal, BioVid no audio)."""
+  features = {
+      "jpeg": tfds.features.Tensor(shape=(), dtype=np.object_),
+      "labels": tfds.features.Tensor(shape=(3,), dtype=np.float32),  # valence, arousal, face_found
+  }
+  for key, channels in sorted(signals.items()):
+    shape = (None, channels) if channels else (None,)
+    features[key] = tfds.features.Tensor(shape=shape, dtype=SIGNAL_DTYPES[key],
+                                         encoding=Encoding.BYTES)
+  return tfds.features.FeaturesDict(features)
+
+
+def sample_at(frame, rate, fps):
+  """Index of the first signal sample at or after the start of `frame`."""
+  return int(round(frame * rate / fps))
+
+
+def num_segments(num_frames, segment_frames):
+  return -(-num_frames // segment_frames)
+
+
+def recording_records(rec, signals, segment_frames, fps, rates):
+  """The records of one recording, in stored order: its frames, then its signal segments."""
+  n = len(rec.valence)
+  empty = {key: np.zeros((0, channels) if channels else (0,), SIGNAL_DTYPES[key])
+           for key, channels in signals.items()}
+  for f in range(n):
+    yield {"jpeg": rec.jpegs[f], **empty,
+           "labels": np.array([rec.valence[f], rec.arousal[f], rec.face_found[f]], np.float32)}
+  for f0 in range(0, n, segment_frames):
+    f1 = min(n, f0 + segment_frames)
+    record = {"jpeg": b"", "labels": np.zeros(3, np.float32)}
+    for key in signals:
+      rate = rates[RATE_KEYS[key]]
+      record[key] = getattr(rec, key)[sample_at(f0, rate, fps):sample_at(f1, rate, fps)]
+    yield record
+
+
+def num_records(num_frames, segment_frames):
+  return num_frames + num_segments(num_frames, segment_frames)
 
 
 @dataclasses.dataclass
@@ -54,48 +121,19 @@ class Split:
   A cross-validation fold is a `Split` over a subset of one stored split's recordings.
   """
 
-  source: object  # random access to the segment records
+  source: object  # random access to the records
   table: "SplitTable"
   recordings: np.ndarray  # indices into `table`
 
 
 @dataclasses.dataclass
 class Dataset:
-  """An opened dataset: its splits and its signal rates (audio_rate, bio_rate, fps)."""
+  """An opened dataset: its splits, its signal rates (audio_rate, bio_rate, fps) and
+  frame size."""
 
   splits: dict
   rates: dict
-
-
-def sample_at(frame, rate, fps):
-  """Index of the first signal sample at or after the start of `frame`."""
-  return int(round(frame * rate / fps))
-
-
-def segment_recording(name, index, rec, segment_frames, fps, audio_rate, bio_rate):
-  """Yields the segment records of one recording, in order."""
-  n = len(rec.valence)
-  for seg, f0 in enumerate(range(0, n, segment_frames)):
-    f1 = min(n, f0 + segment_frames)
-    a0, a1 = sample_at(f0, audio_rate, fps), sample_at(f1, audio_rate, fps)
-    b0, b1 = sample_at(f0, bio_rate, fps), sample_at(f1, bio_rate, fps)
-    yield {
-        "recording": name,
-        "recording_index": index,
-        "segment_index": seg,
-        "start_frame": f0,
-        "frames": rec.frames[f0:f1],
-        "face_found": rec.face_found[f0:f1],
-        "valence": rec.valence[f0:f1],
-        "arousal": rec.arousal[f0:f1],
-        "audio": rec.audio[a0:a1],
-        "biosignal": rec.biosignal[b0:b1],
-        "pain": rec.pain,
-    }
-
-
-def num_segments(num_frames, segment_frames):
-  return -(-num_frames // segment_frames)
+  frame_size: int
 
 
 class SplitTable:
@@ -113,17 +151,23 @@ class SplitTable:
     self.subjects = [e.get("subject", e["name"]) for e in entries]
     self.segment_frames = segment_frames
     self.first_record = np.concatenate(
-        [[0], np.cumsum([num_segments(n, segment_frames) for n in self.num_frames])[:-1]]
+        [[0], np.cumsum([num_records(n, segment_frames) for n in self.num_frames])[:-1]]
     ).astype(np.int64)
 
   def __len__(self):
     return len(self.names)
 
-  def records_for(self, recording, lo_frame, hi_frame):
-    """Record indices of `recording` covering frames [lo_frame, hi_frame), clipped to it."""
-    lo = max(0, lo_frame)
-    hi = min(int(self.num_frames[recording]), hi_frame)
+  def frame_records(self, recording, frames):
+    """Record indices of `frames` (all inside the recording)."""
+    return self.first_record[recording] + np.asarray(frames, np.int64)
+
+  def segment_records(self, recording, lo_frame, hi_frame):
+    """Signal-segment record indices of `recording` covering frames [lo_frame, hi_frame),
+    clipped to it, and the first frame of the first of them."""
+    n = int(self.num_frames[recording])
+    lo, hi = max(0, lo_frame), min(n, hi_frame)
     if hi <= lo:
-      return []
-    first = int(self.first_record[recording])
-    return list(range(first + lo // self.segment_frames, first + (hi - 1) // self.segment_frames + 1))
+      return [], 0
+    first = int(self.first_record[recording]) + n
+    s0, s1 = lo // self.segment_frames, (hi - 1) // self.segment_frames + 1
+    return list(range(first + s0, first + s1)), s0 * self.segment_frames

@@ -12,7 +12,6 @@ import dataclasses
 import numpy as np
 
 from jmt_jax.data.records import INVALID_LABEL
-from jmt_jax.data.records import Recording
 
 # A weak cue follows the latent dimension only partly: the rest is an unrelated smooth
 # nuisance (mood-independent eye movements, a speaker's own prosody), so one modality
@@ -22,6 +21,19 @@ WEAK_CUE_SIGNAL = 0.35
 # Part of the cached dataset's name: bump it whenever rendering changes, so that
 # datasets cached by an older renderer are not reused.
 RENDER_VERSION = 4
+
+
+@dataclasses.dataclass
+class Recording:
+  """One rendered recording, all arrays indexed by time from its first frame."""
+
+  frames: np.ndarray  # (N, S, S, 3) uint8; all-zero where no face is shown
+  face_found: np.ndarray  # (N,) bool
+  valence: np.ndarray  # (N,) float32, INVALID_LABEL where unlabelled
+  arousal: np.ndarray  # (N,) float32
+  audio: np.ndarray  # (round(N * audio_rate / fps),) int16
+  biosignal: np.ndarray  # (round(N * bio_rate / fps), 1) float32
+  pain: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""The built-in dataset: synthetic recordings written as ArrayRecord segment shards
-by a tensorflow-datasets builder, generated on first use and cached.
+"""The built-in dataset: synthetic recordings written as ArrayRecord shards of
+`data.records` by a tensorflow-datasets builder, generated on first use and cached.
 
-The builder config's name is a hash of everything that shapes the data, so a change
-of render parameters or seed makes a new cached dataset rather than reusing a stale one.
+The builder config's name is a hash of everything that shapes the data (the record
+format included), so a change of render parameters, seed or format makes a new cached
+dataset rather than reusing a stale one. Frames are stored as JPEG at
+`records.JPEG_QUALITY`, like every frame the preparation encodes itself.
 """
 
 import dataclasses
@@ -18,6 +20,10 @@ from jmt_jax.data import records
 from jmt_jax.data import synthetic
 
 
+SIGNALS = {"audio": 0, "biosignal": 1}  # one EDA channel
+STORED = ("face_found", "valence", "arousal", "audio", "biosignal", "pain")
+
+
 @dataclasses.dataclass(eq=False)
 class SyntheticConfig(tfds.core.BuilderConfig):
   spec: synthetic.RenderSpec = dataclasses.field(default_factory=synthetic.RenderSpec)
@@ -27,8 +33,9 @@ class SyntheticConfig(tfds.core.BuilderConfig):
 
 
 def make_config(spec, split_sizes, seed, segment_frames):
-  key = json.dumps([synthetic.RENDER_VERSION, dataclasses.asdict(spec), list(split_sizes), seed,
-                    segment_frames], sort_keys=True)
+  key = json.dumps([synthetic.RENDER_VERSION, records.FORMAT, records.JPEG_QUALITY,
+                    dataclasses.asdict(spec), list(split_sizes), seed, segment_frames],
+                   sort_keys=True)
   name = "s" + hashlib.sha1(key.encode()).hexdigest()[:12]
   return SyntheticConfig(name=name, spec=spec, split_sizes=tuple(split_sizes), seed=seed,
                          segment_frames=segment_frames, description=key)
@@ -37,15 +44,15 @@ def make_config(spec, split_sizes, seed, segment_frames):
 class SyntheticAffect(tfds.core.GeneratorBasedBuilder):
   """Synthetic face video + voice + EDA recordings with valence/arousal and pain labels."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release.", "2.0.0": "Frame records of JPEG bytes."}
 
   def _info(self):
     spec = self.builder_config.spec
     return tfds.core.DatasetInfo(
         builder=self,
-        features=records.segment_features(spec.frame_size, bio_channels=1),
-        disable_shuffling=True,  # records stay in (recording, segment) order: see records.SplitTable
+        features=records.record_features(SIGNALS),
+        disable_shuffling=True,  # records stay in stored order: see records.SplitTable
         metadata=tfds.core.MetadataDict(),
     )
 
@@ -55,19 +62,22 @@ class SyntheticAffect(tfds.core.GeneratorBasedBuilder):
     self.info.metadata["rates"] = {"fps": cfg.spec.fps, "audio_rate": cfg.spec.audio_rate,
                                    "bio_rate": cfg.spec.bio_rate}
     self.info.metadata["segment_frames"] = cfg.segment_frames
+    self.info.metadata["format"] = records.FORMAT
     return {split: self._generate_examples(split, split_id, size)
             for split_id, (split, size) in enumerate(cfg.split_sizes)}
 
   def _generate_examples(self, split, split_id, size):
     cfg, spec = self.builder_config, self.builder_config.spec
+    rates = {"audio_rate": spec.audio_rate, "bio_rate": spec.bio_rate}
     table = []
     for i in range(size):
       rec = synthetic.render_recording(np.random.SeedSequence([cfg.seed, split_id, i]), spec)
-      name = f"{split}_{i:05d}"
-      table.append({"name": name, "num_frames": len(rec.valence), "pain": rec.pain})
-      for seg in records.segment_recording(name, i, rec, cfg.segment_frames, spec.fps,
-                                           spec.audio_rate, spec.bio_rate):
-        yield i * 1_000_000 + seg["segment_index"], seg
+      table.append({"name": f"{split}_{i:05d}", "num_frames": len(rec.valence), "pain": rec.pain})
+      stored = records.Recording(jpegs=[records.encode_frame(f) for f in rec.frames],
+                                 **{k: getattr(rec, k) for k in STORED})
+      for j, record in enumerate(records.recording_records(stored, SIGNALS, cfg.segment_frames,
+                                                           spec.fps, rates)):
+        yield i * 10_000_000 + j, record
     self.info.metadata[split] = table
 
 

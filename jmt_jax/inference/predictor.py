@@ -3,7 +3,7 @@
 Two passes over the recording, neither holding it in memory:
 1. every frame is decoded at the video's own rate, its face cropped as the training
    crops were, and the clip ending on it embedded by the backbones (clips are built by
-   the training window readers; embeddings are spilled to disk);
+   the training clip reader, `data.clips.read_clips`; embeddings are spilled to disk);
 2. the fusion and head run over windows of those embeddings laid as evaluation lays them
    (valence/arousal: every frame the last frame of exactly one clip; pain: one window
    ending on every frame), in fixed-size batches.
@@ -14,7 +14,6 @@ model on the windows (tests/test_predict.py checks it).
 import dataclasses
 import os
 import tempfile
-import types
 
 import jax
 import numpy as np
@@ -25,6 +24,7 @@ from jmt_jax import abaw
 from jmt_jax import features
 from jmt_jax import train
 from jmt_jax import train_step
+from jmt_jax.data import clips as clips_lib
 from jmt_jax.data import pipeline
 from jmt_jax.data import records
 from jmt_jax.data import windows
@@ -33,10 +33,6 @@ from jmt_jax.prepare import biovid
 from jmt_jax.prepare import faces
 from jmt_jax.prepare import media
 from jmt_jax.prepare.errors import BadInput
-
-# The signal each non-frame input kind reads, and its rate's name in the data config.
-_SIGNALS = {"logmel": ("audio", "audio_rate"), "biosignal": ("biosignal", "bio_rate")}
-
 
 @dataclasses.dataclass
 class Prediction:
@@ -112,28 +108,25 @@ class Predictor:
     return out
 
   # ------------------------------------------------------------------ pass 1: embeddings
-  def _embed(self, span, ends):
+  def _embed(self, store, ends):
     """{modality: (len(ends), D)} embeddings of the clips ending at `ends`."""
-    inputs = {m: windows.READERS[s["kind"]](span, np.asarray(ends, np.int64), s,
-                                            self.config.input.clip_frames)
-              for m, s in self.modalities.items()}
+    inputs = clips_lib.read_clips(store, 0, ends, self.modalities, self.config.input.clip_frames)
     parts = [jax.device_get(self.embed(self.variables, b))
              for b in features.clip_batches(inputs)]
     return {m: np.concatenate([p[m][0] for p in parts])[:len(ends)] for m in self.modalities}
 
-  def _embed_into(self, span, ends, store):
-    for m, rows in self._embed(span, ends).items():
-      store[m].append(rows)
+  def _embed_into(self, store, ends, rows):
+    for m, r in self._embed(store, ends).items():
+      rows[m].append(r)
 
   def _window_ends(self, num_frames):
     """(W, T) clip ends of the windows that predict every frame."""
     clip, clips = self.config.input.clip_frames, self.config.input.num_clips
-    offsets = clip * np.arange(clips)
     if self.config.task == "pain":  # the window whose last clip ends on each frame
-      return np.arange(num_frames)[:, None] - offsets[::-1][None, :]
-    table = types.SimpleNamespace(num_frames=np.array([num_frames]))
-    starts = np.sort(windows.eval_windows(table, [0], clip, clips)[:, 1])
-    return starts[:, None] + offsets[None, :] + clip - 1
+      starts = np.arange(num_frames) - clip * clips + 1
+    else:
+      starts = np.sort(windows.eval_windows([num_frames], [0], clip, clips)[:, 1])
+    return clips_lib.clip_ends(starts, clip, clips)
 
   def predict(self, video_path, biosignals_path=None, progress=True):
     """The `Prediction` for the video at `video_path` (and its biosignal CSV)."""
@@ -144,63 +137,63 @@ class Predictor:
                                      face.get("missing_face", "zeros"))
     with tempfile.TemporaryDirectory(prefix="jmt_jax_predict_") as tmp:
       signals = self._signals(video_path, biosignals_path, tmp)
-      store = {m: stream.RowFile(os.path.join(tmp, f"{m}.f32"),
-                                 self.model.config.backbones[m].embed_dim)
-               for m in self.modalities}
+      rows = {m: stream.RowFile(os.path.join(tmp, f"{m}.f32"),
+                                self.model.config.backbones[m].embed_dim)
+              for m in self.modalities}
       try:
         with media.Video(video_path) as video:
           fps = video.fps
-          span = stream.StreamSpan(fps, self.rates, signals, keep=clip + features.EMBED_BATCH)
+          store = stream.StreamStore(fps, self.rates, signals, keep=clip + features.EMBED_BATCH)
           face_found, pending = [], []
           bar = tqdm.tqdm(total=video.num_frames_hint or None, unit="frame", desc="frames",
                           disable=not progress)
           for i, rgb in enumerate(video.frames()):
             crop, found = cropper(rgb) if frame_specs else (np.zeros((1, 1, 3), np.uint8), False)
-            span.add_frame(i, crop)
+            store.add_frame(i, crop)
             face_found.append(found)
             pending.append(i)
             if len(pending) == features.EMBED_BATCH:
-              self._embed_into(span, pending, store)
+              self._embed_into(store, pending, rows)
               pending = []
             bar.update(1)
           bar.close()
         n = len(face_found)
         if not n:
           raise BadInput(f"{video_path}: no video frames could be decoded")
-        span.num_frames = n
+        store.finish(n)
         ends = self._window_ends(n)
         pending += list(range(n, int(ends.max()) + 1))  # padding clips of the last windows
         if pending:
-          self._embed_into(span, pending, store)
+          self._embed_into(store, pending, rows)
         if (ends < 0).any():  # a clip wholly before frame 0 reads only zeros
-          for m, rows in self._embed(span, [-1]).items():
-            store[m].before_start = rows[0]
-        values = self._fuse_windows(store, ends, n, progress)
+          for m, r in self._embed(store, [-1]).items():
+            rows[m].before_start = r[0]
+        values = self._fuse_windows(rows, ends, n, progress)
       finally:
-        for s in list(store.values()) + [s for s in signals.values()
-                                         if isinstance(s, stream.DiskSignal)]:
+        for s in list(rows.values()) + [s for s in signals.values()
+                                        if isinstance(s, stream.DiskSignal)]:
           s.close()
       found = {}
       for m, s in self.modalities.items():
         if s["kind"] == "frames":
           found[found_column(m, s)] = np.array(face_found, bool)
         else:
-          key, rate = _SIGNALS[s["kind"]]
-          have = span.signal_length(key, rate)
-          starts = np.array([records.sample_at(i, self.rates[rate], fps) for i in range(n)])
-          found[found_column(m, s)] = starts < have
+          key = clips_lib.SIGNAL_OF_KIND[s["kind"]]
+          rate = self.rates[records.RATE_KEYS[key]]
+          starts = np.array([records.sample_at(i, rate, fps) for i in range(n)])
+          found[found_column(m, s)] = starts < store.signal_length(key)
     return Prediction(fps=fps, time_s=np.arange(n) / fps, found=found, values=values)
 
   # ------------------------------------------------------------------ pass 2: fusion
-  def _fuse_windows(self, store, ends, num_frames, progress):
+  def _fuse_windows(self, rows, ends, num_frames, progress):
     batch = self.config.eval.batch_size
     outputs = []
     for first in tqdm.trange(0, len(ends), batch, unit="batch", desc="windows",
                              disable=not progress):
       part = ends[first:first + batch]
       pad = batch - len(part)
-      emb = {m: np.concatenate([store[m].take(part).reshape(part.shape + (-1,)),
-                                np.zeros((pad,) + part.shape[1:] + (store[m].width,),
+      emb = {m: np.concatenate([rows[m].take(part).reshape(part.shape + (-1,)),
+                                np.zeros((pad,) + part.shape[1:] + (rows[m].width,),
                                          np.float32)])
              for m in self.modalities}
       out = jax.device_get(self.fuse(self.variables, emb))

@@ -1,8 +1,8 @@
-"""A recording streamed through the training data's window readers in bounded memory.
+"""A recording streamed through the training data's clip reader in bounded memory.
 
-`StreamSpan` stands where `data.windows` reads a span of stored records: it answers the
-same `frames` and `samples` queries from the newest face crops (a ring of them) and from
-signals kept on disk, so every clip is built by the code that built the training clips.
+`StreamStore` stands where `data.clips` reads prepared shards: it answers the same
+store queries from the newest face crops (a ring of them) and from signals kept on disk,
+so every clip is built by the code that built the training clips.
 Per-clip embeddings go to disk too (`RowFile`); only per-frame flags and predictions
 (a few bytes a frame) stay in memory.
 """
@@ -83,51 +83,64 @@ class RowFile:
     self._file.close()
 
 
-class StreamSpan:
-  """What `data.windows`' readers ask of a span (see `windows._Span`), answered from a
-  stream: the last `keep` face crops and whole signals.
+class StreamStore:
+  """A `data.clips` store of one recording (index 0) read from a stream: the last `keep`
+  face crops and whole signals.
 
-  `num_frames` is None while the stream is read; once set, frames from it on are zeros
+  Until `finish(num_frames)` the recording is as long as the frames added so far (clips
+  are read only up to the newest frame); after it, frames from `num_frames` on are zeros
   and signals are cut to the length those frames have, as the prepared data stores them.
   """
 
   def __init__(self, fps, rates, signals, keep):
-    self.fps = fps
+    self._fps = fps
     self.rates = rates
     self.signals = signals  # {"audio"|"biosignal": ArraySignal or DiskSignal}
     self.keep = keep
     self.crops = {}
-    self.num_frames = None
+    self._num_frames = 0
 
   def add_frame(self, index, crop):
     self.crops[index] = crop
     self.crops.pop(index - self.keep, None)
+    self._num_frames = index + 1
 
-  def frames(self, key, lo, hi, fill=0):
-    del key
+  def finish(self, num_frames):
+    self._num_frames = num_frames
+
+  def num_frames(self, recording):
+    del recording
+    return self._num_frames
+
+  def fps(self, recording):
+    del recording
+    return self._fps
+
+  def read_frames(self, recording, frames, decode=True):
+    del recording
+    missing = [int(i) for i in frames if int(i) not in self.crops]
+    if missing:
+      raise IndexError(f"frame {missing[0]} is no longer held (holding {min(self.crops)}..)")
+    labels = np.full((len(frames), 2), records.INVALID_LABEL, np.float32)
+    if not decode:
+      return None, labels
     template = next(iter(self.crops.values()))
-    out = np.full((hi - lo,) + template.shape, fill, template.dtype)
-    for i in range(max(lo, 0), hi):
-      if self.num_frames is not None and i >= self.num_frames:
-        break
-      if i not in self.crops:
-        raise IndexError(f"frame {i} is no longer held (holding {sorted(self.crops)[:1]}..)")
-      out[i - lo] = self.crops[i]
-    return out
+    images = np.stack([self.crops[int(i)] for i in frames]) if len(frames) else np.zeros(
+        (0,) + template.shape, template.dtype)
+    return images, labels
 
-  def signal_length(self, key, rate_key):
-    """Samples of `key` the recording has (cut to its frames once they are known)."""
+  def signal_length(self, key):
+    """Samples of `key` the recording has (cut to its frames)."""
     length = self.signals[key].length if key in self.signals else 0
-    if self.num_frames is not None:
-      length = min(length, records.sample_at(self.num_frames, self.rates[rate_key], self.fps))
-    return length
+    return min(length, records.sample_at(self._num_frames, self.rates[records.RATE_KEYS[key]],
+                                         self._fps))
 
-  def samples(self, key, rate_key, end_frame, num_samples):
-    end = records.sample_at(end_frame, self.rates[rate_key], self.fps)
-    lo, hi = max(end - num_samples, 0), min(end, self.signal_length(key, rate_key))
+  def read_signal(self, recording, key, lo, hi):
+    del recording
     signal = self.signals.get(key)
     width = signal.array.shape[1:] if isinstance(signal, ArraySignal) else ()
-    out = np.zeros((num_samples,) + width, np.float32)
-    if hi > lo:
-      out[lo - end + num_samples:hi - end + num_samples] = signal.read(lo, hi)
+    out = np.zeros((hi - lo,) + width, np.float32 if width else np.int16)
+    src_lo, src_hi = max(lo, 0), min(hi, self.signal_length(key))
+    if src_hi > src_lo:
+      out[src_lo - lo:src_hi - lo] = signal.read(src_lo, src_hi)
     return out

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jmt_jax.models import biosignal
+from jmt_jax.models import frontends
 from jmt_jax.models import fusion as fusion_lib
 from jmt_jax.models import heads
 from jmt_jax.models import i3d
@@ -38,18 +39,6 @@ def build_backbone(cfg, name):
   raise ValueError(f"unknown backbone kind {cfg.kind!r}; use one of {list(BACKBONE_KINDS)}")
 
 
-def _prepare_input(x, cfg):
-  """Clip batch -> backbone input: uint8 pixels normalised, spectrograms given a channel."""
-  if x.dtype == jnp.uint8:
-    x = (x.astype(jnp.float32) / 255.0 - jnp.asarray(cfg.mean)) / jnp.asarray(cfg.std)
-  elif cfg.kind == "resnet2d" and x.ndim == 3:
-    x = x[..., None]
-  size = cfg.get("resize_to")
-  if size and x.shape[-3:-1] != (size, size):
-    x = jax.image.resize(x, x.shape[:-3] + (size, size, x.shape[-1]), "bilinear")
-  return x
-
-
 class MultimodalModel(nn.Module):
   """batch[modality]: (B, T, ...) per-clip inputs -> head outputs per clip or window.
 
@@ -60,6 +49,9 @@ class MultimodalModel(nn.Module):
   recording computes once per clip; training on it needs frozen backbones.
   `config.compute_dtype` is the dtype inputs are cast to; parameters come in the dtype
   the caller chooses (train_step casts float32 ones for bfloat16 compute).
+  `config.inputs` ({modality: input config}) and `config.rates` say what the stored inputs
+  are (pixels, audio windows, biosignal windows: see models.frontends), and
+  `batch["augment"][modality]`, in training, the augmentation drawn for each clip.
   """
 
   config: ml_collections.FrozenConfigDict
@@ -79,7 +71,10 @@ class MultimodalModel(nn.Module):
         continue
       x = batch[m]
       b, t = x.shape[:2]
-      x = _prepare_input(x.reshape((b * t,) + x.shape[2:]), cfg.backbones[m]).astype(dtype)
+      aug = batch.get("augment", {}).get(m) if train else None
+      x = frontends.prepare(x.reshape((b * t,) + x.shape[2:]), cfg.backbones[m],
+                            cfg.get("inputs", {}).get(m), cfg.get("rates"),
+                            None if aug is None else aug.reshape(b * t, -1)).astype(dtype)
       e = build_backbone(cfg.backbones[m], name=f"{m}_backbone")(x, train=train and not frozen)
       if frozen:
         e = jax.lax.stop_gradient(e)
@@ -105,8 +100,13 @@ class MultimodalModel(nn.Module):
     return jax.tree.map(lambda x: x.astype(jnp.float32), outputs)
 
 
-def build_model(model_config, compute_dtype="float32"):
+def build_model(model_config, compute_dtype="float32", inputs=None, rates=None):
+  """The model of `model_config`; `inputs` and `rates` (see `data.pipeline.model_inputs`) say what its
+  inputs are, when they are not the backbones' own."""
   cfg = ml_collections.ConfigDict(
       model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
   cfg.compute_dtype = compute_dtype
+  if inputs is not None:
+    cfg.inputs = inputs
+    cfg.rates = rates
   return MultimodalModel(ml_collections.FrozenConfigDict(cfg))

@@ -1,8 +1,8 @@
 """The tensorflow-datasets builder that writes prepared recordings as ArrayRecord shards.
 
-Its records are the same segment records as the built-in dataset's (`data.records`),
-so one reader serves both. The builder config is named after a hash of the recordings'
-outcomes, so shards written from different work files never mix.
+Its records are those of the built-in dataset (`data.records`), so one reader serves
+both. The builder config is named after a hash of the recordings' outcomes and the
+record format, so shards written from different work files or formats never mix.
 """
 
 import dataclasses
@@ -17,13 +17,13 @@ from jmt_jax.prepare import work
 class PreparedConfig(tfds.core.BuilderConfig):
   work_dir: str = ""
   frame_size: int = 112
-  bio_channels: int = 0
+  signals: tuple = ()  # ((signal key, channels), ...): see records.record_features
   rates: tuple = ()  # (("fps", ...), ("audio_rate", ...), ("bio_rate", ...))
   segment_frames: int = 64
 
 
 class PreparedRecordings(tfds.core.GeneratorBasedBuilder):
-  """Face video, audio and biosignals of a real dataset, cut into segment records.
+  """Face video, audio and biosignals of a real dataset, as frame and segment records.
 
   `split_entries` ({split: [table entry, ...]}) says which work files go into which split;
   it is not part of the config, which tensorflow-datasets logs in full.
@@ -33,15 +33,15 @@ class PreparedRecordings(tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
     self.split_entries = split_entries or {}
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release.", "2.0.0": "Frame records of JPEG bytes."}
 
   def _info(self):
     cfg = self.builder_config
     return tfds.core.DatasetInfo(
         builder=self,
-        features=records.segment_features(cfg.frame_size, cfg.bio_channels),
-        disable_shuffling=True,  # records stay in (recording, segment) order: see records.SplitTable
+        features=records.record_features(dict(cfg.signals)),
+        disable_shuffling=True,  # records stay in stored order: see records.SplitTable
         metadata=tfds.core.MetadataDict(),
     )
 
@@ -50,6 +50,7 @@ class PreparedRecordings(tfds.core.GeneratorBasedBuilder):
     cfg = self.builder_config
     self.info.metadata["rates"] = dict(cfg.rates)
     self.info.metadata["segment_frames"] = cfg.segment_frames
+    self.info.metadata["format"] = records.FORMAT
     for split, entries in self.split_entries.items():
       self.info.metadata[split] = list(entries)
     return {split: self._generate_examples(entries) for split, entries in self.split_entries.items()}
@@ -59,6 +60,6 @@ class PreparedRecordings(tfds.core.GeneratorBasedBuilder):
     rates = dict(cfg.rates)
     for i, entry in enumerate(entries):
       rec = work.load(cfg.work_dir, entry["name"], cfg.frame_size)
-      for seg in records.segment_recording(entry["name"], i, rec, cfg.segment_frames,
-                                           entry["fps"], rates["audio_rate"], rates["bio_rate"]):
-        yield i * 1_000_000 + seg["segment_index"], seg
+      for j, record in enumerate(records.recording_records(
+          rec, dict(cfg.signals), cfg.segment_frames, entry["fps"], rates)):
+        yield i * 10_000_000 + j, record

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jmt_jax.data import prepared
+from jmt_jax.data import records
 from jmt_jax.prepare import affwild2
 from jmt_jax.prepare import biovid
 from jmt_jax.prepare import builder
@@ -26,16 +27,15 @@ class Layout:
   tasks: object  # (raw_dir, **options) -> task dicts
   process: object  # task -> (arrays, frame blobs, table entry, stats)
   splits: tuple
-  bio_channels: int
+  signals: tuple  # ((signal key, channels), ...) stored
   segment_frames: int
 
 
 LAYOUTS = {
-    # Aff-Wild2 stores an empty biosignal; a zero-width feature would not deserialise.
-    "affwild2": Layout(affwild2.tasks, affwild2.process, ("train", "validation", "test"), 1,
-                       affwild2.SEGMENT_FRAMES),
-    "biovid": Layout(biovid.tasks, biovid.process, ("samples",), len(biovid.BIO_CHANNELS),
-                     biovid.SEGMENT_FRAMES),
+    "affwild2": Layout(affwild2.tasks, affwild2.process, ("train", "validation", "test"),
+                       (("audio", 0),), affwild2.SEGMENT_FRAMES),
+    "biovid": Layout(biovid.tasks, biovid.process, ("samples",),
+                     (("biosignal", len(biovid.BIO_CHANNELS)),), biovid.SEGMENT_FRAMES),
 }
 
 
@@ -61,11 +61,12 @@ def prepare(dataset, raw_dir, out_dir, workers=1, segment_frames=0, **options):
   signals = dict(frame_size=options.get("frame_size", 112),
                  audio_rate=options.get("audio_rate", 0) if dataset == "affwild2" else 0,
                  bio_rate=options.get("bio_rate", 0) if dataset == "biovid" else 0)
-  key = json.dumps([outcomes, signals, segment_frames or layout.segment_frames], sort_keys=True)
+  key = json.dumps([outcomes, signals, segment_frames or layout.segment_frames, records.FORMAT,
+                    records.JPEG_QUALITY], sort_keys=True)
   config = builder.PreparedConfig(
       name=f"{dataset}_{hashlib.sha1(key.encode()).hexdigest()[:12]}",
       work_dir=os.path.join(out_dir, "work"),
-      frame_size=signals["frame_size"], bio_channels=layout.bio_channels,
+      frame_size=signals["frame_size"], signals=layout.signals,
       rates=(("fps", fps), ("audio_rate", signals["audio_rate"]), ("bio_rate", signals["bio_rate"])),
       segment_frames=segment_frames or layout.segment_frames)
   tfds_root = os.path.join(out_dir, "tfds")
@@ -76,7 +77,8 @@ def prepare(dataset, raw_dir, out_dir, workers=1, segment_frames=0, **options):
   b.download_and_prepare()
   _remove_stale(os.path.join(tfds_root, "prepared_recordings"), keep=config.name)
 
-  manifest = dict(dataset=dataset, raw_dir=raw_dir, complete=True, signals=signals,
+  manifest = dict(dataset=dataset, raw_dir=raw_dir, complete=True, format=records.FORMAT,
+                  signals=signals,
                   options=options, tfds_dir=os.path.relpath(b.data_dir, out_dir),
                   counts=_counts(outcomes, layout.splits),
                   skipped=[dict(name=o["name"], split=o["split"], reason=o["reason"])

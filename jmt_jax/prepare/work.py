@@ -106,20 +106,26 @@ def _report(outcome, bar):
 
 
 def load(work_dir, name, frame_size):
-  """The `records.Recording` of a prepared recording, frames decoded to (size, size) RGB."""
+  """The `records.Recording` of a prepared recording. JPEG crops of `frame_size` keep
+  their bytes (so they decode bit-exactly as the organisers' files do); other images
+  (BioVid's lossless PNG crops, crops of another size) are resized and encoded once."""
   with np.load(_paths(work_dir, name)[0]) as z:
     arrays = {k: z[k] for k in z.files}
   lengths = arrays.pop("frame_lengths")
   blob = arrays.pop("frame_bytes")
-  frames = np.zeros((len(lengths), frame_size, frame_size, 3), np.uint8)
-  ends = np.cumsum(lengths)
-  for i, (end, length) in enumerate(zip(ends, lengths)):
-    if length:
-      bgr = cv2.imdecode(blob[end - length:end], cv2.IMREAD_COLOR)
+  jpegs = []
+  for end, length in zip(np.cumsum(lengths), lengths):
+    data = blob[end - length:end]
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if length else None
+    if bgr is None:
+      jpegs.append(b"")
+    elif data[:2].tobytes() == b"\xff\xd8" and bgr.shape[:2] == (frame_size, frame_size):
+      jpegs.append(data.tobytes())
+    else:
       if bgr.shape[:2] != (frame_size, frame_size):
         bgr = cv2.resize(bgr, (frame_size, frame_size), interpolation=cv2.INTER_AREA)
-      frames[i] = bgr[..., ::-1]
-  return records.Recording(frames=frames, face_found=arrays["face_found"],
+      jpegs.append(records.encode_frame(bgr[..., ::-1]))
+  return records.Recording(jpegs=jpegs, face_found=arrays["face_found"],
                            valence=arrays["valence"], arousal=arrays["arousal"],
                            audio=arrays["audio"], biosignal=arrays["biosignal"],
                            pain=int(arrays["pain"]))
