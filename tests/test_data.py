@@ -73,7 +73,9 @@ def test_records_hold_the_rendered_recordings(tiny):
     frames, labels = store.read_frames(r, np.arange(n))
     want = records.decode_frames([records.encode_frame(f) for f in rec.frames], spec.frame_size)
     np.testing.assert_array_equal(frames, want)
-    assert np.abs(frames.astype(int) - rec.frames).mean() < 8  # mostly the rendered pixel noise
+    # JPEG keeps each frame's colours; most of its error is the rendered per-pixel noise.
+    assert np.abs(frames.astype(int) - rec.frames).mean() < 10
+    np.testing.assert_allclose(frames.mean(axis=(1, 2)), rec.frames.mean(axis=(1, 2)), atol=1.5)
     np.testing.assert_array_equal(labels, np.stack([rec.valence, rec.arousal], -1))
     np.testing.assert_array_equal(np.array([x["labels"][2] for x in stored]) > 0, rec.face_found)
     np.testing.assert_array_equal(store.read_signal(r, "audio", 0, len(rec.audio)), rec.audio)
@@ -82,6 +84,23 @@ def test_records_hold_the_rendered_recordings(tiny):
     # Outside the recording, signals read as zeros.
     assert not store.read_signal(r, "audio", -50, 0).any()
     assert not store.read_signal(r, "audio", len(rec.audio), len(rec.audio) + 9).any()
+
+
+def test_record_parser_equals_tensorflow_datasets_decoding(tiny):
+  _, ds = tiny
+  store = pipeline.store(ds, "train")
+  features = store.source.dataset_info.features
+  table = store.table
+  first_segment = int(table.first_record[1] + table.num_frames[1])
+  for i in (0, 1, int(table.first_record[1]), first_segment, len(store.source) - 1):
+    raw = store.source[i]
+    want = features.deserialize_example_np(raw)
+    got = records.parse_record(raw, store.signals)
+    assert set(got) == set(want) == {"jpeg", "labels", "audio", "biosignal"}
+    assert got["jpeg"] == want["jpeg"]
+    for key in ("labels", "audio", "biosignal"):
+      assert got[key].dtype == want[key].dtype
+      np.testing.assert_array_equal(got[key], want[key])
 
 
 def expected_window(signal, rate, fps, window_seconds, end_frame):

@@ -59,7 +59,7 @@ def _signal_windows(store, recording, ends, spec):
 def _read_logmel(store, recording, ends, spec):
   """(clips, samples) int16 audio windows; the model computes their log-mel spectrograms
   on the device (models.frontends)."""
-  return _signal_windows(store, recording, ends, spec).astype(np.int16)
+  return _signal_windows(store, recording, ends, spec).astype(np.int16, copy=False)
 
 
 def _read_biosignal(store, recording, ends, spec):
@@ -117,13 +117,15 @@ def context_frames(specs, fps):
 
 
 class ShardStore:
-  """Frames and signals of one stored split (the records of `data.records`)."""
+  """Frames and signals of one stored split (the records of `data.records`), read from a
+  source of serialized records."""
 
   def __init__(self, source, table, rates, frame_size):
     self.source = source
     self.table = table
     self.rates = rates
     self.frame_size = frame_size
+    self.signals = records.stored_signals(source.dataset_info.features)
 
   def num_frames(self, recording):
     return int(self.table.num_frames[recording])
@@ -132,8 +134,9 @@ class ShardStore:
     return float(self.table.fps[recording])
 
   def fetch(self, recording, frames):
-    """The parsed records of `frames` (ascending, inside the recording)."""
-    return self.source.__getitems__(self.table.frame_records(recording, frames).tolist())
+    """The parsed records (`jpeg`, `labels`) of `frames` (ascending, inside the recording)."""
+    ids = self.table.frame_records(recording, frames).tolist()
+    return [records.parse_record(r) for r in self.source.__getitems__(ids)] if ids else []
 
   def read_frames(self, recording, frames, decode=True):
     recs = self.fetch(recording, frames)
@@ -142,21 +145,20 @@ class ShardStore:
     return images, labels
 
   def read_signal(self, recording, key, lo, hi):
-    features = self.source.dataset_info.features
-    if key not in features:
-      raise ValueError(f"this dataset stores no {key} (it has {sorted(features.keys())})")
+    if key not in self.signals:
+      raise ValueError(f"this dataset stores no {key} (it has {sorted(self.signals)})")
+    channels = self.signals[key]
     rate, fps = self.rates[records.RATE_KEYS[key]], self.fps(recording)
+    out = np.zeros((hi - lo,) + ((channels,) if channels else ()), records.SIGNAL_DTYPES[key])
     # Frames whose samples cover [lo, hi), with a frame of slack for rounding.
     lo_frame = int(math.floor(max(lo, 0) * fps / rate)) - 1
     hi_frame = int(math.ceil(max(hi, 0) * fps / rate)) + 1
     ids, first_frame = self.table.segment_records(recording, lo_frame, hi_frame)
-    recs = self.source.__getitems__(ids) if ids else []
-    first = records.sample_at(first_frame, rate, fps)
-    stored = (np.concatenate([r[key] for r in recs]) if recs else
-              np.zeros((0,) + tuple(features[key].shape[1:]), records.SIGNAL_DTYPES[key]))
-    out = np.zeros((hi - lo,) + stored.shape[1:], stored.dtype)
-    src_lo, src_hi = max(lo, first), min(hi, first + len(stored))
-    if src_hi > src_lo:
-      out[src_lo - lo:src_hi - lo] = stored[src_lo - first:src_hi - first]
+    segment_frames = self.table.segment_frames
+    for i, raw in enumerate(self.source.__getitems__(ids) if ids else []):
+      stored = records.parse_record(raw, {key: channels})[key]
+      first = records.sample_at(first_frame + i * segment_frames, rate, fps)
+      src_lo, src_hi = max(lo, first), min(hi, first + len(stored))
+      if src_hi > src_lo:
+        out[src_lo - lo:src_hi - lo] = stored[src_lo - first:src_hi - first]
     return out
-

@@ -35,7 +35,7 @@ def open_dataset(data_config):
       segment_frames=data_config.segment_frames,
   )
   meta = builder.info.metadata
-  sources = builder.as_data_source()
+  sources = records.serialized_sources(builder)
   splits = {}
   for s in data_config.split_sizes:
     table = records.SplitTable(meta[s], meta["segment_frames"], meta["rates"]["fps"])

@@ -60,7 +60,7 @@ def open_prepared(data_config):
                        f"config.data.signals.{key}")
   builder = tfds.builder_from_directory(os.path.join(data_dir, manifest["tfds_dir"]))
   meta = builder.info.metadata
-  sources = builder.as_data_source()
+  sources = records.serialized_sources(builder)
   rates = dict(meta["rates"])
   tables = {s: records.SplitTable(meta[s], meta["segment_frames"], rates["fps"]) for s in sources}
   if data_config.name == "biovid":

@@ -18,15 +18,17 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.features import Encoding
+from tensorflow_datasets.proto import tf_example_pb2
 
 INVALID_LABEL = -5.0
 # Version of this layout, written into manifests and builder configs; shards of another
 # version are refused with the command that rewrites them (data.prepared).
 FORMAT = 2
 # JPEG quality of frames the preparation encodes itself (the built-in data, BioVid crops,
-# Aff-Wild2 crops resized to another frame size), without chroma subsampling (4:4:4).
-# BUILD_NOTES.md gives its measured effect on the pixels and the bytes.
+# Aff-Wild2 crops resized to another frame size), with 4:2:0 chroma subsampling (libjpeg's
+# default). BUILD_NOTES.md gives its measured effect on the pixels, the bytes and decoding.
 JPEG_QUALITY = 90
+ENCODING = f"jpeg q{JPEG_QUALITY} 4:2:0"  # part of the built datasets' cache keys
 # Signal keys, their stored dtypes and the names of their rates.
 SIGNAL_DTYPES = {"audio": np.int16, "biosignal": np.float32}
 RATE_KEYS = {"audio": "audio_rate", "biosignal": "bio_rate"}
@@ -51,7 +53,7 @@ def encode_frame(rgb, quality=JPEG_QUALITY):
     return b""
   ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]),
                          [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
-                          cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
+                          cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420])
   if not ok:
     raise ValueError(f"could not JPEG-encode a frame of shape {rgb.shape}")
   return buf.tobytes()
@@ -82,6 +84,31 @@ def record_features(signals):
     features[key] = tfds.features.Tensor(shape=shape, dtype=SIGNAL_DTYPES[key],
                                          encoding=Encoding.BYTES)
   return tfds.features.FeaturesDict(features)
+
+
+def parse_record(serialized, signals=()):
+  """The `jpeg` bytes, `labels` and the signals named in `signals` ({key: channels}) of a
+  serialized record: what tensorflow-datasets decodes from `record_features`, without its
+  per-feature overhead (2.5 us a frame record here instead of 36; tests/test_data.py
+  holds the two equal)."""
+  feature = tf_example_pb2.Example.FromString(serialized).features.feature
+  out = {"jpeg": feature["jpeg"].bytes_list.value[0],
+         "labels": np.array(feature["labels"].float_list.value, np.float32)}
+  for key, channels in dict(signals).items():
+    values = np.frombuffer(feature[key].bytes_list.value[0], SIGNAL_DTYPES[key])
+    out[key] = values.reshape(-1, channels) if channels else values
+  return out
+
+
+def serialized_sources(builder):
+  """{split: random access to its serialized records} of a prepared tfds builder."""
+  return builder.as_data_source(deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+
+
+def stored_signals(features):
+  """{signal key: channels} of the signals a dataset with `features` stores."""
+  return {k: (features[k].shape[1] if len(features[k].shape) > 1 else 0)
+          for k in SIGNAL_DTYPES if k in features}
 
 
 def sample_at(frame, rate, fps):
@@ -121,7 +148,7 @@ class Split:
   A cross-validation fold is a `Split` over a subset of one stored split's recordings.
   """
 
-  source: object  # random access to the records
+  source: object  # random access to the serialized records (see `parse_record`)
   table: "SplitTable"
   recordings: np.ndarray  # indices into `table`
 

@@ -33,7 +33,7 @@ class SyntheticConfig(tfds.core.BuilderConfig):
 
 
 def make_config(spec, split_sizes, seed, segment_frames):
-  key = json.dumps([synthetic.RENDER_VERSION, records.FORMAT, records.JPEG_QUALITY,
+  key = json.dumps([synthetic.RENDER_VERSION, records.FORMAT, records.ENCODING,
                     dataclasses.asdict(spec), list(split_sizes), seed, segment_frames],
                    sort_keys=True)
   name = "s" + hashlib.sha1(key.encode()).hexdigest()[:12]

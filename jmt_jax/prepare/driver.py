@@ -62,7 +62,7 @@ def prepare(dataset, raw_dir, out_dir, workers=1, segment_frames=0, **options):
                  audio_rate=options.get("audio_rate", 0) if dataset == "affwild2" else 0,
                  bio_rate=options.get("bio_rate", 0) if dataset == "biovid" else 0)
   key = json.dumps([outcomes, signals, segment_frames or layout.segment_frames, records.FORMAT,
-                    records.JPEG_QUALITY], sort_keys=True)
+                    records.ENCODING], sort_keys=True)
   config = builder.PreparedConfig(
       name=f"{dataset}_{hashlib.sha1(key.encode()).hexdigest()[:12]}",
       work_dir=os.path.join(out_dir, "work"),
