@@ -6,8 +6,8 @@ are. `read_clips` builds every input kind of the clips ending at given frames fr
 store (prepared shards: `ShardStore`; a streamed video: `inference.stream.StreamStore`),
 so the training, feature-extraction and prediction paths cannot drift apart.
 
-A store answers three questions about one recording:
-  num_frames(recording), fps(recording)
+A store has `rates` (audio_rate, bio_rate) and answers, about one recording:
+  num_frames(recording), fps(recording);
   read_frames(recording, frames, decode) -> ((k, S, S, 3) uint8 or None, (k, 2) labels)
       for ascending `frames` inside the recording (labels: valence, arousal);
   read_signal(recording, key, lo, hi) -> samples lo..hi-1 of signal `key` (zeros outside
@@ -108,12 +108,6 @@ def read_clips(store, recording, ends, specs, clip_frames):
   example["recording"] = np.full(len(ends), recording, np.int32)
   example["frame"] = ends.astype(np.int32)
   return example
-
-
-def context_frames(specs, fps):
-  """How many frames before a clip's end its longest signal window reaches back."""
-  seconds = [s["window_seconds"] for s in specs.values() if "window_seconds" in s]
-  return int(math.ceil(max(seconds, default=0) * fps)) + 1
 
 
 class ShardStore:
