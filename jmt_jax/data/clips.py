@@ -42,7 +42,8 @@ def frame_indices(ends, spec, clip_frames):
 
 def signal_window(spec, rates):
   """Samples in one clip's window of the signal `spec` reads."""
-  return int(round(spec["window_seconds"] * rates[records.RATE_KEYS[SIGNAL_OF_KIND[spec["kind"]]]]))
+  key = SIGNAL_OF_KIND[spec["kind"]]
+  return int(round(spec["window_seconds"] * rates[records.RATE_KEYS[key]]))
 
 
 def _signal_windows(store, recording, ends, spec):

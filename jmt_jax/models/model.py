@@ -101,8 +101,8 @@ class MultimodalModel(nn.Module):
 
 
 def build_model(model_config, compute_dtype="float32", inputs=None, rates=None):
-  """The model of `model_config`; `inputs` and `rates` (see `data.pipeline.model_inputs`) say what its
-  inputs are, when they are not the backbones' own."""
+  """The model of `model_config`. `inputs` and `rates` (`data.pipeline.model_inputs`) say
+  what its inputs are, when they are not the backbones' own."""
   cfg = ml_collections.ConfigDict(
       model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
   cfg.compute_dtype = compute_dtype
