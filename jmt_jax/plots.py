@@ -100,22 +100,26 @@ def confusion_matrix(logits, labels, class_names):
   return fig
 
 
-def predictions_over_time(time_s, values, flags, ylim=(-1.05, 1.05)):
-  """Per-frame predictions against time, with the frames where a modality was missing
-  shaded: `values` {name: (N,)}, `flags` {name: (N,) bool found}."""
-  fig = Figure(figsize=(10, 3.5))
-  ax = fig.subplots()
-  for name, v in values.items():
-    ax.plot(time_s, v, lw=1.2, color=_DIM_COLOURS.get(name), label=name)
+def predictions_over_time(time_s, panels, ylim=(-1.05, 1.05)):
+  """Per-frame predictions against time, one panel per (title, values, flags), with the
+  frames where a modality was missing shaded: `values` {name: (N,)}, `flags` {name: (N,)
+  bool found}."""
+  fig = Figure(figsize=(10, 1 + 2.5 * len(panels)))
+  axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0]
   shades = ("tab:red", "tab:purple", "tab:gray")
-  for (name, found), colour in zip(flags.items(), shades):
-    missing = ~np.asarray(found, bool)
-    if missing.any():
-      ax.fill_between(time_s, 0, 1, where=missing, transform=ax.get_xaxis_transform(),
-                      color=colour, alpha=0.15, step="mid", label=f"no {name.removesuffix('_found')}")
-  ax.set(xlabel="time (s)", ylim=ylim, title="predictions per frame")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8, loc="lower right")
+  for ax, (title, values, flags) in zip(axes, panels):
+    for name, v in values.items():
+      ax.plot(time_s, v, lw=1.2, color=_DIM_COLOURS.get(name), label=name)
+    for (name, found), colour in zip(flags.items(), shades):
+      missing = ~np.asarray(found, bool)
+      if missing.any():
+        ax.fill_between(time_s, 0, 1, where=missing, transform=ax.get_xaxis_transform(),
+                        color=colour, alpha=0.15, step="mid",
+                        label=f"no {name.removesuffix('_found')}")
+    ax.set(ylim=ylim, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+  axes[-1].set(xlabel="time (s)")
   return fig
 
 

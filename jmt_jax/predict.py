@@ -3,10 +3,13 @@
   python -m jmt_jax.predict --workdir=workdirs/demo --video=me.mp4 --out=predictions
   python -m jmt_jax.predict --workdir=workdirs/biovid --video=s.mp4 --biosignals=s_bio.csv --out=p
 
+  python -m jmt_jax.predict --workdir=workdirs/demo --video=talk.mp4 --faces=all --out=p
+
 Any container FFmpeg reads (MP4, AVI, MKV, WebM...) at its own frame rate. Writes
 `<out>/<video name>.csv` (one row per frame: frame, time_s, face_found, <modality>_found,
 then valence and arousal, or pain_probability and one probability per class) and
-`<out>/<video name>.png`. Biosignals are a tab-separated CSV as BioVid's `_bio.csv`
+`<out>/<video name>.png`. With --faces=all, one CSV per person seen for at least half a
+second, `<video name>_person<k>.csv`, numbered from the left, all in the one plot. Biosignals are a tab-separated CSV as BioVid's `_bio.csv`
 (header `time gsr ...`), at the model's biosignal rate, sample 0 at the first frame.
 """
 
@@ -30,6 +33,8 @@ _OUT = flags.DEFINE_string("out", None, "Directory for the CSV and the plot.")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file for workdirs without config.json (trained before it was "
     "written), e.g. configs/demo.py:tiny.", lock_config=True)
+_FACES = flags.DEFINE_enum("faces", "largest", ["largest", "all"], "Predict for the largest "
+                           "face, or for every person in view (one CSV each).")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.mark_flags_as_required(["workdir", "video", "out"])
 
@@ -44,12 +49,17 @@ def main(argv):
     if not os.path.exists(_VIDEO.value):
       raise FileNotFoundError(f"{_VIDEO.value}: no such video file")
     model = predictor.Predictor(_WORKDIR.value, config)
-    result = model.predict(_VIDEO.value, _BIOSIGNALS.value or None, _PROGRESS.value)
+    results = model.predict_people(_VIDEO.value, _BIOSIGNALS.value or None, _PROGRESS.value,
+                                   _FACES.value)
     stem = os.path.splitext(os.path.basename(_VIDEO.value))[0]
-    csv_path, png_path = outputs.write(_OUT.value, stem, result)
-    return {"frames": result.num_frames, "fps": round(result.fps, 3),
-            **{k: int(v.sum()) for k, v in result.found.items()}, "csv": csv_path,
-            "plot": png_path}
+    csv_paths, png_path = outputs.write(_OUT.value, stem, *results)
+    summary = {"frames": results[0].num_frames, "fps": round(results[0].fps, 3)}
+    for r, path in zip(results, csv_paths):
+      who = f"person{r.person} " if r.person else ""
+      summary.update({who + k: int(v.sum()) for k, v in r.found.items()})
+      summary[who + "csv"] = path
+    summary["plot"] = png_path
+    return summary
 
   print(cli.run(None, work))
 

@@ -23,11 +23,12 @@ from jmt_jax import checkpointing
 from jmt_jax import export
 from jmt_jax import exported
 from jmt_jax import train
+from jmt_jax.benchmarks import face_scenes
 from jmt_jax.data import clips
+from jmt_jax.faces import crops
 from jmt_jax.inference import outputs
 from jmt_jax.inference import stream
 from jmt_jax.inference import predictor as predictor_lib
-from jmt_jax.prepare import faces
 from jmt_jax.prepare import media
 
 pytestmark = pytest.mark.xdist_group("predict")  # one worker trains the two models once
@@ -88,6 +89,58 @@ def videos(tmp_path_factory):
   return out
 
 
+@pytest.fixture(scope="module")
+def photo_videos(tmp_path_factory):
+  """name -> (path, Truth, present): Grace Hopper's photograph (56 px face) drifting over
+  a photograph at 640x360 and 1280x720, and the astronaut and Hopper side by side at
+  640x360, Hopper away for frames 20-27. H.264, as a phone records."""
+  root = tmp_path_factory.mktemp("photo_videos")
+  people = {p.name: p for p in face_scenes.people()}
+  backgrounds = face_scenes.backgrounds()
+  out = {}
+  for h, w in ((360, 640), (720, 1280)):
+    frames, truth = face_scenes.video(h, w, 30, [people["hopper"]], 56,
+                                      backgrounds["coffee"], seed=w)
+    out[f"{w}x{h}"] = (frames, truth, np.ones((30, 1), bool))
+  present = np.ones((40, 2), bool)
+  present[20:28, 1] = False
+  frames, truth = face_scenes.video(360, 640, 40, [people["astronaut"], people["hopper"]], 64,
+                                    backgrounds["rocket"], seed=5, present=present)
+  out["two"] = (frames, truth, present)
+  speech = raw_trees.speech_like(16000 * 4, 16000)
+  paths = {}
+  for name, (frames, truth, present) in out.items():
+    paths[name] = (str(root / f"{name}.mp4"), truth, present)
+    raw_trees.write_video(paths[name][0], frames, FPS, audio=speech[:len(frames) * 1600])
+  return paths
+
+
+@pytest.mark.parametrize("size", ["640x360", "1280x720"])
+def test_predict_finds_the_face_on_real_photo_videos(va_model, photo_videos, size):
+  path, truth, _ = photo_videos[size]
+  result = va_model.predict(path, progress=False)
+  assert result.found["face_found"].mean() >= 0.95
+  [(_, track)] = va_model.face_tracks(path, progress=False)
+  assert all(face_scenes.matches(f.box, truth.boxes[i, 0]) for i, f in enumerate(track) if f)
+
+
+def test_predict_all_faces_writes_a_csv_per_person(va_workdir, photo_videos, tmp_path):
+  path, _, present = photo_videos["two"]
+  out = tmp_path / "out"
+  run = subprocess.run([sys.executable, "-m", "jmt_jax.predict", f"--workdir={va_workdir}",
+                        f"--video={path}", f"--out={out}", "--faces=all", "--noprogress"],
+                       cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                       timeout=600)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert sorted(os.listdir(out)) == ["two.png", "two_person1.csv", "two_person2.csv"]
+  tables = [outputs.read_csv(str(out / f"two_person{k}.csv")) for k in (1, 2)]
+  for table, here in zip(tables, present.T):  # person 1 is the astronaut, on the left
+    found = table["face_found"].astype(bool)
+    assert not found[~here].any()
+    raw_trees.assert_missed_only_on_return(found, here)
+  assert not np.allclose(tables[0]["valence"], tables[1]["valence"])
+
+
 def _whole_recording_outputs(model, video_path, biosignal=None):
   """The model on every window, read from the whole recording in memory as evaluation
   reads stored records: the reference the streamed prediction must equal."""
@@ -96,16 +149,18 @@ def _whole_recording_outputs(model, video_path, biosignal=None):
     fps, frames = video.fps, list(video.frames())
   with media.Video(video_path) as video:
     audio = video.audio(model.rates["audio_rate"]) if video.has_audio else np.zeros(0, np.int16)
-  cropper = faces.StreamingCropper(model.frame_size, spec["face_margin"], spec["missing_face"])
-  crops = np.stack([cropper(f)[0] for f in frames])
-  n = len(crops)
+  [(_, track)] = model.face_tracks(video_path, progress=False)
+  cropper = crops.TrackCrops(track, spec["face_crop"], model.frame_size, spec["face_margin"],
+                             spec["missing_face"])
+  crops_ = np.stack([cropper(i, f) for i, f in enumerate(frames)])
+  n = len(crops_)
   fit = lambda x, rate: media.fit_length(x, round(n * rate / fps), "", "", tolerance=10**9)
   signals = {"audio": stream.ArraySignal(fit(audio, model.rates["audio_rate"])),
              "biosignal": stream.ArraySignal(fit(
                  np.zeros((0, 3), np.float32) if biosignal is None else biosignal,
                  model.rates["bio_rate"]))}
   store = stream.StreamStore(fps, model.rates, signals, keep=n)
-  for i, crop in enumerate(crops):
+  for i, crop in enumerate(crops_):
     store.add_frame(i, crop)
   store.finish(n)
   ends = model._window_ends(n)  # pylint: disable=protected-access
@@ -196,14 +251,15 @@ def test_pain_model_predicts_per_frame_from_video_and_biosignals(pain_model, vid
   frames_with_signal = np.arange(n) / FPS < 4.0
   np.testing.assert_array_equal(result.found["eda_found"], frames_with_signal)
   np.testing.assert_array_equal(result.found["face_found"], has_face)
-  csv_path, png_path = outputs.write(str(tmp_path / "out"), "face", result)
+  (csv_path,), png_path = outputs.write(str(tmp_path / "out"), "face", result)
   table = outputs.read_csv(csv_path)
   assert list(table)[:5] == ["frame", "time_s", "face_found", "eda_found", "pain_probability"]
   assert ((table["pain_probability"] >= 0) & (table["pain_probability"] <= 1)).all()
   _read_png_size(png_path)
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "biosignals_for_va", "not_a_workdir"])
+@pytest.mark.parametrize("case", ["missing", "corrupt", "biosignals_for_va", "not_a_workdir",
+                                  "all_faces_with_biosignals"])
 def test_predict_errors_are_one_line(va_workdir, videos, tmp_path, case):
   video = videos["face.mp4"][0]
   args = [f"--workdir={va_workdir}", f"--video={video}", f"--out={tmp_path}"]
@@ -216,6 +272,9 @@ def test_predict_errors_are_one_line(va_workdir, videos, tmp_path, case):
   elif case == "biosignals_for_va":
     args.append(f"--biosignals={tmp_path}/x.csv")
     word = "does not read biosignals"
+  elif case == "all_faces_with_biosignals":
+    args += ["--faces=all", f"--biosignals={tmp_path}/x.csv"]
+    word = "belongs to one person"
   else:
     args[0], word = f"--workdir={tmp_path}", "config.json"
   run = subprocess.run([sys.executable, "-m", "jmt_jax.predict", "--noprogress", *args],

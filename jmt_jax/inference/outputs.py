@@ -31,18 +31,24 @@ def read_csv(path):
   return {k: body[:, i] for i, k in enumerate(header)}
 
 
-def plot(prediction):
-  """The predictions over time, missing modalities shaded."""
-  if "pain_probability" in prediction.values:
-    shown, ylim = {"pain_probability": prediction.values["pain_probability"]}, (-0.02, 1.02)
-  else:
-    shown, ylim = prediction.values, (-1.05, 1.05)
-  return plots.predictions_over_time(prediction.time_s, shown, prediction.found, ylim)
+def plot(predictions):
+  """The predictions over time, one panel per person, missing modalities shaded."""
+  pain = "pain_probability" in predictions[0].values
+  panels = [(f"person {p.person}" if p.person else "predictions per frame",
+             {"pain_probability": p.values["pain_probability"]} if pain else p.values, p.found)
+            for p in predictions]
+  return plots.predictions_over_time(predictions[0].time_s, panels,
+                                     (-0.02, 1.02) if pain else (-1.05, 1.05))
 
 
-def write(out_dir, stem, prediction):
-  """out_dir/<stem>.csv and out_dir/<stem>.png; returns their paths."""
-  csv_path = os.path.join(out_dir, f"{stem}.csv")
-  write_csv(csv_path, prediction)
-  png_path = plots.save(plot(prediction), os.path.join(out_dir, f"{stem}.png"))
-  return csv_path, png_path
+def write(out_dir, stem, *predictions):
+  """out_dir/<stem>.csv for the largest face, or out_dir/<stem>_person<k>.csv for each
+  person of faces="all"; and out_dir/<stem>.png with them all. Returns (CSV paths, PNG
+  path)."""
+  csv_paths = []
+  for p in predictions:
+    csv_paths.append(os.path.join(out_dir, f"{stem}_person{p.person}.csv" if p.person
+                                  else f"{stem}.csv"))
+    write_csv(csv_paths[-1], p)
+  png_path = plots.save(plot(predictions), os.path.join(out_dir, f"{stem}.png"))
+  return csv_paths, png_path

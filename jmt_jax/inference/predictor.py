@@ -1,14 +1,18 @@
 """A trained workdir run on a person's own recording: one prediction per video frame.
 
-Two passes over the recording, neither holding it in memory:
-1. every frame is decoded at the video's own rate, its face cropped as the training
-   crops were, and the clip ending on it embedded by the backbones (clips are built by
-   the training clip reader, `data.clips.read_clips`; embeddings are spilled to disk);
+Passes over the recording, none holding it in memory:
+0. the faces are found and followed through the video (`faces.tracking`): the largest
+   one, or every person (`faces="all"`), each kept apart as a track;
+1. for each track, every frame is decoded at the video's own rate, the face cropped as
+   the training crops were (`faces.crops`), and the clip ending on it embedded by the
+   backbones (clips are built by the training clip reader, `data.clips.read_clips`;
+   embeddings are spilled to disk);
 2. the fusion and head run over windows of those embeddings laid as evaluation lays them
    (valence/arousal: every frame the last frame of exactly one clip; pain: one window
    ending on every frame), in fixed-size batches.
 Backbones see one clip at a time in inference mode, so this equals running the whole
-model on the windows (tests/test_predict.py checks it).
+model on the windows (tests/test_predict.py checks it). The voice and biosignals are
+decoded once and shared by every person.
 """
 
 import dataclasses
@@ -28,9 +32,10 @@ from jmt_jax.data import clips as clips_lib
 from jmt_jax.data import pipeline
 from jmt_jax.data import records
 from jmt_jax.data import windows
+from jmt_jax.faces import crops as crops_lib
+from jmt_jax.faces import tracking
 from jmt_jax.inference import stream
 from jmt_jax.prepare import biovid
-from jmt_jax.prepare import faces
 from jmt_jax.prepare import media
 from jmt_jax.prepare.errors import BadInput
 
@@ -42,6 +47,7 @@ class Prediction:
   time_s: np.ndarray  # (N,) start of each frame, from the first
   found: dict  # {column: (N,) bool}: face_found, <modality>_found
   values: dict  # {column: (N,) float}: valence, arousal, or pain_probability (+ per class)
+  person: int = 0  # 1, 2, ... left to right with faces="all"; 0 for the largest face
 
   @property
   def num_frames(self):
@@ -50,6 +56,12 @@ class Prediction:
 
 def found_column(name, spec):
   return "face_found" if spec["kind"] == "frames" else f"{name}_found"
+
+
+def face_crop_of(spec):
+  """The crop a frames modality was trained on. Workdirs from before `face_crop` was a
+  config field: BioVid's (missing_face="hold") were the box crops, the others aligned."""
+  return spec.get("face_crop", "box" if spec.get("missing_face") == "hold" else "aligned")
 
 
 class Predictor:
@@ -128,61 +140,110 @@ class Predictor:
       starts = np.sort(windows.eval_windows([num_frames], [0], clip, clips)[:, 1])
     return clips_lib.clip_ends(starts, clip, clips)
 
+  # ------------------------------------------------------------------ pass 0: faces
+  def face_tracks(self, video_path, faces="largest", progress=True):
+    """[(person, [mtcnn.Face or None] per frame)]: the largest face (person 0), or with
+    faces="all" every person seen for at least half a second, numbered 1, 2, ... from
+    the left; a video where no one is seen gives one track without a face."""
+    with media.Video(video_path) as video:
+      bar = tqdm.tqdm(total=video.num_frames_hint or None, unit="frame", desc="faces",
+                      disable=not progress)
+      tracks = tracking.Tracks.of_video(_counted(video.frames(), bar), tracking.Tracker(faces))
+      bar.close()
+      fps = video.fps
+    if not tracks.num_frames:
+      raise BadInput(f"{video_path}: no video frames could be decoded")
+    if faces == "largest":
+      return [(0, tracks.faces.get(0, [None] * tracks.num_frames))]
+    people, short = tracks.people(min_frames=max(3, int(round(fps / 2))))
+    if short:
+      logging.info("%s: %d face track(s) seen for under half a second left out", video_path,
+                   short)
+    if not people:
+      logging.warning("%s: no face found on any frame; predicting with the face missing",
+                      video_path)
+      return [(1, [None] * tracks.num_frames)]
+    return [(k, tracks.faces[t]) for k, t in enumerate(people, start=1)]
+
   def predict(self, video_path, biosignals_path=None, progress=True):
-    """The `Prediction` for the video at `video_path` (and its biosignal CSV)."""
-    clip = self.config.input.clip_frames
+    """The `Prediction` for the largest face of the video at `video_path` (and its
+    biosignal CSV)."""
+    return self.predict_people(video_path, biosignals_path, progress, faces="largest")[0]
+
+  def predict_people(self, video_path, biosignals_path=None, progress=True, faces="largest"):
+    """One `Prediction` per person of `face_tracks` (the largest face, or everyone)."""
     frame_specs = [s for s in self.modalities.values() if s["kind"] == "frames"]
-    face = frame_specs[0] if frame_specs else {}
-    cropper = faces.StreamingCropper(self.frame_size, face.get("face_margin", 0.2),
-                                     face.get("missing_face", "zeros"))
+    if faces not in tracking.MODES:
+      raise ValueError(f"faces={faces!r}: use one of {tracking.MODES}")
+    if faces == "all" and biosignals_path:
+      raise ValueError("--faces=all with --biosignals: a biosignal recording belongs to one "
+                       "person; predict with --faces=largest")
     with tempfile.TemporaryDirectory(prefix="jmt_jax_predict_") as tmp:
       signals = self._signals(video_path, biosignals_path, tmp)
-      rows = {m: stream.RowFile(os.path.join(tmp, f"{m}.f32"),
-                                self.model.config.backbones[m].embed_dim)
-              for m in self.modalities}
       try:
-        with media.Video(video_path) as video:
-          fps = video.fps
-          store = stream.StreamStore(fps, self.rates, signals, keep=clip + features.EMBED_BATCH)
-          face_found, pending = [], []
-          bar = tqdm.tqdm(total=video.num_frames_hint or None, unit="frame", desc="frames",
-                          disable=not progress)
-          for i, rgb in enumerate(video.frames()):
-            crop, found = cropper(rgb) if frame_specs else (np.zeros((1, 1, 3), np.uint8), False)
-            store.add_frame(i, crop)
-            face_found.append(found)
-            pending.append(i)
-            if len(pending) == features.EMBED_BATCH:
-              self._embed_into(store, pending, rows)
-              pending = []
-            bar.update(1)
-          bar.close()
-        n = len(face_found)
-        if not n:
-          raise BadInput(f"{video_path}: no video frames could be decoded")
-        store.finish(n)
-        ends = self._window_ends(n)
-        pending += list(range(n, int(ends.max()) + 1))  # padding clips of the last windows
-        if pending:
-          self._embed_into(store, pending, rows)
-        if (ends < 0).any():  # a clip wholly before frame 0 reads only zeros
-          for m, r in self._embed(store, [-1]).items():
-            rows[m].before_start = r[0]
-        values = self._fuse_windows(rows, ends, n, progress)
+        people = (self.face_tracks(video_path, faces, progress) if frame_specs
+                  else [(0, None)])
+        return [self._predict_track(video_path, signals, tmp, person, track, progress)
+                for person, track in people]
       finally:
-        for s in list(rows.values()) + [s for s in signals.values()
-                                        if isinstance(s, stream.DiskSignal)]:
-          s.close()
-      found = {}
-      for m, s in self.modalities.items():
-        if s["kind"] == "frames":
-          found[found_column(m, s)] = np.array(face_found, bool)
-        else:
-          key = clips_lib.SIGNAL_OF_KIND[s["kind"]]
-          rate = self.rates[records.RATE_KEYS[key]]
-          starts = np.array([records.sample_at(i, rate, fps) for i in range(n)])
-          found[found_column(m, s)] = starts < store.signal_length(key)
-    return Prediction(fps=fps, time_s=np.arange(n) / fps, found=found, values=values)
+        for s in signals.values():
+          if isinstance(s, stream.DiskSignal):
+            s.close()
+
+  def _predict_track(self, video_path, signals, tmp, person, track, progress):
+    """Passes 1 and 2 for one face track (None: a model without faces)."""
+    clip = self.config.input.clip_frames
+    frame_specs = [s for s in self.modalities.values() if s["kind"] == "frames"]
+    if track is not None:
+      face = frame_specs[0]
+      cropper = crops_lib.TrackCrops(track, face_crop_of(face), self.frame_size,
+                                     face.get("face_margin", 0.2),
+                                     face.get("missing_face", "zeros"))
+    rows = {m: stream.RowFile(os.path.join(tmp, f"{m}_{person}.f32"),
+                              self.model.config.backbones[m].embed_dim)
+            for m in self.modalities}
+    try:
+      with media.Video(video_path) as video:
+        fps = video.fps
+        store = stream.StreamStore(fps, self.rates, signals, keep=clip + features.EMBED_BATCH)
+        pending = []
+        bar = tqdm.tqdm(total=video.num_frames_hint or None, unit="frame",
+                        desc=f"person {person}" if person else "frames", disable=not progress)
+        n = 0
+        for n, rgb in enumerate(_counted(video.frames(), bar), start=1):
+          i = n - 1
+          store.add_frame(i, cropper(i, rgb) if track is not None
+                          else np.zeros((1, 1, 3), np.uint8))
+          pending.append(i)
+          if len(pending) == features.EMBED_BATCH:
+            self._embed_into(store, pending, rows)
+            pending = []
+        bar.close()
+      if not n:
+        raise BadInput(f"{video_path}: no video frames could be decoded")
+      store.finish(n)
+      ends = self._window_ends(n)
+      pending += list(range(n, int(ends.max()) + 1))  # padding clips of the last windows
+      if pending:
+        self._embed_into(store, pending, rows)
+      if (ends < 0).any():  # a clip wholly before frame 0 reads only zeros
+        for m, r in self._embed(store, [-1]).items():
+          rows[m].before_start = r[0]
+      values = self._fuse_windows(rows, ends, n, progress)
+    finally:
+      for r in rows.values():
+        r.close()
+    found = {}
+    for m, s in self.modalities.items():
+      if s["kind"] == "frames":
+        found[found_column(m, s)] = cropper.found[:n].copy()
+      else:
+        key = clips_lib.SIGNAL_OF_KIND[s["kind"]]
+        rate = self.rates[records.RATE_KEYS[key]]
+        starts = np.array([records.sample_at(i, rate, fps) for i in range(n)])
+        found[found_column(m, s)] = starts < store.signal_length(key)
+    return Prediction(fps=fps, time_s=np.arange(n) / fps, found=found, values=values,
+                      person=person)
 
   # ------------------------------------------------------------------ pass 2: fusion
   def _fuse_windows(self, rows, ends, num_frames, progress):
@@ -208,3 +269,9 @@ class Predictor:
     per_dim = {d: abaw.reassemble(["recording"], [num_frames], np.zeros(ends.shape, np.int64),
                                   ends, out[d])["recording"] for d in abaw.DIMENSIONS}
     return abaw.postprocess({"recording": per_dim}, dict(self.config.eval.smoothing))["recording"]
+
+
+def _counted(frames, bar):
+  for f in frames:
+    yield f
+    bar.update(1)

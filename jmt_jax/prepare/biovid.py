@@ -2,7 +2,8 @@
 
 Every sample of all five classes is prepared; the class protocol (BL1 vs PA4 or
 5-class) and the folds are chosen in the training config, so one preparation serves
-every protocol. Faces are located with OpenCV's bundled Haar cascade (`faces`).
+every protocol. The subject's face is found and followed with `jmt_jax.faces` (the
+largest face) and cut as a box crop.
 """
 
 import math
@@ -12,7 +13,8 @@ import cv2
 import numpy as np
 
 from jmt_jax.data.records import INVALID_LABEL
-from jmt_jax.prepare import faces
+from jmt_jax.faces import crops as crops_lib
+from jmt_jax.faces import tracking
 from jmt_jax.prepare import media
 from jmt_jax.prepare.errors import BadInput
 
@@ -101,7 +103,10 @@ def process(task):
   n, rate = len(frames), task["bio_rate"]
   bio = media.fit_length(bio, int(round(n * rate / fps)), "the biosignal file", task["bio"],
                          tolerance=int(round(task["frame_tolerance"] * rate / fps)))
-  crops, detected = faces.crop_video(frames, task["frame_size"], task["face_margin"])
+  track = tracking.Tracks.of_video(frames, tracking.Tracker("largest")).faces.get(0, [None] * n)
+  cropper = crops_lib.TrackCrops(track, "box", task["frame_size"], task["face_margin"], "hold")
+  crops = [cropper(i, f) for i, f in enumerate(frames)]
+  detected = cropper.found
   blobs = [cv2.imencode(".png", cv2.cvtColor(c, cv2.COLOR_RGB2BGR))[1].tobytes()
            if detected.any() else b"" for c in crops]
   invalid = np.full(n, INVALID_LABEL, np.float32)

@@ -101,6 +101,9 @@ def _counts(outcomes, splits):
     for key in ("frames", "clips", "missing_faces", "dropped_extra_crops", "videos_without_face"):
       c[key] = sum(o["stats"].get(key, 0) for o in done)
     c["unreadable_files"] = sum(len(o["stats"]["unreadable_files"]) for o in done)
+    # Frames with a face: detected (BioVid), or with the organisers' crop (Aff-Wild2).
+    c["face_detection_rate"] = (round(1 - c["missing_faces"] / c["frames"], 4) if c["frames"]
+                                else 0.0)
     counts[s] = c
   return counts
 
