@@ -6,8 +6,9 @@ on videos of several lengths, each predicted in its own process, side by side.
 Each video (written first, streamed frame by frame) shows scikit-image's astronaut
 (install the test extra) drifting across a 320x240 frame at 25 fps with a voice-like
 AAC track. Streaming holds a fixed number of
-frames, the audio and embeddings on disk, and a few bytes per frame of flags and
-predictions, so peak memory should not grow with the length. Reported per length:
+frames, the audio and embeddings on disk, and a few hundred bytes per frame of face
+boxes, landmarks, flags and predictions, so peak memory should barely grow with the
+length. Reported per length:
 frames, faces found, seconds, frames/s and the child process's peak resident memory
 (ru_maxrss).
 """
