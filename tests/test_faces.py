@@ -146,3 +146,19 @@ def test_track_crops_zero_or_hold_frames_without_the_face(people):
   np.testing.assert_array_equal(hold(3, frame), hold(1, frame))
   with pytest.raises(ValueError, match="face_crop"):
     crops.TrackCrops(track, "square", 32)
+
+
+def test_lfw_people_are_found_and_face_free_crops_are_not():
+  """100 people the detector was not looked at on: LFW's grey face crops at 96 px."""
+  import skimage.data  # pylint: disable=import-outside-toplevel
+  crops_ = (skimage.data.lfw_subset() * 255).astype(np.uint8)
+  detector = mtcnn.MTCNN()
+  reported = []
+  for crop in crops_:
+    frame = np.full((240, 320, 3), 128, np.uint8)
+    frame[60:156, 100:196] = cv2.resize(crop, (96, 96), interpolation=cv2.INTER_CUBIC)[..., None]
+    reported.append(detector.detect(frame))
+  found = sum(any(face_scenes.matches(f.box, (100, 60, 196, 156)) for f in faces)
+              for faces in reported[:100])
+  false = sum(bool(faces) for faces in reported[100:])
+  assert found >= 90 and false == 0, (found, false)

@@ -157,8 +157,8 @@ class Predictor:
       return [(0, tracks.faces.get(0, [None] * tracks.num_frames))]
     people, short = tracks.people(min_frames=max(3, int(round(fps / 2))))
     if short:
-      logging.info("%s: %d face track(s) seen for under half a second left out", video_path,
-                   short)
+      logging.warning("%s: %d face track(s) seen for under half a second left out",
+                      video_path, short)
     if not people:
       logging.warning("%s: no face found on any frame; predicting with the face missing",
                       video_path)
