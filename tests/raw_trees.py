@@ -62,7 +62,7 @@ class AffWild2Tree:
   fps: dict  # recording -> video frame rate
   labels: dict  # recording -> (N, 2) labels as written
   missing: dict  # recording -> 1-based frame numbers without a crop file
-  corrupt: dict  # recording -> 1-based frame numbers whose crop file is not a JPEG
+  corrupt: dict  # recording -> {1-based frame number: how its crop file is bad}
   broken: dict  # recording -> a word its skip reason must contain
   test: tuple
 
@@ -81,22 +81,26 @@ def _write_labels(path, labels, header="valence,arousal"):
       f.write(f"{v:g},{a:g}\n")
 
 
-def _write_crops(root, name, index, frames, skip=(), corrupt=()):
+def _write_crops(root, name, index, frames, skip=(), corrupt=None):
+  """Crops of `frames` (1-based), none for `skip`, and {frame: kind} bad files: "garbage"
+  (not an image), "empty", "truncated" (half a JPEG) or "not square" (112x80)."""
   d = os.path.join(root, "cropped_aligned", name)
   os.makedirs(d, exist_ok=True)
   for k in frames:
     if k in skip:
       continue
     path = os.path.join(d, f"{k:05d}.jpg")
-    if k in corrupt:
-      with open(path, "wb") as f:
-        f.write(b"not a jpeg at all")
-    else:
-      cv2.imwrite(path, crop_image(index, k)[..., ::-1])
+    jpeg = cv2.imencode(".jpg", crop_image(index, k)[..., ::-1])[1].tobytes()
+    data = {"garbage": b"not a jpeg at all", "empty": b"", "truncated": jpeg[:len(jpeg) // 2],
+            "not square": cv2.imencode(".jpg", crop_image(index, k)[:80, :, ::-1])[1].tobytes(),
+            None: jpeg}[(corrupt or {}).get(k)]
+    with open(path, "wb") as f:
+      f.write(data)
 
 
 def make_affwild2(root, audio_rate=16000):
-  """Train: vid_a (mp4, missing and corrupt crops), vid_b_left/_right (one shared avi);
+  """Train: vid_a (mp4, missing and corrupt crops), vid_b_left/_right (one shared avi;
+  _left has an empty, a truncated and a non-square crop);
   validation: vid_c (mp4, 15 fps); test: vid_t; plus five broken recordings."""
   rng = np.random.default_rng(0)
   ann = os.path.join(root, "6th_ABAW_Annotations", "VA_Estimation_Challenge")
@@ -106,7 +110,10 @@ def make_affwild2(root, audio_rate=16000):
       "vid_b_right": ("Train_Set", 36, 12, "batch2/vid_b.avi", (0,)),
       "vid_c": ("Validation_Set", 30, 15, "new_vids/vid_c.mp4", ()),
   }
-  tree = AffWild2Tree(root, {}, {}, {"vid_a": (5,)}, {"vid_a": (7,)}, {}, ("vid_t",))
+  tree = AffWild2Tree(root, {}, {}, {"vid_a": (5,)},
+                      {"vid_a": {7: "garbage"},
+                       "vid_b_left": {3: "empty", 9: "truncated", 12: "not square"}},
+                      {}, ("vid_t",))
   for i, (name, (split, n, fps, video, invalid)) in enumerate(good.items()):
     lab = _labels(n, rng, invalid)
     _write_labels(os.path.join(ann, split, name + ".txt"), lab)

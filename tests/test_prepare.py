@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -76,9 +77,15 @@ def test_affwild2_manifest_counts_skips_and_checksums(affwild2):
   train = m["counts"]["train"]
   assert train["videos"] == 3 and train["skipped"] == 5 and train["frames"] == 40 + 36 + 36
   assert train["clips"] == train["frames"] - 3  # frames labelled -5 are not clips
-  # vid_a: 00005 missing, 00007 corrupt, crops stop two frames before the labels.
-  assert train["missing_faces"] == 4 and train["unreadable_files"] == 1
-  assert m["unreadable_files"] == [os.path.join(tree.root, "cropped_aligned", "vid_a", "00007.jpg")]
+  # vid_a: 00005 missing, 00007 not an image, crops stop two frames before the labels;
+  # vid_b_left: an empty, a truncated and a non-square crop. Each is a zero frame.
+  assert train["missing_faces"] == 4 + 3 and train["unreadable_files"] == 4
+  crop = lambda name, k: os.path.join(tree.root, "cropped_aligned", name, f"{k:05d}.jpg")
+  assert m["unreadable_files"] == [
+      dict(file=crop("vid_a", 7), reason="not an image"),
+      dict(file=crop("vid_b_left", 3), reason="empty file"),
+      dict(file=crop("vid_b_left", 9), reason="JPEG cut short (no end marker)"),
+      dict(file=crop("vid_b_left", 12), reason="not square (112x80)")]
   assert m["counts"]["validation"]["dropped_extra_crops"] == 1
   assert m["counts"]["test"] == dict(m["counts"]["test"], videos=1, frames=25, clips=0)
   shard_dir = os.path.join(out, m["tfds_dir"])
@@ -107,8 +114,9 @@ def test_affwild2_records_hold_the_raw_tree(affwild2):
         assert np.all(rec["valence"] == INVALID_LABEL) and np.all(rec["arousal"] == INVALID_LABEL)
       for k in range(1, n + 1):
         path = os.path.join(tree.root, "cropped_aligned", name, f"{k:05d}.jpg")
-        image = cv2.imread(path) if os.path.exists(path) else None
-        if image is None:  # missing or corrupt: a zero frame, masked
+        bad = k in tree.corrupt.get(name, {}) or not os.path.exists(path)
+        image = None if bad else cv2.imread(path)
+        if image is None:  # missing or bad: a zero frame, masked
           assert not rec["face_found"][k - 1] and not rec["frames"][k - 1].any(), (name, k)
         else:  # the organisers' JPEG bytes, unchanged
           assert rec["face_found"][k - 1]
@@ -272,8 +280,75 @@ def test_a_killed_preparation_resumes_where_it_stopped(affwild2, tmp_path, monke
   monkeypatch.setitem(driver.LAYOUTS, "affwild2", driver.dataclasses.replace(layout, process=counted))
   manifest = driver.prepare("affwild2", tree.root, out, workers=1, audio_rate=AUDIO_RATE, test_list="",
                             **OPTIONS)
-  assert not set(calls) & set(done_before) and len(calls) + 2 == len(layout.tasks(tree.root))
+  # Finished recordings are not redone; skipped ones (bad_header, bad_nan) are retried.
+  names = {t["name"] for t in layout.tasks(tree.root)}
+  assert set(calls) == names - (set(done_before) - set(tree.broken)), (calls, done_before)
   assert manifest["shards"] == complete["shards"]  # same bytes as an uninterrupted run
+
+
+def test_changed_inputs_and_options_redo_exactly_the_affected_recordings(tmp_path, capsys):
+  """A corrected label file redoes its recording and the shards equal a fresh
+  preparation's; another audio rate redoes every recording; skips are always retried."""
+  tree = raw_trees.make_affwild2(str(tmp_path / "raw"))
+  good, broken = len(tree.labels), len(tree.broken)
+
+  def prepare(out, audio_rate=AUDIO_RATE):
+    manifest = driver.prepare("affwild2", tree.root, str(tmp_path / out), workers=1,
+                              audio_rate=audio_rate, test_list="", **OPTIONS)
+    return manifest, capsys.readouterr().out.splitlines()[0]
+
+  first, _ = prepare("out")
+  label = os.path.join(tree.root, "6th_ABAW_Annotations", "VA_Estimation_Challenge",
+                       "Validation_Set", "vid_c.txt")
+  with open(label) as f:
+    lines = f.read().splitlines()
+  lines[3] = "0.5,-0.5"
+  with open(label, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  again, line = prepare("out")
+  assert line.startswith(f"{good + 1 - 1} of {good + 1 + broken} recordings already done")
+  assert "1 changed labels" in line, line
+  assert f"{broken} skipped before" in line, line
+  fresh, _ = prepare("fresh")
+  assert again["shards"] == fresh["shards"] != first["shards"]
+  ds = pipeline.open_dataset(data_config("affwild2", str(tmp_path / "out")))
+  r = ds.splits["validation"].table.names.index("vid_c")
+  assert recording_arrays(ds, "validation", r)["valence"][2] == 0.5  # line 4: frame 3
+
+  _, line = prepare("out", audio_rate=16000)
+  assert line.startswith(f"0 of {good + 1 + broken}") and f"{good + 1} changed audio_rate" in line
+  assert prepared.read_manifest(str(tmp_path / "out"))["signals"]["audio_rate"] == 16000
+
+
+def test_a_partial_tree_prepares_the_splits_it_has(tmp_path, capsys):
+  """No Validation_Set, a test list whose only video cannot be prepared, then no test list
+  at all: the train split is prepared and the others are reported empty; the leftovers of
+  a killed shard-writing stage are removed."""
+  tree = raw_trees.make_affwild2(str(tmp_path / "raw"))
+  shutil.rmtree(os.path.join(tree.root, "6th_ABAW_Annotations", "VA_Estimation_Challenge",
+                             "Validation_Set"))
+  test_list = os.path.join(tree.root, "Valence_Arousal_test_set_release.txt")
+  with open(test_list, "w") as f:
+    f.write("vid_gone\n")
+  out = str(tmp_path / "out")
+  prepare = lambda: driver.prepare("affwild2", tree.root, out, workers=1, audio_rate=AUDIO_RATE,
+                                   test_list="", **OPTIONS)
+  m = prepare()
+  printed = capsys.readouterr().out
+  assert m["empty_splits"] == {"validation": "none in the tree", "test": "all skipped"}
+  assert "validation: no recording prepared (none in the tree); the split is left out" in printed
+  assert m["counts"]["train"]["videos"] == 3
+  ds = pipeline.open_dataset(data_config("affwild2", out))
+  assert set(ds.splits) == {"train"}
+  with pytest.raises(ValueError, match="no split 'validation'"):
+    pipeline.window_source(ds, "validation", load_config("demo", "tiny").input, ["video"], False)
+
+  os.remove(test_list)
+  m = prepare()
+  assert m["empty_splits"] == {"validation": "none in the tree", "test": "none in the tree"}
+  leftover = os.path.join(out, os.path.dirname(m["tfds_dir"]), "incomplete.ABC123_2.0.0")
+  os.makedirs(leftover)
+  assert prepare()["shards"] == m["shards"] and not os.path.exists(leftover)
 
 
 def test_configs_train_from_prepared_shards(affwild2, biovid, tmp_path):
@@ -326,9 +401,17 @@ def test_prepare_command_line(biovid, tmp_path):
   r = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert r.returncode == 0, r.stderr[-2000:]
   n = len(tree.samples) + len(tree.broken)
-  assert f"{n} of {n} recordings already done" in r.stdout  # a rerun redoes nothing
+  # A rerun redoes nothing but the skipped recordings, which it retries.
+  assert (f"{len(tree.samples)} of {n} recordings already done in {out}/work; "
+          f"{len(tree.broken)} to prepare ({len(tree.broken)} skipped before)") in r.stdout
   assert f"samples: videos {len(tree.samples)}, skipped {len(tree.broken)}" in r.stdout
   assert prepared.read_manifest(out)["shards"] == complete["shards"]
+  # Another process, from scratch: the same bytes (protobuf's map order is per process).
+  fresh = str(tmp_path / "fresh")
+  r = subprocess.run(cmd[:5] + [f"--out_dir={fresh}"] + cmd[6:], cwd=ROOT, env=subprocess_env(),
+                     capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert prepared.read_manifest(fresh)["shards"] == complete["shards"]
   r = subprocess.run(cmd[:4] + [f"--raw_dir={tmp_path}", f"--out_dir={tmp_path / 'o'}"], cwd=ROOT,
                      env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert r.returncode != 0 and "Traceback" not in r.stderr

@@ -12,11 +12,13 @@ split's table of recordings (name, frame count, first record) goes into the data
 metadata, so a reader finds any frame or segment by arithmetic, without scanning.
 """
 
+import contextlib
 import dataclasses
 
 import cv2
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import example_serializer
 from tensorflow_datasets.core.features import Encoding
 from tensorflow_datasets.proto import tf_example_pb2
 
@@ -198,3 +200,24 @@ class SplitTable:
     first = int(self.first_record[recording]) + n
     s0, s1 = lo // self.segment_frames, (hi - 1) // self.segment_frames + 1
     return list(range(first + s0, first + s1)), s0 * self.segment_frames
+
+
+class _SortedSerializer(example_serializer.ExampleSerializer):
+  """tfds' serializer writing each record's feature map in key order. Protobuf writes
+  maps in its hash tables' order, which changes from process to process, so the same
+  records gave other bytes, and other shard checksums, run after run."""
+
+  def serialize_example(self, example):
+    return self.get_tf_example(example).SerializeToString(deterministic=True)
+
+
+@contextlib.contextmanager
+def deterministic_records():
+  """Within it, tfds writes the same bytes for the same records in every process (it
+  builds its serializer from this module attribute; there is no option for it)."""
+  default = example_serializer.ExampleSerializer
+  example_serializer.ExampleSerializer = _SortedSerializer
+  try:
+    yield
+  finally:
+    example_serializer.ExampleSerializer = default

@@ -91,5 +91,6 @@ def prepare(data_dir, spec, split_sizes, seed, segment_frames):
   with open(os.path.join(data_dir, f".{config.name}.lock"), "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     builder = SyntheticAffect(config=config, data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare()
+    with records.deterministic_records():
+      builder.download_and_prepare()
   return builder

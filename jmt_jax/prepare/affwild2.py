@@ -22,6 +22,8 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set"}
 LABEL_HEADER = "valence,arousal"
 SEGMENT_FRAMES = 64
+INPUTS = ("labels", "crops", "video")  # the task fields `process` reads
+VERSION = "2: bad crops named with reasons"  # of `process`: a new one redoes every work file
 
 
 def _find_dirs(root, name):
@@ -74,8 +76,8 @@ def tasks(raw_dir, test_list="", audio_rate=44100, frame_size=112, frame_toleran
   out = []
   for split, folder in SPLIT_FOLDERS.items():
     label_dir = os.path.join(va, folder)
-    if not os.path.isdir(label_dir):
-      raise BadInput(f"{va}: no {folder} folder")
+    if not os.path.isdir(label_dir):  # a partial tree: the split is reported empty
+      continue
     for f in sorted(os.listdir(label_dir)):
       if f.endswith(".txt"):
         name = f[:-4]
@@ -134,6 +136,26 @@ def _crop_numbers(crops_dir):
   return set(numbers)
 
 
+def read_crop(path):
+  """(the crop file's bytes, None), or (None, why it cannot be a frame): unreadable,
+  empty, a JPEG cut short (no end marker), not an image, or not square."""
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError as e:
+    return None, f"cannot be read ({e.strerror})"
+  if not data:
+    return None, "empty file"
+  if data[:2] == b"\xff\xd8" and data.rstrip(b"\0")[-2:] != b"\xff\xd9":
+    return None, "JPEG cut short (no end marker)"
+  image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+  if image is None:
+    return None, "not an image"
+  if image.shape[0] != image.shape[1]:
+    return None, f"not square ({image.shape[1]}x{image.shape[0]})"
+  return data, None
+
+
 def process(task):
   """Reads one recording: (arrays, table entry, stats, notes) for `work.store`."""
   name, tol = task["name"], task["frame_tolerance"]
@@ -161,10 +183,9 @@ def process(task):
     path = os.path.join(task["crops"], f"{k:05d}.jpg")
     data = b""
     if k in crop_numbers:
-      with open(path, "rb") as f:
-        data = f.read()
-      if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None:
-        unreadable.append(path)
+      data, why = read_crop(path)
+      if why:
+        unreadable.append(dict(file=path, reason=why))
         data = b""
     blobs.append(data)
   face_found = np.array([len(b) > 0 for b in blobs])

@@ -22,6 +22,8 @@ SAMPLES_COLUMNS = ("subject_id", "subject_name", "class_id", "class_name", "samp
                    "sample_name")
 BIO_CHANNELS = ("gsr", "ecg", "emg_trapezius")  # gsr (EDA) first: the paper uses channel 0
 SEGMENT_FRAMES = 150  # longer than a sample: one record each
+INPUTS = ("video", "bio")  # the task fields `process` reads
+VERSION = "2: MTCNN face tracker"  # of `process`: a new one redoes every work file
 
 
 def _samples_csv(raw_dir):

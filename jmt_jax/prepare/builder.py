@@ -63,3 +63,4 @@ class PreparedRecordings(tfds.core.GeneratorBasedBuilder):
       for j, record in enumerate(records.recording_records(
           rec, dict(cfg.signals), cfg.segment_frames, entry["fps"], rates)):
         yield i * 10_000_000 + j, record
+

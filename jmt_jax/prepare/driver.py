@@ -13,6 +13,7 @@ import shutil
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import constants
 
 from jmt_jax.data import prepared
 from jmt_jax.data import records
@@ -29,13 +30,17 @@ class Layout:
   splits: tuple
   signals: tuple  # ((signal key, channels), ...) stored
   segment_frames: int
+  inputs: tuple  # task fields that are paths of files or folders `process` reads
+  version: str  # of `process`: a new one redoes every work file
 
 
 LAYOUTS = {
     "affwild2": Layout(affwild2.tasks, affwild2.process, ("train", "validation", "test"),
-                       (("audio", 0),), affwild2.SEGMENT_FRAMES),
+                       (("audio", 0),), affwild2.SEGMENT_FRAMES, affwild2.INPUTS,
+                       affwild2.VERSION),
     "biovid": Layout(biovid.tasks, biovid.process, ("samples",),
-                     (("biosignal", len(biovid.BIO_CHANNELS)),), biovid.SEGMENT_FRAMES),
+                     (("biosignal", len(biovid.BIO_CHANNELS)),), biovid.SEGMENT_FRAMES,
+                     biovid.INPUTS, biovid.VERSION),
 }
 
 
@@ -51,12 +56,18 @@ def prepare(dataset, raw_dir, out_dir, workers=1, segment_frames=0, **options):
   if old and old["dataset"] != dataset:
     raise ValueError(f"{out_dir} already holds prepared {old['dataset']} data")
   tasks = layout.tasks(raw_dir, **options)
-  outcomes = work.run(tasks, layout.process, os.path.join(out_dir, "work"), workers)
+  outcomes = work.run(tasks, layout.process, os.path.join(out_dir, "work"), workers,
+                      layout.inputs, layout.version)
 
   ok = [o for o in outcomes if o["status"] == "ok"]
-  split_entries = {s: [o["entry"] for o in ok if o["split"] == s] for s in layout.splits}
   if not ok:
     raise ValueError(f"no recording of {raw_dir} could be prepared; see the reasons above")
+  split_entries = {s: [o["entry"] for o in ok if o["split"] == s] for s in layout.splits}
+  empty = {s: ("all skipped" if any(o["split"] == s for o in outcomes) else "none in the tree")
+           for s, entries in split_entries.items() if not entries}
+  for s, why in empty.items():
+    print(f"{s}: no recording prepared ({why}); the split is left out", flush=True)
+  split_entries = {s: e for s, e in split_entries.items() if e}
   fps = float(np.median([o["entry"]["fps"] for o in ok]))
   signals = dict(frame_size=options.get("frame_size", 112),
                  audio_rate=options.get("audio_rate", 0) if dataset == "affwild2" else 0,
@@ -74,16 +85,19 @@ def prepare(dataset, raw_dir, out_dir, workers=1, segment_frames=0, **options):
                                  split_entries=split_entries)
   print(f"Writing shards to {b.data_dir} ...", flush=True)
   tfds.disable_progress_bar()
-  b.download_and_prepare()
+  _remove_incomplete(os.path.join(tfds_root, "prepared_recordings"))
+  with records.deterministic_records():
+    b.download_and_prepare()
   _remove_stale(os.path.join(tfds_root, "prepared_recordings"), keep=config.name)
 
   manifest = dict(dataset=dataset, raw_dir=raw_dir, complete=True, format=records.FORMAT,
                   signals=signals,
                   options=options, tfds_dir=os.path.relpath(b.data_dir, out_dir),
-                  counts=_counts(outcomes, layout.splits),
+                  counts=_counts(outcomes, layout.splits), empty_splits=empty,
                   skipped=[dict(name=o["name"], split=o["split"], reason=o["reason"])
                            for o in outcomes if o["status"] == "skipped"],
-                  unreadable_files=sorted(f for o in ok for f in o["stats"]["unreadable_files"]),
+                  unreadable_files=sorted((f for o in ok for f in o["stats"]["unreadable_files"]),
+                                          key=lambda f: f["file"]),
                   shards=_checksums(b.data_dir))
   path = os.path.join(out_dir, prepared.MANIFEST)
   with open(path + ".tmp", "w") as f:
@@ -118,6 +132,14 @@ def _checksums(directory):
           h.update(chunk)
       out[f] = h.hexdigest()
   return out
+
+
+def _remove_incomplete(root):
+  """What a killed shard-writing stage left: tfds' half-written `incomplete.*` folders."""
+  for folder, subdirs, _ in os.walk(root):
+    for d in [d for d in subdirs if d.startswith(constants.INCOMPLETE_PREFIX)]:
+      shutil.rmtree(os.path.join(folder, d), ignore_errors=True)
+      subdirs.remove(d)
 
 
 def _remove_stale(root, keep):
