@@ -70,8 +70,10 @@ def get_config(arg=None):
                       mean=cc.IMAGENET_MEAN, std=cc.IMAGENET_STD),
       eda=cc.biosignal_cnn(embed_dim=embed, widths=(32, 64) if not a.tiny else (4, 8)),
   )
+  # The authors' BioVid main.py feeds every fusion the backbones' raw features
+  # (VIS_PHY_MODEL.model_out_feats), not L2-normalised ones as their Aff-Wild2 code does.
   fusion_kwargs = dict(num_layers=1, num_heads=1, ffn_dim=embed, output="concat",
-                       concat_ffn_dim=512 if not a.tiny else 16)
+                       concat_ffn_dim=512 if not a.tiny else 16, normalize_inputs=False)
   modalities, fusion = cc.select_fusion(a.variant, ("video", "eda"), fusion_kwargs,
                                         baseline_layers=0)
   # The public code's MLPs: 3072-1024-512-256-64-2 after JMT, 1024-512-256-64-2 after the

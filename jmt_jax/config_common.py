@@ -101,10 +101,12 @@ def i3d_tcn(tcn_widths=(512, 512, 512, 512), tcn_kernel=5, tcn_dropout=0.1, resi
 
 
 def fusion(kind, num_layers=1, num_heads=1, ffn_dim=512, output="tokens", concat_ffn_dim=512,
-           attn_dim=128, attn_hidden=32):
+           attn_dim=128, attn_hidden=32, normalize_inputs=True):
+  """`normalize_inputs`: L2-normalise the backbone embeddings first, as the authors'
+  Aff-Wild2 code does (their BioVid code does not)."""
   return dict(kind=kind, num_layers=num_layers, num_heads=num_heads, ffn_dim=ffn_dim,
               output=output, concat_ffn_dim=concat_ffn_dim, attn_dim=attn_dim,
-              attn_hidden=attn_hidden)
+              attn_hidden=attn_hidden, normalize_inputs=normalize_inputs)
 
 
 def valence_arousal_head(hidden=128, dropout=0.1):

@@ -306,9 +306,9 @@ class JMT(nn.Module):
   """MultimodalTransformer_w_JR (output 'SELF_ATTEN' = tokens, 'FC' = fc) and the BioVid
   Multi_cross_attention (output 'concat'), batch-first in and out."""
 
-  def __init__(self, d, heads, layers, output, hidden=512, concat_hidden=512):
+  def __init__(self, d, heads, layers, output, hidden=512, concat_hidden=512, normalize=True):
     super().__init__()
-    self.output = output
+    self.output, self.normalize = output, normalize
     self.visual_encoder = EncoderBlock(d, heads, hidden, layers)
     self.physiological_encoder = EncoderBlock(d, heads, hidden, layers)
     self.joint_representation_encoder = EncoderBlock(d, heads, hidden, layers)
@@ -324,7 +324,8 @@ class JMT(nn.Module):
       self.out_layer1 = nn.Linear(6 * d, 2 * d)
 
   def forward(self, v, a):
-    v, a = F.normalize(v, dim=-1), F.normalize(a, dim=-1)
+    if self.normalize:  # the Aff-Wild2 code; the BioVid main.py feeds raw features
+      v, a = F.normalize(v, dim=-1), F.normalize(a, dim=-1)
     j = self.out_layer_pv(torch.cat([v, a], dim=2))
     v = self.visual_encoder(_seq_first(v))
     a = self.physiological_encoder(_seq_first(a))
@@ -420,10 +421,12 @@ class AffWild2Fusion(nn.Module):
 
 
 class BioVidJMT(JMT):
-  """Multi_cross_attention: JMT with the concat output, MLP out_layer1..5, last clip."""
+  """Multi_cross_attention: JMT with the concat output, MLP out_layer1..5, last clip, on
+  the raw backbone features `main.py` gives it (VIS_PHY_MODEL.model_out_feats)."""
 
   def __init__(self, d, heads, layers, mlp, num_classes, concat_hidden=512):
-    super().__init__(d, heads, layers, "concat", hidden=d, concat_hidden=concat_hidden)
+    super().__init__(d, heads, layers, "concat", hidden=d, concat_hidden=concat_hidden,
+                     normalize=False)
     widths = (6 * d,) + tuple(mlp) + (num_classes,)
     for i in range(len(widths) - 1):
       setattr(self, f"out_layer{i + 1}", nn.Linear(widths[i], widths[i + 1]))

@@ -16,6 +16,13 @@ from jmt_jax.models.attention import MultiHeadAttention
 CROSS_OUTPUTS = ("v_a", "a_v", "j_v", "v_j", "j_a", "a_j")
 
 
+def inputs(normalize, *xs):
+  """The backbone embeddings as a fusion takes them: L2-normalised (the authors'
+  Aff-Wild2 code) or as they are (their BioVid `main.py`: `VIS_PHY_MODEL.model_out_feats`
+  feeds every fusion raw features); `config.model.fusion.normalize_inputs`."""
+  return tuple(l2_normalize(x) for x in xs) if normalize else xs
+
+
 def l2_normalize(x, eps=1e-12):
   """torch.nn.functional.normalize(x, dim=-1): x / max(||x||, eps).
 
@@ -64,10 +71,11 @@ class JointMultimodalTransformer(nn.Module):
   ffn_dim: int
   output: str = "tokens"
   concat_ffn_dim: int = 512
+  normalize_inputs: bool = True
 
   @nn.compact
   def __call__(self, v, a):
-    v, a = l2_normalize(v), l2_normalize(a)
+    v, a = inputs(self.normalize_inputs, v, a)
     d = v.shape[-1]
     j = nn.Dense(d, name="joint")(jnp.concatenate([v, a], axis=-1))
     enc = lambda name, ffn=self.ffn_dim: Encoder(self.num_layers, self.num_heads, ffn, name=name)
@@ -93,10 +101,11 @@ class VanillaMultimodalTransformer(nn.Module):
   num_layers: int
   num_heads: int
   ffn_dim: int
+  normalize_inputs: bool = True
 
   @nn.compact
   def __call__(self, v, a):
-    v, a = l2_normalize(v), l2_normalize(a)
+    v, a = inputs(self.normalize_inputs, v, a)
     enc = lambda name: Encoder(self.num_layers, self.num_heads, self.ffn_dim, name=name)
     v, a = enc("v_encoder")(v), enc("a_encoder")(a)
     v_a = MultiHeadAttention(self.num_heads, name="v_attn")(v, a)
@@ -110,10 +119,11 @@ class FeatureConcat(nn.Module):
   num_layers: int
   num_heads: int
   ffn_dim: int
+  normalize_inputs: bool = True
 
   @nn.compact
   def __call__(self, v, a):
-    x = jnp.concatenate([l2_normalize(v), l2_normalize(a)], axis=-1)
+    x = jnp.concatenate(inputs(self.normalize_inputs, v, a), axis=-1)
     x = nn.Dense(v.shape[-1], name="proj")(x)
     return Encoder(self.num_layers, self.num_heads, self.ffn_dim, name="encoder")(x)
 
@@ -124,10 +134,12 @@ class Unimodal(nn.Module):
   num_layers: int
   num_heads: int
   ffn_dim: int
+  normalize_inputs: bool = True
 
   @nn.compact
   def __call__(self, x):
-    return Encoder(self.num_layers, self.num_heads, self.ffn_dim, name="encoder")(l2_normalize(x))
+    x, = inputs(self.normalize_inputs, x)
+    return Encoder(self.num_layers, self.num_heads, self.ffn_dim, name="encoder")(x)
 
 
 class JointCrossAttention(nn.Module):
@@ -142,10 +154,11 @@ class JointCrossAttention(nn.Module):
 
   attn_dim: int = 128
   attn_hidden: int = 32
+  normalize_inputs: bool = True
 
   @nn.compact
   def __call__(self, v, a):
-    v, a = l2_normalize(v), l2_normalize(a)
+    v, a = inputs(self.normalize_inputs, v, a)
     x = {"a": nn.Dense(self.attn_dim, name="encoder1")(a),
          "v": nn.Dense(self.attn_dim, name="encoder2")(v)}
     joint = jnp.concatenate([x["a"], x["v"]], axis=-1)  # (B, T, 2k)
@@ -166,7 +179,10 @@ FUSION_KINDS = ("jmt", "vanilla", "concat", "jca", "unimodal")
 
 def build_fusion(cfg):
   """(fusion module, number of modalities it takes) from `config.model.fusion`."""
-  common = dict(num_layers=cfg.num_layers, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_dim)
+  # Configs from before the option normalised, as the Aff-Wild2 code does.
+  normalize = dict(normalize_inputs=bool(cfg.get("normalize_inputs", True)))
+  common = dict(num_layers=cfg.num_layers, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_dim,
+                **normalize)
   if cfg.kind == "jmt":
     return JointMultimodalTransformer(output=cfg.output, concat_ffn_dim=cfg.concat_ffn_dim,
                                       name="fusion", **common), 2
@@ -175,7 +191,7 @@ def build_fusion(cfg):
   if cfg.kind == "concat":
     return FeatureConcat(name="fusion", **common), 2
   if cfg.kind == "jca":
-    return JointCrossAttention(cfg.attn_dim, cfg.attn_hidden, name="fusion"), 2
+    return JointCrossAttention(cfg.attn_dim, cfg.attn_hidden, name="fusion", **normalize), 2
   if cfg.kind == "unimodal":
     return Unimodal(name="fusion", **common), 1
   raise ValueError(f"unknown fusion kind {cfg.kind!r}; use one of {list(FUSION_KINDS)}")
