@@ -1,13 +1,17 @@
 """What every jmt_jax command line does around its work: the compilation cache, joining
 a multi-process cluster, and user errors reported in one line."""
 
+import ast
+import contextlib
 import os
 import sys
 
 import jax
+from absl import app
 from absl import flags
 from absl import logging
 
+from jmt_jax import config_args
 from jmt_jax import distributed
 from jmt_jax import library_logs
 from jmt_jax import preemption
@@ -49,3 +53,45 @@ def run(config, work):
   except USER_ERRORS as e:
     logging.debug("Traceback:", exc_info=True)
     sys.exit(f"error: {type(e).__name__}: {e}")
+
+
+def _config_flag(arg):
+  """`--config=PATH[:ARG]` with PATH found as `config_args.find` finds it."""
+  name, sep, spec = arg.partition("=")
+  if name in ("--config", "-config") and sep:
+    return f"{name}={config_args.find(spec)}"
+  return arg
+
+
+def _one_line(e):
+  lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+  if any(line.startswith("Traceback") for line in lines):
+    return lines[-1]  # a config file's get_config failed: its exception is the last line
+  if isinstance(e, (AttributeError, KeyError)):  # ConfigDict, from a --config.* override
+    text = str(e)
+    with contextlib.suppress(ValueError, SyntaxError):
+      text = ast.literal_eval(text)  # ConfigDict quotes the KeyError's message
+    return f"a --config.* override names a field the config does not have: {' '.join(text.split())}"
+  return " ".join(lines)
+
+
+def parse_flags(argv):
+  """absl's flag parsing, a user's mistake (an unknown, misspelled or missing flag, a
+  config file that is not there, a config field or argument that does not exist) said in
+  one `error:` line rather than a traceback or the usage text."""
+  try:
+    return flags.FLAGS([argv[0]] + [_config_flag(a) for a in argv[1:]])
+  except (flags.Error, AttributeError, TypeError) + USER_ERRORS as e:
+    sys.exit(f"error: {_one_line(e)}")
+
+
+def app_run(main):
+  """`app.run(main)` with `parse_flags`, and usage errors in one line too."""
+
+  def checked(argv):
+    try:
+      return main(argv)
+    except app.UsageError as e:
+      sys.exit(f"error: {e}")
+
+  app.run(checked, flags_parser=parse_flags)

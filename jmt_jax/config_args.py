@@ -32,15 +32,21 @@ def parse_arg(arg, **defaults):
   return ml_collections.ConfigDict(out)
 
 
-def load(spec):
-  """The config of `spec` ("configs/demo.py:tiny"), as `--config=` loads it; a relative
-  path is looked up from the working directory, then from the repository root (so
-  notebooks anywhere find `configs/`)."""
-  path, _, arg = spec.partition(":")
+def find(spec):
+  """`spec` ("configs/demo.py:tiny") with its file found: a relative path is looked up
+  from the working directory, then from the repository root (so notebooks and commands
+  run from anywhere find `configs/`)."""
+  path, sep, arg = spec.partition(":")
   if not os.path.isabs(path) and not os.path.exists(path):
     path = os.path.join(_REPO_ROOT, path)
   if not os.path.exists(path):
     raise FileNotFoundError(f"no config file {spec.partition(':')[0]} here or in {_REPO_ROOT}")
+  return path + sep + arg
+
+
+def load(spec):
+  """The config of `spec` ("configs/demo.py:tiny"), as `--config=` loads it (`find`)."""
+  path, _, arg = find(spec).partition(":")
   module_spec = importlib.util.spec_from_file_location("jmt_jax_config", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)

@@ -20,6 +20,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from jmt_jax import cli
 from jmt_jax import library_logs
 from jmt_jax import weight_import
 
@@ -69,4 +70,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "out"])
-  app.run(main)
+  cli.app_run(main)

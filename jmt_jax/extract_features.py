@@ -10,6 +10,7 @@ The backbones are the ones training would start from (`init_from`); see jmt_jax.
 """
 
 from absl import app
+from absl import flags
 from ml_collections import config_flags
 
 from jmt_jax import cli
@@ -38,4 +39,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  flags.mark_flags_as_required(["config"])
+  cli.app_run(main)

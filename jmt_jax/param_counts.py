@@ -10,6 +10,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from jmt_jax import cli
 from jmt_jax import weight_import
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config whose model to count.")
@@ -47,4 +48,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.app_run(main)

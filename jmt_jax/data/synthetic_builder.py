@@ -48,7 +48,6 @@ class SyntheticAffect(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {"1.0.0": "First release.", "2.0.0": "Frame records of JPEG bytes."}
 
   def _info(self):
-    spec = self.builder_config.spec
     return tfds.core.DatasetInfo(
         builder=self,
         features=records.record_features(SIGNALS),

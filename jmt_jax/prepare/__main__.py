@@ -14,6 +14,7 @@ import sys
 from absl import app
 from absl import flags
 
+from jmt_jax import cli
 from jmt_jax import library_logs
 from jmt_jax.prepare import driver
 from jmt_jax.prepare.errors import BadInput
@@ -57,4 +58,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.app_run(main)
