@@ -64,43 +64,53 @@ def _adapt_input_channels(value, want_shape):
 
 def _read_source(path, entries):
   """{(collection, path): jax array} for `entries` from the state dict at `path`, and a
-  report. Raises ConversionError listing every missing, mis-shaped and unknown key."""
+  report. Each parameter group is looked for under its own key prefix, so one file may
+  hold several groups nested apart (the authors' wrappers save both backbones in one
+  model). Raises ConversionError listing every missing, mis-shaped and unknown key."""
   tensors = state_dicts.load(path)
-  wanted = {e.torch_key for e in entries}
-  prefix = _best_prefix(tensors, wanted)
-  inside = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-  outside = sorted(k for k in tensors if not k.startswith(prefix))
-  missing = sorted(wanted - set(inside))
-  bad_shape, adapted = [], []
+  by_group = collections.defaultdict(list)
   for e in entries:
-    if e.torch_key in inside and tuple(inside[e.torch_key].shape) != e.torch_shape:
-      fix = _adapt_input_channels(inside[e.torch_key], e.torch_shape)
-      if fix is not None:
-        inside[e.torch_key] = fix[0]
-        adapted.append(f"{prefix}{e.torch_key}: {fix[1]}")
+    by_group[e.path[0]].append(e)
+  prefixes = {g: _best_prefix(tensors, {e.torch_key for e in es}) for g, es in by_group.items()}
+  used, missing, bad_shape, adapted, out = set(), [], [], [], {}
+  for group, group_entries in by_group.items():
+    prefix = prefixes[group]
+    for e in group_entries:
+      key = prefix + e.torch_key
+      if key not in tensors:
+        missing.append(key)
         continue
-      bad_shape.append(f"{prefix}{e.torch_key} {tuple(inside[e.torch_key].shape)} "
-                       f"(expected {e.torch_shape})")
-  leftover = set(inside) - wanted
-  ignored = sorted(k for k in leftover if torch_layout.is_ignored(k))
-  unknown = sorted(prefix + k for k in leftover if not torch_layout.is_ignored(k))
+      used.add(key)
+      value = tensors[key]
+      if tuple(value.shape) != e.torch_shape:
+        fix = _adapt_input_channels(value, e.torch_shape)
+        if fix is None:
+          bad_shape.append(f"{key} {tuple(value.shape)} (expected {e.torch_shape})")
+          continue
+        value = fix[0]
+        adapted.append(f"{key}: {fix[1]}")
+      if e.packed_index is not None:
+        value = np.split(value, 3, axis=0)[e.packed_index]
+      out[(e.collection, e.path)] = np.asarray(e.to_jax(value), np.float32)
+  inside = lambda k: any(k.startswith(p) for p in prefixes.values())
+  strip = lambda k: k[max((len(p) for p in prefixes.values() if k.startswith(p)), default=0):]
+  leftover = sorted(k for k in tensors if k not in used and inside(k))
+  ignored = [k for k in leftover if torch_layout.is_ignored(strip(k))]
+  unknown = [k for k in leftover if not torch_layout.is_ignored(strip(k))]
   problems = []
+  missing, bad_shape = sorted(set(missing)), sorted(set(bad_shape))  # in_proj: 3 entries
   if missing:
-    problems.append(f"{len(missing)} missing keys: {names(prefix + k for k in missing)}")
+    problems.append(f"{len(missing)} missing keys: {names(missing)}")
   if bad_shape:
     problems.append(f"{len(bad_shape)} keys with the wrong shape: {names(bad_shape)}")
   if unknown:
     problems.append(f"{len(unknown)} unknown keys: {names(unknown)}")
   if problems:
     raise ConversionError(f"{path}: " + "; ".join(problems) + " (nothing was converted)")
-  out = {}
-  for e in entries:
-    value = inside[e.torch_key]
-    if e.packed_index is not None:
-      value = np.split(value, 3, axis=0)[e.packed_index]
-    out[(e.collection, e.path)] = np.asarray(e.to_jax(value), np.float32)
-  report = dict(file=os.path.abspath(path), prefix=prefix, loaded=len(wanted), adapted=adapted,
-                ignored=[prefix + k for k in ignored], outside_prefix=outside)
+  shown = sorted(set(prefixes.values()))
+  report = dict(file=os.path.abspath(path), prefix=shown[0] if len(shown) == 1 else shown,
+                loaded=len(used), adapted=adapted, ignored=ignored,
+                outside_prefix=sorted(k for k in tensors if not inside(k)))
   return out, report
 
 

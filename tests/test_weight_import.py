@@ -70,6 +70,22 @@ def test_converted_weights_for_another_config_are_refused(tiny_config, tmp_path)
     train.train_and_evaluate(other, str(tmp_path / "run"))
 
 
+def test_one_file_for_several_groups_nested_apart(tiny_config, tmp_path):
+  """Both backbones saved in one model, each under its own wrapper's prefix, give the
+  same weights as two files (`--weights=video_backbone+audio_backbone=all.pt`)."""
+  config = tiny_config("affwild2", "jmt,tiny")
+  sources = _tiny_affwild2_state_dicts(tmp_path)
+  (video_groups, video), (audio_groups, audio), fusion = sources
+  both = {f"vis_phy.vision_r2d1.{k}": v for k, v in torch.load(video).items()}
+  both.update({f"vis_phy.audio_model.{k}": v for k, v in torch.load(audio).items()})
+  torch.save(both, tmp_path / "all_backbones.pt")
+  apart, _ = weight_import.convert(config, sources)
+  together, manifest = weight_import.convert(
+      config, [(video_groups + audio_groups, str(tmp_path / "all_backbones.pt")), fusion])
+  assert jax.tree.all(jax.tree.map(np.array_equal, apart, together))
+  assert manifest["sources"][0]["prefix"] == ["vis_phy.audio_model.", "vis_phy.vision_r2d1."]
+
+
 def _run(*args):
   return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=subprocess_env(),
                         capture_output=True, text=True, timeout=300, check=False)
