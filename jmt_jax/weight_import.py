@@ -4,6 +4,7 @@
 import collections
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -16,6 +17,16 @@ from jmt_jax.models import model as model_lib
 
 MANIFEST = "conversion.json"
 _SHOWN = 8  # names listed per kind of problem
+
+
+# How a file of each video backbone's public layout shows itself, and the config that
+# fits it (checked when a file does not fit the configured backbone).
+_VIDEO_LAYOUTS = (
+    ("i3d_tcn", re.compile(r"(^|\.)(Conv3d_1a_7x7|Mixed_\d[a-z])\."),
+     "configs/affwild2.py:video_backbone=i3d"),
+    ("r2plus1d", re.compile(r"(^|\.)stem\.3\.weight$"),
+     "configs/affwild2.py:video_backbone=r2plus1d"),
+)
 
 
 class ConversionError(ValueError):
@@ -114,6 +125,21 @@ def _read_source(path, entries):
   return out, report
 
 
+def _another_backbone(path, model_cfg, groups):
+  """A hint naming the config that fits a file holding another video backbone than the
+  configured one, or ''."""
+  keys = list(state_dicts.load(path))
+  for group in groups:
+    if not group.endswith("_backbone"):
+      continue
+    kind = model_cfg.backbones[group[:-len("_backbone")]].kind
+    for other, pattern, config in _VIDEO_LAYOUTS:
+      if other != kind and any(pattern.search(k) for k in keys):
+        return (f". It holds an {other} backbone, not the configured {kind}: convert it "
+                f"with --config={config}")
+  return ""
+
+
 def _nest(flat):
   tree = {}
   for (collection, path), value in flat.items():
@@ -142,7 +168,10 @@ def convert(config, sources):
       entries = torch_layout.expected_keys(config.model, variables, set(groups))
     except torch_layout.LayoutError as e:
       raise ConversionError(f"{path}: {e}") from e
-    values, report = _read_source(path, entries)
+    try:
+      values, report = _read_source(path, entries)
+    except ConversionError as e:
+      raise ConversionError(f"{e}{_another_backbone(path, config.model, groups)}") from None
     flat.update(values)
     reports.append(dict(groups=list(groups), **report))
   manifest = dict(groups=sorted(seen), sources=reports, model=config.model.to_dict())

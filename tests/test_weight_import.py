@@ -86,6 +86,15 @@ def test_one_file_for_several_groups_nested_apart(tiny_config, tmp_path):
   assert manifest["sources"][0]["prefix"] == ["vis_phy.audio_model.", "vis_phy.vision_r2d1."]
 
 
+def test_a_file_of_another_backbone_names_the_config_that_fits(tiny_config, tmp_path):
+  torch.save(ref.I3DTCN(tcn_widths=(16,) * 4).state_dict(), tmp_path / "i3d_tcn.pth")
+  with pytest.raises(weight_import.ConversionError,
+                     match=r"holds an i3d_tcn backbone, not the configured r2plus1d: convert "
+                           r"it with --config=configs/affwild2.py:video_backbone=i3d"):
+    weight_import.convert(tiny_config("affwild2", "jmt,tiny"),
+                          [(("video_backbone",), str(tmp_path / "i3d_tcn.pth"))])
+
+
 def _run(*args):
   return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=subprocess_env(),
                         capture_output=True, text=True, timeout=300, check=False)
