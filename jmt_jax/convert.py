@@ -63,6 +63,8 @@ def main(argv):
       print(f"  ignored {len(counters)} BatchNorm step counters (num_batches_tracked)")
     if unused:
       print(f"  ignored, unused by the public code: {weight_import.names(unused)}")
+    for group, n in src["left_for"].items():
+      print(f"  left for {group} (not converted from this file): {n} tensors")
     if src["outside_prefix"]:
       print(f"  ignored, outside the prefix: {weight_import.names(src['outside_prefix'])}")
   print(f"wrote {os.path.abspath(_OUT.value)}")

@@ -73,11 +73,14 @@ def _adapt_input_channels(value, want_shape):
   return None
 
 
-def _read_source(path, entries):
+def _read_source(path, entries, others):
   """{(collection, path): jax array} for `entries` from the state dict at `path`, and a
   report. Each parameter group is looked for under its own key prefix, so one file may
   hold several groups nested apart (the authors' wrappers save both backbones in one
-  model). Raises ConversionError listing every missing, mis-shaped and unknown key."""
+  model). `others` ({group: its PyTorch keys}) are the model's groups not converted from
+  this file: their keys are left for them, neither unknown nor unused (the authors'
+  `Two_transformers` file holds the fusion and the head). Raises ConversionError listing
+  every missing, mis-shaped and unknown key."""
   tensors = state_dicts.load(path)
   by_group = collections.defaultdict(list)
   for e in entries:
@@ -106,6 +109,12 @@ def _read_source(path, entries):
   inside = lambda k: any(k.startswith(p) for p in prefixes.values())
   strip = lambda k: k[max((len(p) for p in prefixes.values() if k.startswith(p)), default=0):]
   leftover = sorted(k for k in tensors if k not in used and inside(k))
+  owner = {k: g for g, keys in others.items() for k in keys}
+  left_for = collections.defaultdict(list)
+  for k in leftover:
+    if strip(k) in owner:
+      left_for[owner[strip(k)]].append(k)
+  leftover = [k for k in leftover if strip(k) not in owner]
   ignored = [k for k in leftover if torch_layout.is_ignored(strip(k))]
   unknown = [k for k in leftover if not torch_layout.is_ignored(strip(k))]
   problems = []
@@ -117,10 +126,14 @@ def _read_source(path, entries):
   if unknown:
     problems.append(f"{len(unknown)} unknown keys: {names(unknown)}")
   if problems:
+    if missing and left_for:
+      groups = "+".join(sorted(left_for))
+      problems.append(f"it holds the model's {groups} (--weights={groups}=FILE)")
     raise ConversionError(f"{path}: " + "; ".join(problems) + " (nothing was converted)")
   shown = sorted(set(prefixes.values()))
   report = dict(file=os.path.abspath(path), prefix=shown[0] if len(shown) == 1 else shown,
                 loaded=len(used), adapted=adapted, ignored=ignored,
+                left_for={g: len(keys) for g, keys in sorted(left_for.items())},
                 outside_prefix=sorted(k for k in tensors if not inside(k)))
   return out, report
 
@@ -162,6 +175,12 @@ def convert(config, sources):
                             f"{sorted(groups_of_model)}")
     if n > 1:
       raise ConversionError(f"parameter group {g!r} is given by {n} --weights files")
+  keys_of = {}
+  for g in groups_of_model:
+    try:
+      keys_of[g] = {e.torch_key for e in torch_layout.expected_keys(config.model, variables, {g})}
+    except torch_layout.LayoutError:
+      keys_of[g] = set()  # a group with no public layout leaves no keys to recognise
   flat, reports = {}, []
   for groups, path in sources:
     try:
@@ -169,7 +188,8 @@ def convert(config, sources):
     except torch_layout.LayoutError as e:
       raise ConversionError(f"{path}: {e}") from e
     try:
-      values, report = _read_source(path, entries)
+      values, report = _read_source(path, entries,
+                                    {g: k for g, k in keys_of.items() if g not in groups})
     except ConversionError as e:
       raise ConversionError(f"{e}{_another_backbone(path, config.model, groups)}") from None
     flat.update(values)

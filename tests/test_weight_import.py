@@ -117,7 +117,20 @@ def test_convert_command(tmp_path):
   assert proc.returncode == 1
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith(f"error: {sources[2][1]}: ")
-  assert "missing keys: layer1.0.conv1.0.0.weight" in last and "unknown keys: mm_transformer." in last
+  assert "missing keys: layer1.0.conv1.0.0.weight" in last
+  assert "it holds the model's fusion+head (--weights=fusion+head=FILE)" in last
+
+  # The authors' fusion file for the head alone, then for the fusion alone: the other
+  # group's keys are left for it, not refused or called unused.
+  for group, other in (("head", "fusion"), ("fusion", "head")):
+    proc = _run("jmt_jax.convert", "--config=configs/affwild2.py:jmt,tiny",
+                f"--out={out}_{group}", f"--weights={group}={sources[2][1]}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"left for {other} (not converted from this file)" in proc.stdout
+    assert "regressor" not in proc.stdout, proc.stdout  # the head's keys are not "unused"
+    alone, _ = weight_import.load(f"{out}_{group}")
+    assert jax.tree.all(jax.tree.map(np.array_equal, alone["params"][group],
+                                     variables["params"][group]))
 
 
 def test_param_counts_command():
