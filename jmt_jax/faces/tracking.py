@@ -66,7 +66,6 @@ class Tracker:
     self.misses.pop(tid, None)
 
   def _start(self, face):
-    tid = None
     if self.mode == "largest":
       tid = 0
     else:

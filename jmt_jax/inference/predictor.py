@@ -172,7 +172,6 @@ class Predictor:
 
   def predict_people(self, video_path, biosignals_path=None, progress=True, faces="largest"):
     """One `Prediction` per person of `face_tracks` (the largest face, or everyone)."""
-    frame_specs = [s for s in self.modalities.values() if s["kind"] == "frames"]
     if faces not in tracking.MODES:
       raise ValueError(f"faces={faces!r}: use one of {tracking.MODES}")
     if faces == "all" and biosignals_path:
@@ -181,7 +180,7 @@ class Predictor:
     with tempfile.TemporaryDirectory(prefix="jmt_jax_predict_") as tmp:
       signals = self._signals(video_path, biosignals_path, tmp)
       try:
-        people = (self.face_tracks(video_path, faces, progress) if frame_specs
+        people = (self.face_tracks(video_path, faces, progress) if self.uses("frames")
                   else [(0, None)])
         return [self._predict_track(video_path, signals, tmp, person, track, progress)
                 for person, track in people]
@@ -193,9 +192,8 @@ class Predictor:
   def _predict_track(self, video_path, signals, tmp, person, track, progress):
     """Passes 1 and 2 for one face track (None: a model without faces)."""
     clip = self.config.input.clip_frames
-    frame_specs = [s for s in self.modalities.values() if s["kind"] == "frames"]
     if track is not None:
-      face = frame_specs[0]
+      face = next(s for s in self.modalities.values() if s["kind"] == "frames")
       cropper = crops_lib.TrackCrops(track, face_crop_of(face), self.frame_size,
                                      face.get("face_margin", 0.2),
                                      face.get("missing_face", "zeros"))
