@@ -13,6 +13,9 @@ vanilla (no joint branch), concat, jca (joint cross-attention, Praveen et al. 20
 video, audio. The baselines are the paper's: Linear / backbone + head, no encoder.
 Arguments:
   video_backbone=r2plus1d (default) or i3d (I3D + TCN, clips resized to 224x224);
+  video_reduction=max (default, the paper's), mean or flatten_linear (flatten the
+    512x1x7x7 map + Linear(25088, 512), the authors' `vision_r2d1_fc`): R(2+1)D's
+    per-clip embedding from its last feature map;
   init_from=DIR: start from weights converted with `python -m jmt_jax.convert`, with the
     backbones frozen as in the paper (add freeze_backbones=false to fine-tune them):
       python -m jmt_jax.main --config=configs/affwild2.py:jmt,init_from=weights/affwild2 \
@@ -34,8 +37,11 @@ VARIANTS = ("jmt", "vanilla", "concat", "jca", "video", "audio")
 
 def get_config(arg=None):
   a = config_args.parse_arg(arg, variant="jmt", tiny=False, video_backbone="r2plus1d",
-                            init_from="", freeze_backbones=True, data_dir="", synthetic=False,
-                            feature_cache="")
+                            video_reduction="max", init_from="", freeze_backbones=True,
+                            data_dir="", synthetic=False, feature_cache="")
+  if a.video_reduction not in ("max", "mean", "flatten_linear"):
+    raise ValueError(f"video_reduction={a.video_reduction!r}: use 'max', 'mean' or "
+                     f"'flatten_linear'")
   synthetic = a.synthetic or (a.tiny and not a.data_dir)
   c = cc.base_config()
   if synthetic:
@@ -61,7 +67,7 @@ def get_config(arg=None):
     widths, blocks = (8, 8, 16, 16), (1, 1, 1, 1)
   if a.video_backbone == "r2plus1d":
     video = cc.resnet("r2plus1d", widths=widths, blocks=blocks, stem_width=widths[0],
-                      stem_mid=45 if not a.tiny else 8, reduction="max",
+                      stem_mid=45 if not a.tiny else 8, reduction=a.video_reduction,
                       mean=cc.KINETICS_MEAN, std=cc.KINETICS_STD)
   elif a.video_backbone == "i3d":
     video = cc.i3d_tcn(tcn_widths=(widths[-1],) * 4, resize_to=224 if not a.tiny else 32,

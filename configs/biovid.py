@@ -16,6 +16,9 @@ vanilla (no joint branch), concat, jca (joint cross-attention), video, eda. The
 baselines are the paper's: Linear / backbone + head, no encoder. Arguments:
   init_from=DIR: start from weights converted with `python -m jmt_jax.convert`;
   freeze_backbones: train the fusion and head only;
+  video_fc: keep a Linear(512, 512) after R3D-18's pooling, as the authors' `Visual_model2`
+    (the face model their BioVid feature concatenation loads) does; weights saved from
+    it need this;
   data_dir=DIR: the prepared data (default ~/jmt_jax_data/biovid);
   classes=binary (BL1 vs PA4, the paper's) or five (BL1, PA1..PA4);
   protocol=subject_kfold (default: subjects dealt into num_folds=5 folds), loso (leave one
@@ -36,7 +39,7 @@ VARIANTS = ("jmt", "vanilla", "concat", "jca", "video", "eda")
 
 def get_config(arg=None):
   a = config_args.parse_arg(arg, variant="jmt", tiny=False, init_from="", freeze_backbones=False,
-                            data_dir="", synthetic=False, classes="binary",
+                            video_fc=False, data_dir="", synthetic=False, classes="binary",
                             protocol="subject_kfold", fold=0, num_folds=5)
   if a.classes not in ("binary", "five"):
     raise ValueError(f"classes={a.classes!r}: use 'binary' (BL1 vs PA4) or 'five'")
@@ -67,7 +70,7 @@ def get_config(arg=None):
     widths, blocks, embed = (8, 8, 16, 16), (1, 1, 1, 1), 16
   backbones = dict(
       video=cc.resnet("r3d", widths=widths, blocks=blocks, stem_width=widths[0], reduction="mean",
-                      mean=cc.IMAGENET_MEAN, std=cc.IMAGENET_STD),
+                      projection=a.video_fc, mean=cc.IMAGENET_MEAN, std=cc.IMAGENET_STD),
       eda=cc.biosignal_cnn(embed_dim=embed, widths=(32, 64) if not a.tiny else (4, 8)),
   )
   # The authors' BioVid main.py feeds every fusion the backbones' raw features

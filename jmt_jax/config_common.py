@@ -77,9 +77,12 @@ def biosignal_input(window_seconds, channels=(0,), baseline="mean", scale=1.0):
               baseline=baseline, scale=scale)
 
 
-def resnet(kind, widths, blocks, stem_width, reduction, mean=None, std=None, stem_mid=45):
+def resnet(kind, widths, blocks, stem_width, reduction, mean=None, std=None, stem_mid=45,
+           projection=False):
+  """`reduction`: 'max', 'mean' or 'flatten_linear' of the last feature map; `projection`:
+  a Linear(widths[-1] -> widths[-1]) after it (torchvision's `fc` slot)."""
   c = dict(kind=kind, widths=widths, blocks=blocks, stem_width=stem_width, stem_mid=stem_mid,
-           reduction=reduction, embed_dim=widths[-1])
+           reduction=reduction, projection=projection, embed_dim=widths[-1])
   if mean is not None:
     c.update(mean=mean, std=std)
   return c

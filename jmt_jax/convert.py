@@ -4,9 +4,11 @@
       --weights=video_backbone=vision_r2d1.pt --weights=audio_backbone=audio_resnet18.pt \\
       --weights=fusion+head=fusion_w.pt
 
-Each `--weights=GROUPS=FILE` fills the parameter groups GROUPS (`+`-separated:
+Each `--weights=GROUPS=FILE[,FILE...]` fills the parameter groups GROUPS (`+`-separated:
 `<modality>_backbone`, `fusion`, `head`) from FILE (.safetensors; .pth/.pt when PyTorch is
-installed). Key names and layouts: jmt_jax/torch_layout.py. A file must provide every
+installed); several files are read as one state dict, as for the authors' flatten
+reduction, saved apart from its backbone:
+`--weights=video_backbone=vision_r2d1.pt,vision_r2d1_fc.pt`. Key names and layouts: jmt_jax/torch_layout.py. A file must provide every
 parameter of its groups with the right shape; keys it has beyond those are an error
 unless the public code is known to carry them unused (classifier heads, BatchNorm
 counters...), and those are listed. Train from the result with
@@ -27,7 +29,8 @@ from jmt_jax import weight_import
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config whose model the weights fill.")
 _OUT = flags.DEFINE_string("out", None, "Directory for the converted checkpoint.")
 _WEIGHTS = flags.DEFINE_multi_string(
-    "weights", [], "GROUPS=FILE: parameter groups ('+'-separated) and the state dict for them.")
+    "weights", [], "GROUPS=FILE[,FILE...]: parameter groups ('+'-separated) and the state "
+    "dict for them (several files: read as one).")
 
 
 def _parse_weights(specs):
@@ -36,8 +39,9 @@ def _parse_weights(specs):
     groups, sep, path = spec.partition("=")
     if not sep or not groups or not path:
       raise weight_import.ConversionError(
-          f"--weights={spec!r}: expected GROUPS=FILE, e.g. video_backbone=r2plus1d.pth")
-    sources.append((tuple(groups.split("+")), path))
+          f"--weights={spec!r}: expected GROUPS=FILE[,FILE...], e.g. "
+          f"video_backbone=r2plus1d.pth")
+    sources.append((tuple(groups.split("+")), tuple(path.split(","))))
   if not sources:
     raise weight_import.ConversionError("no --weights given")
   return sources

@@ -21,9 +21,9 @@ from flax import traverse_util
 # Keys present in the public state dicts that no jmt_jax parameter corresponds to:
 # BatchNorm step counters, classifier heads the backbones drop, modules the public code
 # builds but never calls, and weight-norm aliases (`net.0` is `conv1` in TemporalBlock).
+# torchvision's own `fc` is told apart by its shape (`is_ignored`).
 IGNORED = tuple(re.compile(p) for p in (
     r"(^|\.)num_batches_tracked$",
-    r"^fc\.(weight|bias)$",  # torchvision classifier (400 Kinetics / 1000 ImageNet classes)
     r"^fc\.\d\.(weight|bias)$",  # the authors' Sequential(Dropout, Linear) classifier
     r"^fc2\.(weight|bias)$",  # BioVid Conv1D_model classifier
     r"^i3d_WSDDA\.logits\.", r"^predictions\.", r"^(v|a)regressor\.",  # I3D_WSDDA heads
@@ -62,6 +62,18 @@ _JMT = {"joint": "out_layer_pv", "cross_attention/v_attn": "cross_attention_v",
 _VANILLA = {"v_attn": "cross_attention_v", "a_attn": "cross_attention_p", "proj": "final_layer"}
 _CONCAT = {"proj": "fc"}
 
+# torchvision's classifier slot: (400 Kinetics / 1000 ImageNet / 2 pain classes, 512), which
+# the public code replaces by nothing before it takes features (VIS_PHY_MODEL,
+# TwoStreamAuralVisualModel). A square one is no classifier: it is the 512x512 projection
+# of BioVid's Visual_model2, which the features go through (ResNet's `projection`).
+_TORCHVISION_FC = re.compile(r"^fc\.(weight|bias)$")
+
+# Modules of a backbone that the authors keep beside it rather than inside it: the
+# flatten reduction's Linear(25088, 512) is TwoStreamAuralVisualModel.vision_r2d1_fc,
+# saved in all_backbones.pt next to vision_r2d1.* and alone as vision_r2d1_fc.pt.
+SAVED_APART = ("vision_r2d1_fc",)
+_FLATTEN_FC = re.compile(r"(^|\.)vision_r2d1_fc\.weight$")
+
 
 class LayoutError(ValueError):
   """A jmt_jax module with no counterpart in the public PyTorch code."""
@@ -71,7 +83,9 @@ def _resnet_module(kind, path):
   if path[0] in _RESNET_STEM[kind]:
     return _RESNET_STEM[kind][path[0]]
   if path[0] == "reduce_fc":
-    return "reduce_fc"
+    return SAVED_APART[0]
+  if path[0] == "fc":
+    return "fc"
   layer, block = re.fullmatch(r"layer(\d+)_(\d+)", path[0]).groups()
   sub = {"downsample_conv": "downsample.0", "downsample_bn": "downsample.1"}.get(path[1])
   return f"layer{layer}.{block}.{sub or _RESNET_BLOCK[kind][path[1]]}"
@@ -210,5 +224,34 @@ def _is_attention(flat, path):
   return path[:-2] + ("query", "kernel") in flat
 
 
-def is_ignored(key):
+def is_ignored(key, shape_of):
+  """Whether the public code's forward pass leaves `key` unused; `shape_of(key)` gives the
+  shape of another key of the same module (None if absent)."""
+  if _TORCHVISION_FC.search(key):
+    weight = shape_of("fc.weight")
+    return weight is not None and len(weight) == 2 and weight[0] != weight[1]
   return any(p.search(key) for p in IGNORED)
+
+
+def another_config(model_cfg, group, key, shape):
+  """The config that has a place for `key` (a file's key, relative to the group's prefix),
+  which the configured backbone of `group` has none for and the public code uses; None
+  when it is not such a key."""
+  if not group.endswith("_backbone"):
+    return None
+  cfg = model_cfg.backbones[group[:-len("_backbone")]]
+  if _FLATTEN_FC.search(key) and cfg.kind == "r2plus1d" and cfg.reduction != "flatten_linear":
+    return (f"{key} is the flatten reduction's Linear, which the configured "
+            f"{cfg.reduction!r} reduction has no place for: convert with "
+            f"--config=configs/affwild2.py:video_reduction=flatten_linear")
+  if cfg.kind != "r3d":
+    return None
+  square = len(shape) == 2 and shape[0] == shape[1]
+  if key == "fc.weight" and square and not cfg.get("projection", False):
+    return (f"fc.weight {tuple(shape)} is a projection after the pooling (the authors' "
+            f"Visual_model2), which their features go through: convert with "
+            f"--config=configs/biovid.py:video_fc")
+  if key == "fc.weight" and not square and cfg.get("projection", False):
+    return (f"fc.weight {tuple(shape)} is a classifier, not a projection: convert without "
+            f"video_fc")
+  return None

@@ -2,6 +2,7 @@
 `python -m jmt_jax.convert`), and reading the converted checkpoints back."""
 
 import collections
+import dataclasses
 import json
 import os
 import re
@@ -48,15 +49,52 @@ def names(keys):
   return ", ".join(keys[:_SHOWN]) + more
 
 
-def _best_prefix(keys, wanted):
-  """The key prefix ('', 'resnet.', 'vision_r2d1.r2plus1d.'...) under which most of the
-  wanted names appear: wrappers of the authors' code nest torchvision models."""
-  candidates = {""}
-  for k in keys:
+@dataclasses.dataclass(frozen=True)
+class _Location:
+  """Where one part of a parameter group sits in a file: its PyTorch keys under `prefix`
+  ('', 'resnet.', 'vision_r2d1.r2plus1d.'...: wrappers of the authors' code nest
+  torchvision models), or, for a module they save apart (`module`, with `alone`), as the
+  file's own top-level keys under `prefix`."""
+  prefix: str
+  module: str = ""
+  alone: bool = False
+
+  def key(self, torch_key):
+    return self.prefix + (torch_key[len(self.module) + 1:] if self.alone else torch_key)
+
+  def holds(self, key):
+    if self.alone:
+      return key.startswith(self.prefix) and "." not in key[len(self.prefix):]
+    return key.startswith(self.prefix + (f"{self.module}." if self.module else ""))
+
+  def torch_key(self, key):
+    rest = key[len(self.prefix):]
+    return f"{self.module}.{rest}" if self.alone else rest
+
+
+def _locate(tensors, entries):
+  """The _Location under which the file holds most of `entries` (one part) in their
+  expected shapes; a module saved apart that the file does not hold is looked for at
+  the top level, where the authors' all_backbones.pt keeps it."""
+  first = entries[0].torch_key.split(".")[0]
+  module = first if first in torch_layout.SAVED_APART else ""
+  prefixes = {""}
+  for k in tensors:
     parts = k.split(".")
-    candidates.update(".".join(parts[:n]) + "." for n in range(1, min(len(parts), 4)))
-  return max(sorted(candidates), key=lambda p: sum(k[len(p):] in wanted for k in keys
-                                                  if k.startswith(p)))
+    prefixes.update(".".join(parts[:n]) + "." for n in range(1, min(len(parts), 4)))
+  candidates = [_Location(p, module, alone) for p in sorted(prefixes)
+                for alone in ((False, True) if module else (False,))]
+
+  def score(loc):
+    present = [e for e in entries if loc.key(e.torch_key) in tensors]
+    fit = sum(_fits(tensors[loc.key(e.torch_key)], e.torch_shape) for e in present)
+    return (fit, 0 if module else len(present))
+  best = max(candidates, key=score)
+  return best if score(best) > (0, 0) else _Location("", module)
+
+
+def _fits(value, want_shape):
+  return tuple(value.shape) == want_shape or _adapt_input_channels(value, want_shape) is not None
 
 
 def _adapt_input_channels(value, want_shape):
@@ -73,24 +111,37 @@ def _adapt_input_channels(value, want_shape):
   return None
 
 
-def _read_source(path, entries, others):
-  """{(collection, path): jax array} for `entries` from the state dict at `path`, and a
-  report. Each parameter group is looked for under its own key prefix, so one file may
-  hold several groups nested apart (the authors' wrappers save both backbones in one
-  model). `others` ({group: its PyTorch keys}) are the model's groups not converted from
-  this file: their keys are left for them, neither unknown nor unused (the authors'
+def _load_files(paths):
+  """One state dict from the files `paths` (the authors save some modules apart)."""
+  tensors, source = {}, {}
+  for path in paths:
+    for k, v in state_dicts.load(path).items():
+      if k in tensors:
+        raise ConversionError(f"{source[k]} and {path} both hold {k}")
+      tensors[k], source[k] = v, path
+  return tensors
+
+
+def _read_source(paths, entries, others, model_cfg):
+  """{(collection, path): jax array} for `entries` from the state dict in the files
+  `paths`, and a report. Each part of a parameter group is looked for on its own
+  (_locate), so one file may hold several groups nested apart (the authors' wrappers
+  save both backbones in one model) and a group may come from several files. `others`
+  ({group: its PyTorch keys}) are the model's groups not converted from these files:
+  their keys are left for them, neither unknown nor unused (the authors'
   `Two_transformers` file holds the fusion and the head). Raises ConversionError listing
-  every missing, mis-shaped and unknown key."""
-  tensors = state_dicts.load(path)
-  by_group = collections.defaultdict(list)
+  every missing, mis-shaped and unknown key, and every key that only another config
+  would use."""
+  tensors = _load_files(paths)
+  by_part = collections.defaultdict(list)
   for e in entries:
-    by_group[e.path[0]].append(e)
-  prefixes = {g: _best_prefix(tensors, {e.torch_key for e in es}) for g, es in by_group.items()}
-  used, missing, bad_shape, adapted, out = set(), [], [], [], {}
-  for group, group_entries in by_group.items():
-    prefix = prefixes[group]
-    for e in group_entries:
-      key = prefix + e.torch_key
+    by_part[(e.path[0], e.torch_key.split(".")[0] in torch_layout.SAVED_APART)].append(e)
+  locations = {part: _locate(tensors, es) for part, es in by_part.items()}
+  used, missing, bad_shape, adapted, misfits, out = set(), [], [], [], [], {}
+  for part, part_entries in by_part.items():
+    loc = locations[part]
+    for e in part_entries:
+      key = loc.key(e.torch_key)
       if key not in tensors:
         missing.append(key)
         continue
@@ -100,54 +151,79 @@ def _read_source(path, entries, others):
         fix = _adapt_input_channels(value, e.torch_shape)
         if fix is None:
           bad_shape.append(f"{key} {tuple(value.shape)} (expected {e.torch_shape})")
+          hint = torch_layout.another_config(model_cfg, part[0], e.torch_key, value.shape)
+          misfits += [hint] if hint else []
           continue
         value = fix[0]
         adapted.append(f"{key}: {fix[1]}")
       if e.packed_index is not None:
         value = np.split(value, 3, axis=0)[e.packed_index]
       out[(e.collection, e.path)] = np.asarray(e.to_jax(value), np.float32)
-  inside = lambda k: any(k.startswith(p) for p in prefixes.values())
-  strip = lambda k: k[max((len(p) for p in prefixes.values() if k.startswith(p)), default=0):]
-  leftover = sorted(k for k in tensors if k not in used and inside(k))
+
+  def holder(k):  # the part whose location holds k most narrowly
+    held = [(len(loc.prefix) + len(loc.module), part, loc) for part, loc in locations.items()
+            if loc.holds(k)]
+    return max(held, key=lambda h: h[0])[1:] if held else (None, None)
+
   owner = {k: g for g, keys in others.items() for k in keys}
-  left_for = collections.defaultdict(list)
-  for k in leftover:
-    if strip(k) in owner:
-      left_for[owner[strip(k)]].append(k)
-  leftover = [k for k in leftover if strip(k) not in owner]
-  ignored = [k for k in leftover if torch_layout.is_ignored(strip(k))]
-  unknown = [k for k in leftover if not torch_layout.is_ignored(strip(k))]
+  left_for, ignored, unknown, outside = collections.defaultdict(list), [], [], []
+  for k in sorted(set(tensors) - used):
+    part, loc = holder(k)
+    if part is None:
+      outside.append(k)
+      hint = next(filter(None, (torch_layout.another_config(model_cfg, g, k, tensors[k].shape)
+                                for g, _ in by_part)), None)
+      misfits += [hint] if hint else []
+      continue
+    rel = loc.torch_key(k)
+    if rel in owner:
+      left_for[owner[rel]].append(k)
+      continue
+    shape_of = lambda key, loc=loc: getattr(tensors.get(loc.key(key)), "shape", None)
+    if torch_layout.is_ignored(rel, shape_of):
+      ignored.append(k)
+      continue
+    unknown.append(k)
+    hint = torch_layout.another_config(model_cfg, part[0], rel, tensors[k].shape)
+    misfits += [hint] if hint else []
   problems = []
   missing, bad_shape = sorted(set(missing)), sorted(set(bad_shape))  # in_proj: 3 entries
   if missing:
     problems.append(f"{len(missing)} missing keys: {names(missing)}")
+    if any(k.endswith(f"{torch_layout.SAVED_APART[0]}.weight") for k in missing):
+      problems.append(f"the authors save the flatten reduction's Linear apart, as "
+                      f"{torch_layout.SAVED_APART[0]}.pt: give both files, "
+                      f"--weights=video_backbone=vision_r2d1.pt,{torch_layout.SAVED_APART[0]}.pt")
   if bad_shape:
     problems.append(f"{len(bad_shape)} keys with the wrong shape: {names(bad_shape)}")
   if unknown:
     problems.append(f"{len(unknown)} unknown keys: {names(unknown)}")
+  problems += sorted(set(misfits))
   if problems:
     if missing and left_for:
       groups = "+".join(sorted(left_for))
       problems.append(f"it holds the model's {groups} (--weights={groups}=FILE)")
-    raise ConversionError(f"{path}: " + "; ".join(problems) + " (nothing was converted)")
-  shown = sorted(set(prefixes.values()))
-  report = dict(file=os.path.abspath(path), prefix=shown[0] if len(shown) == 1 else shown,
+    raise ConversionError(f"{','.join(paths)}: " + "; ".join(problems)
+                          + " (nothing was converted)"
+                          + _another_backbone(tensors, model_cfg, {g for g, _ in by_part}))
+  shown = sorted({loc.prefix for loc in locations.values()})
+  report = dict(file=",".join(os.path.abspath(p) for p in paths),
+                prefix=shown[0] if len(shown) == 1 else shown,
                 loaded=len(used), adapted=adapted, ignored=ignored,
                 left_for={g: len(keys) for g, keys in sorted(left_for.items())},
-                outside_prefix=sorted(k for k in tensors if not inside(k)))
+                outside_prefix=outside)
   return out, report
 
 
-def _another_backbone(path, model_cfg, groups):
+def _another_backbone(tensors, model_cfg, groups):
   """A hint naming the config that fits a file holding another video backbone than the
   configured one, or ''."""
-  keys = list(state_dicts.load(path))
-  for group in groups:
+  for group in sorted(groups):
     if not group.endswith("_backbone"):
       continue
     kind = model_cfg.backbones[group[:-len("_backbone")]].kind
     for other, pattern, config in _VIDEO_LAYOUTS:
-      if other != kind and any(pattern.search(k) for k in keys):
+      if other != kind and any(pattern.search(k) for k in tensors):
         return (f". It holds an {other} backbone, not the configured {kind}: convert it "
                 f"with --config={config}")
   return ""
@@ -164,8 +240,9 @@ def _nest(flat):
 
 
 def convert(config, sources):
-  """(variables, manifest) for `sources`: [(groups, file)], groups a tuple of top-level
-  parameter groups. Every group of the model may appear at most once."""
+  """(variables, manifest) for `sources`: [(groups, files)], groups a tuple of top-level
+  parameter groups, files a path or a tuple of paths read as one state dict. Every group
+  of the model may appear at most once."""
   variables = abstract_variables(config)
   groups_of_model = set(variables["params"])
   seen = collections.Counter(g for groups, _ in sources for g in groups)
@@ -182,16 +259,15 @@ def convert(config, sources):
     except torch_layout.LayoutError:
       keys_of[g] = set()  # a group with no public layout leaves no keys to recognise
   flat, reports = {}, []
-  for groups, path in sources:
+  for groups, paths in sources:
+    paths = (paths,) if isinstance(paths, str) else tuple(paths)
     try:
       entries = torch_layout.expected_keys(config.model, variables, set(groups))
     except torch_layout.LayoutError as e:
-      raise ConversionError(f"{path}: {e}") from e
-    try:
-      values, report = _read_source(path, entries,
-                                    {g: k for g, k in keys_of.items() if g not in groups})
-    except ConversionError as e:
-      raise ConversionError(f"{e}{_another_backbone(path, config.model, groups)}") from None
+      raise ConversionError(f"{','.join(paths)}: {e}") from e
+    values, report = _read_source(paths, entries,
+                                  {g: k for g, k in keys_of.items() if g not in groups},
+                                  config.model)
     flat.update(values)
     reports.append(dict(groups=list(groups), **report))
   manifest = dict(groups=sorted(seen), sources=reports, model=config.model.to_dict())

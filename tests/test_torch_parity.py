@@ -107,20 +107,79 @@ def test_backbone_matches_pytorch(name, ext, tmp_path):
   assert _jax_count(variables["params"][group]) == _torch_count(torch_model)
 
 
+def _video_features(config, variables, x):
+  module = model_lib.build_backbone(config.model.backbones.video, "video_backbone")
+  return module.apply(_group_vars(variables, "video_backbone"),
+                      jnp.asarray(np.moveaxis(x.numpy(), 1, -1)))
+
+
 def test_r2plus1d_flatten_linear_matches_pytorch(tmp_path):
-  """Flatten + Linear(25088, 512) needs the paper's input: 8 frames of 112x112."""
-  config = load_config("affwild2", "jmt")
-  config.model.backbones.video.reduction = "flatten_linear"
-  torch_model = ref.randomize_batch_norm(
-      ref.ResNet("r2plus1d", reduction="flatten_linear", flatten_in=25088), _seeded(1)).eval()
-  variables = _converted(config, ("video_backbone",), torch_model, tmp_path / "r21d.pth")
+  """Flatten + Linear(25088, 512) needs the paper's input: 8 frames of 112x112. The
+  authors keep the Linear beside the backbone: all_backbones.pt holds vision_r2d1.* and
+  vision_r2d1_fc.*; vision_r2d1.pt and vision_r2d1_fc.pt hold them apart."""
+  config = load_config("affwild2", "jmt,video_reduction=flatten_linear")
+  torch_model = ref.randomize_batch_norm(ref.R2D1Flatten(), _seeded(1)).eval()
   x = torch.randn(1, 3, 8, 112, 112)
   with torch.no_grad():
     want = torch_model(x).numpy()
-  module = model_lib.build_backbone(config.model.backbones.video, "video_backbone")
-  got = module.apply(_group_vars(variables, "video_backbone"),
-                     jnp.asarray(np.moveaxis(x.numpy(), 1, -1)))
-  assert _max_diff(got, want) < TOL
+  together = _converted(config, ("video_backbone",), torch_model, tmp_path / "all.pth")
+  assert _max_diff(_video_features(config, together, x), want) < TOL
+
+  trunk = _save(torch_model.vision_r2d1, tmp_path / "vision_r2d1.pth")
+  fc = _save(torch_model.vision_r2d1_fc, tmp_path / "vision_r2d1_fc.pth")
+  apart, _ = weight_import.convert(config, [(("video_backbone",), (trunk, fc))])
+  assert jax.tree.all(jax.tree.map(np.array_equal, apart, together))
+
+  with pytest.raises(weight_import.ConversionError,
+                     match=r"missing keys: vision_r2d1_fc.bias, vision_r2d1_fc.weight; the "
+                           r"authors save the flatten reduction's Linear apart, as "
+                           r"vision_r2d1_fc.pt: give both files"):
+    weight_import.convert(config, [(("video_backbone",), trunk)])
+  # A flatten-trained file for the paper's max reduction would drop a used layer.
+  with pytest.raises(weight_import.ConversionError,
+                     match=r"vision_r2d1_fc.weight is the flatten reduction's Linear, which the "
+                           r"configured 'max' reduction has no place for: convert with "
+                           r"--config=configs/affwild2.py:video_reduction=flatten_linear"):
+    weight_import.convert(load_config("affwild2", "jmt"),
+                          [(("video_backbone",), str(tmp_path / "all.pth"))])
+
+
+def test_biovid_visual_model2_projection_is_kept(tmp_path):
+  """Visual_model2's 512x512 `fc` is part of the features its BioVid concatenation model
+  takes (out_layers emptied): with video_fc it converts and matches; without, it is
+  refused with the option that fits. Visual_model's 2-class `fc` is a classifier that
+  VIS_PHY_MODEL replaces by nothing: ignored, and refused as a projection."""
+  gen = _seeded(4)
+  x = torch.randn(2, 3, 5, 32, 32, generator=gen)
+  model2 = ref.randomize_batch_norm(ref.VisualModel2(), gen).eval()
+  path2 = _save(model2, tmp_path / "visual_model2.pth")
+  config = load_config("biovid", "jmt,video_fc")
+  variables, manifest = weight_import.convert(config, [(("video_backbone",), path2)])
+  with torch.no_grad():
+    want = model2.features(x).numpy()
+  assert _max_diff(_video_features(config, variables, x), want) < TOL
+  assert manifest["sources"][0]["outside_prefix"][0].startswith("out_layers.")
+  with pytest.raises(weight_import.ConversionError,
+                     match=r"unknown keys: visual_model.fc.bias, visual_model.fc.weight; "
+                           r"fc.weight \(512, 512\) is a projection after the pooling .* "
+                           r"convert with --config=configs/biovid.py:video_fc"):
+    weight_import.convert(load_config("biovid", "jmt"), [(("video_backbone",), path2)])
+
+  classifier = ref.randomize_batch_norm(ref.ResNet("r3d", fc_out=2), gen).eval()
+  wrapped = torch.nn.Module()
+  wrapped.visual_model = classifier  # the authors' Visual_model
+  path1 = _save(wrapped, tmp_path / "visual_model.pth")
+  variables, manifest = weight_import.convert(load_config("biovid", "jmt"),
+                                              [(("video_backbone",), path1)])
+  assert {"visual_model.fc.weight", "visual_model.fc.bias"} <= set(
+      manifest["sources"][0]["ignored"])
+  classifier.fc = torch.nn.Identity()  # VIS_PHY_MODEL: visual_model.fc = nn.Sequential()
+  with torch.no_grad():
+    want = classifier(x).numpy()
+  assert _max_diff(_video_features(load_config("biovid", "jmt"), variables, x), want) < TOL
+  with pytest.raises(weight_import.ConversionError,
+                     match=r"fc.weight \(2, 512\) is a classifier, not a projection"):
+    weight_import.convert(config, [(("video_backbone",), path1)])
 
 
 def test_backbone_counts_equal_torchvision_published():

@@ -120,6 +120,13 @@ def test_convert_command(tmp_path):
   assert "missing keys: layer1.0.conv1.0.0.weight" in last
   assert "it holds the model's fusion+head (--weights=fusion+head=FILE)" in last
 
+  # Files read as one state dict (FILE,FILE): a key held by two of them is refused.
+  video = sources[0][1]
+  proc = _run("jmt_jax.convert", "--config=configs/affwild2.py:jmt,tiny", f"--out={out}3",
+              f"--weights=video_backbone={video},{video}")
+  assert proc.returncode == 1
+  assert f"error: {video} and {video} both hold " in proc.stderr.strip().splitlines()[-1]
+
   # The authors' fusion file for the head alone, then for the fusion alone: the other
   # group's keys are left for it, not refused or called unused.
   for group, other in (("head", "fusion"), ("fusion", "head")):

@@ -74,10 +74,12 @@ class Block2D(nn.Module):
 
 class ResNet(nn.Module):
   """kind 'r2plus1d' / 'r3d' (torchvision VideoResNet) or 'resnet2d' (torchvision ResNet
-  with an `in_channels` stem); no classifier; layer-4 map reduced as jmt_jax does."""
+  with an `in_channels` stem); layer-4 map reduced as jmt_jax does ('flatten': kept whole,
+  channel-major); `fc_out`: torchvision's `fc` after the reduction (the classifier, or
+  BioVid Visual_model2's 512x512 projection), none by default."""
 
   def __init__(self, kind, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2), stem_mid=45,
-               in_channels=3, reduction="mean", flatten_in=0, embed_dim=512):
+               in_channels=3, reduction="mean", fc_out=0):
     super().__init__()
     self.kind, self.reduction = kind, reduction
     w0 = widths[0]
@@ -106,8 +108,7 @@ class ResNet(nn.Module):
           layer.append(VideoBlock(cin, w, builder, stride))
         cin = w
       setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
-    if reduction == "flatten_linear":
-      self.reduce_fc = nn.Linear(flatten_in, embed_dim)
+    self.fc = nn.Linear(widths[-1], fc_out) if fc_out else nn.Identity()
 
   def forward(self, x):
     if self.kind == "resnet2d":
@@ -115,10 +116,41 @@ class ResNet(nn.Module):
     else:
       x = self.stem(x)
     x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-    if self.reduction == "flatten_linear":
-      return self.reduce_fc(x.flatten(1))
+    if self.reduction == "flatten":
+      return x.flatten(1)
     x = x.flatten(2)
-    return x.max(dim=2)[0] if self.reduction == "max" else x.mean(dim=2)
+    return self.fc(x.max(dim=2)[0] if self.reduction == "max" else x.mean(dim=2))
+
+
+class R2D1Flatten(nn.Module):
+  """TwoStreamAuralVisualModel's vision branch with R2D1_ft_dim_reduce='FLATTEN': the
+  layer-4 map of `vision_r2d1.r2plus1d`, flattened, through `vision_r2d1_fc`, a module
+  of its own beside the backbone (saved apart as vision_r2d1_fc.pt)."""
+
+  def __init__(self, flatten_in=25088, embed_dim=512, **resnet):
+    super().__init__()
+    self.vision_r2d1 = nn.Module()
+    self.vision_r2d1.r2plus1d = ResNet("r2plus1d", reduction="flatten", **resnet)
+    self.vision_r2d1_fc = nn.Linear(flatten_in, embed_dim)
+
+  def forward(self, x):
+    return self.vision_r2d1_fc(self.vision_r2d1.r2plus1d(x))
+
+
+class VisualModel2(nn.Module):
+  """BioVid's Visual_model2: R3D-18 whose `fc` is a Linear(512, 512), then `out_layers`,
+  the unimodal classifier. Its features, as VIS_PHY_MODEL_CONCAT takes them
+  (out_layers emptied), are `features(x)`: through the fc."""
+
+  def __init__(self, num_classes=2, **resnet):
+    super().__init__()
+    width = resnet.get("widths", (512,))[-1]
+    self.visual_model = ResNet("r3d", fc_out=width, **resnet)
+    self.out_layers = nn.Sequential(nn.Linear(width, 256), nn.ReLU(), nn.Linear(256, 64),
+                                    nn.ReLU(), nn.Linear(64, num_classes))
+
+  def features(self, x):
+    return self.visual_model(x)
 
 
 # ---------------------------------------------------------------- BioVid EDA CNN

@@ -29,7 +29,8 @@ def build_backbone(cfg, name):
   if cfg.kind in ("resnet2d", "r3d", "r2plus1d"):
     return resnet.ResNet(kind=cfg.kind, widths=tuple(cfg.widths), blocks=tuple(cfg.blocks),
                          stem_width=cfg.stem_width, stem_mid=cfg.get("stem_mid", 45),
-                         reduction=cfg.reduction, embed_dim=cfg.embed_dim, name=name)
+                         reduction=cfg.reduction, projection=cfg.get("projection", False),
+                         embed_dim=cfg.embed_dim, name=name)
   if cfg.kind == "biosignal_cnn":
     return biosignal.BiosignalCNN(widths=tuple(cfg.widths), kernel=cfg.kernel,
                                   first_stride=cfg.first_stride, embed_dim=cfg.embed_dim, name=name)

@@ -127,11 +127,16 @@ class ResNet(nn.Module):
   stem_width: int = 64
   stem_mid: int = 45  # r2plus1d only: the stem's spatial-conv width
   reduction: str = "mean"
-  embed_dim: int = 512  # only used by reduction='flatten_linear'
+  # A Linear(widths[-1] -> embed_dim) after the reduction, in torchvision's `fc` slot: the
+  # authors' BioVid `Visual_model2` keeps a trained 512x512 one in its features.
+  projection: bool = False
+  embed_dim: int = 512  # used by reduction='flatten_linear' and by the projection
 
   @property
   def out_dim(self):
-    return self.embed_dim if self.reduction == "flatten_linear" else self.widths[-1]
+    if self.reduction == "flatten_linear" or self.projection:
+      return self.embed_dim
+    return self.widths[-1]
 
   @nn.compact
   def __call__(self, x, train=False):
@@ -156,4 +161,5 @@ class ResNet(nn.Module):
       for j in range(num):
         stride = 2 if i > 0 and j == 0 else 1
         x = BasicBlock(width, stride, conv_type, name=f"layer{i + 1}_{j}")(x, train)
-    return reduce_features(x, self.reduction, self.embed_dim)
+    x = reduce_features(x, self.reduction, self.embed_dim)
+    return nn.Dense(self.embed_dim, name="fc")(x) if self.projection else x
