@@ -45,6 +45,10 @@ setuptools.setup(
                  "nbclient>=0.10,<0.12", "nbformat>=5.9,<6", "ipykernel>=6.29,<8"],
         # What the notebooks use beyond the package (Colab has these already).
         "notebooks": ["scikit-image>=0.22,<0.27", "ipykernel>=6.29,<8"],
+        # JAX for accelerators, in the same range as above: an installed JAX in range (as
+        # on Colab) stays, and the extra adds the plugin matching it.
+        "cuda12": ["jax[cuda12]>=0.7,<0.13"],
+        "tpu": ["jax[tpu]>=0.7,<0.13"],
     },
     license="Apache-2.0",
 )

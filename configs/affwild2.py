@@ -86,6 +86,7 @@ def get_config(arg=None):
                  fusion=fusion, head=cc.valence_arousal_head(hidden=128, dropout=0.1),
                  freeze_backbones=bool(a.init_from) and a.freeze_backbones)
   c.init_from = a.init_from
+  c.compute_dtype = "auto"  # bfloat16 on GPUs and TPUs, float32 on CPUs
   c.feature_cache = a.feature_cache
 
   # SGD with Nesterov momentum 0.9, lr from the grid {8e-4, 6e-4, 3e-4}, batch 32.

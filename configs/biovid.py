@@ -90,6 +90,7 @@ def get_config(arg=None):
                                                    mlp=mlp),
                  freeze_backbones=a.freeze_backbones)
   c.init_from = a.init_from
+  c.compute_dtype = "auto"  # bfloat16 on GPUs and TPUs, float32 on CPUs
 
   # Adam, lr 5e-6, batch 128, 100 epochs.
   c.optimizer.update(name="adam", learning_rate=5e-6, warmup_steps=0, schedule="constant")

@@ -32,7 +32,9 @@ def base_config():
   c.mesh = dict(data=-1, fsdp=1)
   c.sharding = dict(rules=(("_backbone/", "fsdp"), (".*", "replicate")), fsdp_axis="fsdp",
                     min_size=2**14)
-  c.compute_dtype = "float32"  # or "bfloat16": bfloat16 compute, float32 parameters
+  # "float32", "bfloat16" (bfloat16 compute, float32 parameters) or "auto" (float32 on a
+  # CPU, bfloat16 on GPUs and TPUs: models.model.resolve_compute_dtype).
+  c.compute_dtype = "float32"
   c.compilation_cache_dir = "~/.cache/jmt_jax/xla"
   c.init_from = ""  # a converted checkpoint (python -m jmt_jax.convert) to start from
   # With frozen backbones: a cache written by `python -m jmt_jax.extract_features` that
@@ -77,12 +79,21 @@ def biosignal_input(window_seconds, channels=(0,), baseline="mean", scale=1.0):
               baseline=baseline, scale=scale)
 
 
+# Every backbone config also holds how it is computed, which changes no result:
+#   conv3d: 3-D convolutions 'native' (XLA's), 'per_tap' (2-D convolutions per temporal
+#     tap) or 'auto' (per_tap on CPUs, native on GPUs and TPUs): models.resnet.Conv3D;
+#   remat: '' (keep activations for the backward pass) or a jax.checkpoint_policies name
+#     ('nothing_saveable', 'dots_saveable'...): recompute them, to fine-tune the backbone
+#     at a larger batch in the same memory.
+COMPUTE = dict(conv3d="auto", remat="")
+
+
 def resnet(kind, widths, blocks, stem_width, reduction, mean=None, std=None, stem_mid=45,
            projection=False):
   """`reduction`: 'max', 'mean' or 'flatten_linear' of the last feature map; `projection`:
   a Linear(widths[-1] -> widths[-1]) after it (torchvision's `fc` slot)."""
   c = dict(kind=kind, widths=widths, blocks=blocks, stem_width=stem_width, stem_mid=stem_mid,
-           reduction=reduction, projection=projection, embed_dim=widths[-1])
+           reduction=reduction, projection=projection, embed_dim=widths[-1], **COMPUTE)
   if mean is not None:
     c.update(mean=mean, std=std)
   return c
@@ -90,14 +101,14 @@ def resnet(kind, widths, blocks, stem_width, reduction, mean=None, std=None, ste
 
 def biosignal_cnn(embed_dim, widths=(32, 64), kernel=5, first_stride=2):
   return dict(kind="biosignal_cnn", widths=widths, kernel=kernel, first_stride=first_stride,
-              embed_dim=embed_dim)
+              embed_dim=embed_dim, **COMPUTE)
 
 
 def i3d_tcn(tcn_widths=(512, 512, 512, 512), tcn_kernel=5, tcn_dropout=0.1, resize_to=224,
             mean=None, std=None):
   """I3D + TCN; clips are resized to `resize_to` pixels first, as the authors' code does."""
   c = dict(kind="i3d_tcn", tcn_widths=tcn_widths, tcn_kernel=tcn_kernel, tcn_dropout=tcn_dropout,
-           resize_to=resize_to)
+           resize_to=resize_to, **COMPUTE)
   if mean is not None:
     c.update(mean=mean, std=std)
   return c

@@ -32,6 +32,7 @@ from absl import logging
 from array_record.python.array_record_module import ArrayRecordWriter
 from jax.experimental import multihost_utils
 
+from jmt_jax import config_common as cc
 from jmt_jax import train_step
 from jmt_jax.data import clips as clips_lib
 from jmt_jax.data import pipeline
@@ -51,13 +52,16 @@ def _json(config_dict):
 
 def _input_fingerprint(config):
   """What the cached embeddings depend on, besides the backbone weights."""
-  backbones = {m: config.model.backbones[m] for m in config.model.modalities}
+  # How a backbone is computed (config_common.COMPUTE) changes no embedding.
+  backbones = {m: {k: v for k, v in config.model.backbones[m].items() if k not in cc.COMPUTE}
+               for m in config.model.modalities}
   data = dict(config.data)
   data.pop("data_dir", None)
   data.pop("protocol", None)  # a BioVid fold picks recordings; their embeddings are the same
   return hashlib.sha256("|".join([
       _json({k: v for k, v in config.input.items() if k != "augment"}),
-      _json(backbones), _json(data), config.compute_dtype]).encode()).hexdigest()
+      _json(backbones), _json(data),
+      model_lib.resolve_compute_dtype(config.compute_dtype)]).encode()).hexdigest()
 
 
 def backbone_fingerprint(params, batch_stats):

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from jmt_jax import metrics
+from jmt_jax.models import model as model_lib
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -112,64 +113,76 @@ def make_train_step(model, tx, task, accum_steps=1):
   Parameters stay float32; for a model built with compute_dtype='bfloat16' the forward
   and backward passes run on bfloat16 copies (BatchNorm statistics stay float32). A step whose loss or
   gradient (or updated parameters) is not finite leaves the state as it was and reports logs['finite'] = False.
+  With frozen backbones (model.config.freeze_backbones) only the other groups are
+  differentiated, updated and checked: the backbones' parameters pass through untouched,
+  rather than as zero gradients, zero updates and copies of 40M parameters a step.
   """
   dtype = compute_dtype(model)
+  frozen = model.config.get("freeze_backbones", False)
 
-  def forward(params, batch_stats, batch, rng):
+  def split(params):
+    """(trained groups, fixed groups) of `params`."""
+    fixed = {k: v for k, v in params.items() if frozen and model_lib.is_backbone(k)}
+    return {k: v for k, v in params.items() if k not in fixed}, fixed
+
+  def forward(trained, fixed, batch_stats, batch, rng):
     outputs, updates = model.apply(
-        {"params": cast_floats(params, dtype), "batch_stats": batch_stats}, batch, train=True,
-        rngs={"dropout": rng}, mutable=["batch_stats"])
+        {"params": cast_floats({**trained, **fixed}, dtype), "batch_stats": batch_stats}, batch,
+        train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
     return loss_sums(task, outputs, batch), updates.get("batch_stats", {})
 
-  def whole_batch_grads(state, batch, rng):
-    def loss_fn(params):
-      sums, batch_stats = forward(params, state.batch_stats, batch, rng)
-      return loss_from_sums(task, sums)[0], (sums, batch_stats)
-    grads, (sums, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
-    return grads, sums, batch_stats
+  def whole_batch_grads(trained, fixed, batch_stats, batch, rng):
+    def loss_fn(trained):
+      sums, new_stats = forward(trained, fixed, batch_stats, batch, rng)
+      return loss_from_sums(task, sums)[0], (sums, new_stats)
+    grads, (sums, new_stats) = jax.grad(loss_fn, has_aux=True)(trained)
+    return grads, sums, new_stats
 
-  def accumulated_grads(state, batch, rng):
+  def accumulated_grads(trained, fixed, batch_stats, batch, rng):
     micro = _microbatches(batch, accum_steps)
     rngs = jax.vmap(lambda j: jax.random.fold_in(rng, j))(jnp.arange(accum_steps))
 
     def add_sums(total, xs):
-      sums, _ = forward(state.params, state.batch_stats, *xs)
+      sums, _ = forward(trained, fixed, batch_stats, *xs)
       return jax.tree.map(jnp.add, total, sums), None
 
     zero_sums = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(
-        lambda: forward(state.params, state.batch_stats, jax.tree.map(lambda x: x[0], micro),
+        lambda: forward(trained, fixed, batch_stats, jax.tree.map(lambda x: x[0], micro),
                         rng)[0]))
     sums, _ = jax.lax.scan(add_sums, zero_sums, (micro, rngs))
     d_loss = jax.grad(lambda s: loss_from_sums(task, s)[0])(sums)
 
     def add_grads(carry, xs):
-      grads, batch_stats = carry
+      grads, stats = carry
 
-      def linearised_loss(params):
-        part, new_stats = forward(params, batch_stats, *xs)
+      def linearised_loss(trained):
+        part, new_stats = forward(trained, fixed, stats, *xs)
         return sum(jnp.vdot(d_loss[k], part[k]) for k in part), new_stats
 
-      g, batch_stats = jax.grad(linearised_loss, has_aux=True)(state.params)
-      return (jax.tree.map(jnp.add, grads, g), batch_stats), None
+      g, stats = jax.grad(linearised_loss, has_aux=True)(trained)
+      return (jax.tree.map(jnp.add, grads, g), stats), None
 
-    zeros = jax.tree.map(jnp.zeros_like, state.params)
-    (grads, batch_stats), _ = jax.lax.scan(add_grads, (zeros, state.batch_stats), (micro, rngs))
-    return grads, sums, batch_stats
+    zeros = jax.tree.map(jnp.zeros_like, trained)
+    (grads, new_stats), _ = jax.lax.scan(add_grads, (zeros, batch_stats), (micro, rngs))
+    return grads, sums, new_stats
 
   def train_step(state, batch):
     step_rng = jax.random.fold_in(state.rng, state.step)
     compute = whole_batch_grads if accum_steps == 1 else accumulated_grads
-    grads, sums, batch_stats = compute(state, batch, step_rng)
+    trained, fixed = split(state.params)
+    grads, sums, batch_stats = compute(trained, fixed, state.batch_stats, batch, step_rng)
     loss, logs = loss_from_sums(task, sums)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    # The optimizer's frozen groups (optax.set_to_zero) read no gradient.
+    all_grads = {**grads, **jax.tree.map(jnp.zeros_like, fixed)}
+    updates, opt_state = tx.update(all_grads, state.opt_state, state.params)
     logs["grad_norm"] = optax.tree.norm(grads)
-    new_params = optax.apply_updates(state.params, updates)
-    finite = jax.tree.reduce(lambda ok, x: ok & jnp.isfinite(x).all(), new_params,
+    new_trained = optax.apply_updates(trained, {k: updates[k] for k in trained})
+    finite = jax.tree.reduce(lambda ok, x: ok & jnp.isfinite(x).all(), new_trained,
                              jnp.isfinite(loss) & jnp.isfinite(logs["grad_norm"]))
-    new = (new_params, batch_stats, opt_state)
-    old = (state.params, state.batch_stats, state.opt_state)
-    params, batch_stats, opt_state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new = (new_trained, batch_stats, opt_state)
+    old = (trained, state.batch_stats, state.opt_state)
+    trained, batch_stats, opt_state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     logs["finite"] = finite
-    return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                         opt_state=opt_state), logs
+    return state.replace(step=state.step + 1, params={**trained, **fixed},
+                         batch_stats=batch_stats, opt_state=opt_state), logs
   return train_step

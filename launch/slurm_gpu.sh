@@ -10,7 +10,8 @@
 # the time limit (and on preemption); training then saves a checkpoint and exits with
 # status 75, and the job requeues itself to resume from it. Extra sbatch options go in
 # SBATCH_FLAGS (e.g. "--partition=gpu --time=24:00:00"); PYTHON picks the interpreter of
-# the environment jmt_jax is installed in (default python3).
+# the environment jmt_jax is installed in (default python3), with its GPU extra:
+#   python3 -m venv .venv && .venv/bin/pip install -e ".[cuda12]"
 set -euo pipefail
 
 dry_run=0

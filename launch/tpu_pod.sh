@@ -66,7 +66,7 @@ fi
 run git archive --format=tar.gz --output=/tmp/jmt_jax.tar.gz HEAD
 tpu scp /tmp/jmt_jax.tar.gz "$name":/tmp/jmt_jax.tar.gz --worker=all
 tpu ssh "$name" --worker=all --command="mkdir -p ~/jmt_jax && tar -xzf /tmp/jmt_jax.tar.gz \
--C ~/jmt_jax && cd ~/jmt_jax && python3 -m venv .venv && .venv/bin/pip install -q -e . 'jax[tpu]'"
+-C ~/jmt_jax && cd ~/jmt_jax && python3 -m venv .venv && .venv/bin/pip install -q -e '.[tpu]'"
 tpu ssh "$name" --worker=all --command="$train_cmd"
 run mkdir -p "$results"
 tpu scp --recurse "$name":"$workdir/eval" "$name":"$workdir/metrics.jsonl" "$results" --worker=0

@@ -2,6 +2,8 @@
 with the tiny demo config: the quick start trains a workdir, and the two others use it."""
 
 import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -59,3 +61,25 @@ def test_notebooks_are_stored_without_outputs(name):
   nbformat.validate(nb)
   assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
   assert "pip" in nb.cells[1].source and "install" in nb.cells[1].source  # first code cell
+
+
+def test_install_cell_installs_from_the_checkout_or_the_address_set(tmp_path):
+  """The first code cell, run as Colab would (pip resolving for real, --dry-run so that
+  nothing is installed): from the checkout the notebook sits in; outside a checkout,
+  a clear message until JMT_JAX_REPO is set, then from there."""
+  cell = nbformat.read(os.path.join(ROOT, "notebooks", "quick_start.ipynb"),
+                       as_version=4).cells[1].source
+  env = {k: v for k, v in os.environ.items() if k not in ("JMT_JAX_REPO", "PYTHONPATH")}
+  env["JMT_JAX_PIP_DRY_RUN"] = "1"
+  run = lambda cwd, **extra: subprocess.run([sys.executable, "-c", cell], cwd=cwd,
+                                            env={**env, **extra}, capture_output=True,
+                                            text=True, timeout=600, check=False)
+  inside = run(os.path.join(ROOT, "notebooks"))
+  assert inside.returncode == 0, inside.stderr[-2000:]
+  assert f"would install jmt_jax from {ROOT} with the extras ['notebooks']" in inside.stdout
+  outside = run(tmp_path)
+  assert outside.returncode == 1
+  assert "set JMT_JAX_REPO at the top of this cell" in outside.stderr
+  named = run(tmp_path, JMT_JAX_REPO=ROOT)
+  assert named.returncode == 0, named.stderr[-2000:]
+  assert f"would install jmt_jax from {ROOT}" in named.stdout

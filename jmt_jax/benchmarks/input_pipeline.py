@@ -33,8 +33,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from jmt_jax import library_logs
-from jmt_jax import train
-from jmt_jax import train_step
+from jmt_jax.benchmarks import step_timing
 from jmt_jax.data import augment
 from jmt_jax.data import clips
 from jmt_jax.data import pipeline
@@ -149,25 +148,9 @@ def photo_frame():
 
 def step_rate(config, batch, num_steps):
   """(examples/s, compile seconds, GFLOP per step, seconds per step) of the train step."""
-  setup = train.Setup(config, workdir=None, with_cache=False)
-  state = train.initial_state(setup)
-  batch = jax.device_put(batch)
-  step = jax.jit(train_step.make_train_step(setup.model, setup.tx, config.task,
-                                            config.train.grad_accum_steps), donate_argnums=0)
-  t0 = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
-  compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float((cost or {}).get("flops", float("nan")))
-  state, logs = compiled(state, batch)
-  jax.block_until_ready(logs)
-  t0 = time.perf_counter()
-  for _ in range(num_steps):
-    state, logs = compiled(state, batch)
-  jax.block_until_ready(logs)
-  seconds = (time.perf_counter() - t0) / num_steps
-  return len(batch["valid"]) / seconds, compile_s, flops / 1e9, seconds
+  step = step_timing.compile_step(config, batch)
+  seconds = step.time(num_steps)
+  return len(batch["valid"]) / seconds, step.compile_s, step.flops / 1e9, seconds
 
 
 def main(argv):

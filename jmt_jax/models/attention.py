@@ -4,37 +4,74 @@ semantics (`nn.MultiheadAttention`, `nn.TransformerEncoderLayer(norm_first=False
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # torch.nn.LayerNorm's default epsilon.
 _LN_EPS = 1e-5
+
+
+class DenseParams(nn.Module):
+  """`nn.Dense`'s parameters (same names, shapes and initialisers), returned rather than
+  applied, so that projections of one input can share one matmul. `features` 0: as many
+  as the input has."""
+
+  features: int = 0
+
+  @nn.compact
+  def __call__(self, in_features):
+    out = self.features or in_features
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (in_features, out))
+    bias = self.param("bias", nn.initializers.zeros_init(), (out,))
+    return kernel, bias
+
+
+def project(x, params):
+  """x @ [k_1 | k_2 | ...] + [b_1 | b_2 | ...], split back: one matmul for every
+  projection of the same input (wider matmuls run closer to the CPU's peak)."""
+  kernel = jnp.concatenate([k for k, _ in params], axis=1).astype(x.dtype)
+  bias = jnp.concatenate([b for _, b in params]).astype(x.dtype)
+  y = x @ kernel + bias
+  return jnp.split(y, np.cumsum([k.shape[1] for k, _ in params])[:-1], axis=-1)
 
 
 class MultiHeadAttention(nn.Module):
   """softmax(Q K^T / sqrt(d_head)) V per head over the sequence axis, batch-first.
 
   q/k/v/out projections with biases: torch's packed `in_proj_weight` is the
-  concatenation of the q, k and v kernels (transposed).
+  concatenation of the q, k and v kernels (transposed). Self-attention (`key_value` is
+  `query`) projects q, k and v in one matmul, cross-attention k and v; a caller with
+  more projections of one input takes `projections` and calls `attend`.
   """
 
   num_heads: int
 
-  @nn.compact
-  def __call__(self, query, key_value):
-    dim = query.shape[-1]
+  def setup(self):
+    self.query, self.key, self.value, self.out = (DenseParams() for _ in range(4))
+
+  def projections(self, dim, names):
+    """The (kernel, bias) of the named projections ('query', 'key', 'value')."""
+    return [getattr(self, n)(dim) for n in names]
+
+  def attend(self, q, k, v):
+    """Attention over projected (..., T, dim) queries, keys and values, then `out`."""
+    dim = q.shape[-1]
     if dim % self.num_heads:
       raise ValueError(f"model width {dim} is not divisible by num_heads={self.num_heads}")
     head_dim = dim // self.num_heads
-
-    def project(x, name):
-      y = nn.Dense(dim, name=name)(x)
-      return y.reshape(y.shape[:-1] + (self.num_heads, head_dim))
-
-    q, k, v = project(query, "query"), project(key_value, "key"), project(key_value, "value")
+    heads = lambda y: y.reshape(y.shape[:-1] + (self.num_heads, head_dim))
+    q, k, v = heads(q), heads(k), heads(v)
     logits = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(head_dim).astype(q.dtype)
     weights = jax.nn.softmax(logits, axis=-1)
     self.sow("intermediates", "attention_weights", weights)
-    out = jnp.einsum("...hqk,...khd->...qhd", weights, v).reshape(query.shape[:-1] + (dim,))
-    return nn.Dense(dim, name="out")(out)
+    out = jnp.einsum("...hqk,...khd->...qhd", weights, v).reshape(q.shape[:-2] + (dim,))
+    return project(out, [self.out(dim)])[0]
+
+  def __call__(self, query, key_value):
+    dim = query.shape[-1]
+    if key_value is query:
+      return self.attend(*project(query, self.projections(dim, ("query", "key", "value"))))
+    (q,) = project(query, self.projections(dim, ("query",)))
+    return self.attend(q, *project(key_value, self.projections(dim, ("key", "value"))))
 
 
 class EncoderLayer(nn.Module):

@@ -8,6 +8,7 @@ joint branch; which real modalities fill those roles is config.
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jmt_jax.models import attention
 from jmt_jax.models.attention import Encoder
 from jmt_jax.models.attention import MultiHeadAttention
 
@@ -43,7 +44,19 @@ class KeyBasedCrossAttention(nn.Module):
   def __call__(self, v, a, j):
     attn = {s: MultiHeadAttention(self.num_heads, name=f"{s}_attn") for s in "vaj"}
     sources = {"v": v, "a": a, "j": j}
-    return {name: attn[name[0]](sources[name[0]], sources[name[2]]) for name in CROSS_OUTPUTS}
+    d = v.shape[-1]
+    # Every projection of one source in one matmul: the query of its own module, the
+    # keys and values of the two modules that attend to it.
+    queries, keys_values = {}, {}
+    for s, x in sources.items():
+      others = [o for o in "vaj" if o != s]
+      params = attn[s].projections(d, ("query",)) + [
+          p for o in others for p in attn[o].projections(d, ("key", "value"))]
+      q, *kv = attention.project(x, params)
+      queries[s] = q
+      keys_values.update({(o, s): kv[2 * i:2 * i + 2] for i, o in enumerate(others)})
+    return {name: attn[name[0]].attend(queries[name[0]], *keys_values[(name[0], name[2])])
+            for name in CROSS_OUTPUTS}
 
 
 def cross_attention_maps(intermediates):
@@ -84,8 +97,9 @@ class JointMultimodalTransformer(nn.Module):
     if self.output == "tokens":
       tokens = jnp.stack([outs[k] for k in CROSS_OUTPUTS], axis=-2)  # (B, T, 6, d)
       tokens = enc("token_encoder")(tokens)
-      tokens = MultiHeadAttention(self.num_heads, name="token_attn")(tokens, tokens)
-      return tokens[..., -1, :]
+      # Only the last token's output is kept, so only its query is computed.
+      return MultiHeadAttention(self.num_heads, name="token_attn")(tokens[..., -1:, :],
+                                                                   tokens)[..., 0, :]
     x = jnp.concatenate([outs[k] for k in CROSS_OUTPUTS], axis=-1)
     if self.output == "concat":
       return enc("concat_encoder", self.concat_ffn_dim)(x)

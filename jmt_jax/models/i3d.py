@@ -48,26 +48,30 @@ class Unit3D(nn.Module):
   features: int
   kernel: Sequence[int] = (1, 1, 1)
   stride: Sequence[int] = (1, 1, 1)
+  conv3d: str = "auto"
 
   @nn.compact
   def __call__(self, x, train):
     pads = [same_padding(s, k, st) for s, k, st in zip(x.shape[1:4], self.kernel, self.stride)]
     x = resnet.Conv3D(self.features, tuple(self.kernel), tuple(self.stride), padding=pads,
-                      name="conv3d")(x)
+                      impl=self.conv3d, name="conv3d")(x)
     x = resnet.batch_norm(train, "bn", momentum=_BN_MOMENTUM, epsilon=_BN_EPS)(x)
     return nn.relu(x)
 
 
 class InceptionModule(nn.Module):
   widths: Sequence[int]
+  conv3d: str = "auto"
 
   @nn.compact
   def __call__(self, x, train):
     w = self.widths
-    b0 = Unit3D(w[0], name="b0")(x, train)
-    b1 = Unit3D(w[2], (3, 3, 3), name="b1b")(Unit3D(w[1], name="b1a")(x, train), train)
-    b2 = Unit3D(w[4], (3, 3, 3), name="b2b")(Unit3D(w[3], name="b2a")(x, train), train)
-    b3 = Unit3D(w[5], name="b3b")(max_pool_same(x, (3, 3, 3), (1, 1, 1)), train)
+    unit = lambda width, name, kernel=(1, 1, 1): Unit3D(width, kernel, conv3d=self.conv3d,
+                                                        name=name)
+    b0 = unit(w[0], "b0")(x, train)
+    b1 = unit(w[2], "b1b", (3, 3, 3))(unit(w[1], "b1a")(x, train), train)
+    b2 = unit(w[4], "b2b", (3, 3, 3))(unit(w[3], "b2a")(x, train), train)
+    b3 = unit(w[5], "b3b")(max_pool_same(x, (3, 3, 3), (1, 1, 1)), train)
     return jnp.concatenate([b0, b1, b2, b3], axis=-1)
 
 
@@ -121,6 +125,7 @@ class I3DTCN(nn.Module):
   tcn_widths: Sequence[int] = (512, 512, 512, 512)
   tcn_kernel: int = 5
   tcn_dropout: float = 0.1
+  conv3d: str = "auto"  # how 3-D convolutions are computed (resnet.Conv3D)
 
   @property
   def out_dim(self):
@@ -131,15 +136,16 @@ class I3DTCN(nn.Module):
     if x.shape[1] < 2:
       raise ValueError(f"I3D needs at least 2 frames per clip (its final pooling spans 2), "
                        f"got {x.shape[1]}")
-    x = Unit3D(64, (7, 7, 7), (1, 2, 2), name="Conv3d_1a_7x7")(x, train)
+    c3 = self.conv3d
+    x = Unit3D(64, (7, 7, 7), (1, 2, 2), c3, name="Conv3d_1a_7x7")(x, train)
     x = max_pool_same(x, (1, 3, 3), (1, 2, 2))
-    x = Unit3D(64, name="Conv3d_2b_1x1")(x, train)
-    x = Unit3D(192, (3, 3, 3), name="Conv3d_2c_3x3")(x, train)
+    x = Unit3D(64, conv3d=c3, name="Conv3d_2b_1x1")(x, train)
+    x = Unit3D(192, (3, 3, 3), conv3d=c3, name="Conv3d_2c_3x3")(x, train)
     x = max_pool_same(x, (1, 3, 3), (1, 2, 2))
     for name, widths in _MIXED:
       if name in _POOL_BEFORE:
         x = max_pool_same(x, *_POOL_BEFORE[name])
-      x = InceptionModule(widths, name=name)(x, train)
+      x = InceptionModule(widths, c3, name=name)(x, train)
     x = nn.avg_pool(x, (2,) + x.shape[2:4]).reshape(x.shape[0], -1, x.shape[-1])  # (N, T-1, C)
     for i, width in enumerate(self.tcn_widths):
       x = TemporalBlock(width, self.tcn_kernel, 2 ** i, self.tcn_dropout,

@@ -25,18 +25,34 @@ def is_backbone(module_name):
   return module_name.endswith("_backbone")
 
 
+def _rematerialised(cls, policy):
+  """`cls` recomputing its activations in the backward pass rather than keeping them, but
+  for what the `jax.checkpoint_policies` member named `policy` saves ('': keep all)."""
+  if not policy:
+    return cls
+  if not hasattr(jax.checkpoint_policies, policy):
+    raise ValueError(f"remat={policy!r} is not a jax.checkpoint_policies member (e.g. "
+                     f"'nothing_saveable', 'dots_saveable')")
+  return nn.remat(cls, policy=getattr(jax.checkpoint_policies, policy), static_argnums=(2,))
+
+
 def build_backbone(cfg, name):
+  """The backbone of `cfg`; call it as backbone(x, train)."""
+  remat = cfg.get("remat", "")
   if cfg.kind in ("resnet2d", "r3d", "r2plus1d"):
-    return resnet.ResNet(kind=cfg.kind, widths=tuple(cfg.widths), blocks=tuple(cfg.blocks),
-                         stem_width=cfg.stem_width, stem_mid=cfg.get("stem_mid", 45),
-                         reduction=cfg.reduction, projection=cfg.get("projection", False),
-                         embed_dim=cfg.embed_dim, name=name)
+    return _rematerialised(resnet.ResNet, remat)(
+        kind=cfg.kind, widths=tuple(cfg.widths), blocks=tuple(cfg.blocks),
+        stem_width=cfg.stem_width, stem_mid=cfg.get("stem_mid", 45), reduction=cfg.reduction,
+        projection=cfg.get("projection", False), embed_dim=cfg.embed_dim,
+        conv3d=cfg.get("conv3d", "auto"), name=name)
   if cfg.kind == "biosignal_cnn":
-    return biosignal.BiosignalCNN(widths=tuple(cfg.widths), kernel=cfg.kernel,
-                                  first_stride=cfg.first_stride, embed_dim=cfg.embed_dim, name=name)
+    return _rematerialised(biosignal.BiosignalCNN, remat)(
+        widths=tuple(cfg.widths), kernel=cfg.kernel, first_stride=cfg.first_stride,
+        embed_dim=cfg.embed_dim, name=name)
   if cfg.kind == "i3d_tcn":
-    return i3d.I3DTCN(tcn_widths=tuple(cfg.tcn_widths), tcn_kernel=cfg.tcn_kernel,
-                      tcn_dropout=cfg.tcn_dropout, name=name)
+    return _rematerialised(i3d.I3DTCN, remat)(
+        tcn_widths=tuple(cfg.tcn_widths), tcn_kernel=cfg.tcn_kernel,
+        tcn_dropout=cfg.tcn_dropout, conv3d=cfg.get("conv3d", "auto"), name=name)
   raise ValueError(f"unknown backbone kind {cfg.kind!r}; use one of {list(BACKBONE_KINDS)}")
 
 
@@ -76,7 +92,7 @@ class MultimodalModel(nn.Module):
       x = frontends.prepare(x.reshape((b * t,) + x.shape[2:]), cfg.backbones[m],
                             cfg.get("inputs", {}).get(m), cfg.get("rates"),
                             None if aug is None else aug.reshape(b * t, -1)).astype(dtype)
-      e = build_backbone(cfg.backbones[m], name=f"{m}_backbone")(x, train=train and not frozen)
+      e = build_backbone(cfg.backbones[m], name=f"{m}_backbone")(x, train and not frozen)
       if frozen:
         e = jax.lax.stop_gradient(e)
       embeddings.append(e.reshape(b, t, -1))
@@ -101,12 +117,26 @@ class MultimodalModel(nn.Module):
     return jax.tree.map(lambda x: x.astype(jnp.float32), outputs)
 
 
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+
+
+def resolve_compute_dtype(name):
+  """'float32' or 'bfloat16' for a config's `compute_dtype` ('auto': float32 on a CPU,
+  bfloat16 on GPUs and TPUs, whose matrix units run it at several times the float32 rate)."""
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f"compute_dtype={name!r}: use one of {list(COMPUTE_DTYPES)}")
+  if name == "auto":
+    return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+  return name
+
+
 def build_model(model_config, compute_dtype="float32", inputs=None, rates=None):
-  """The model of `model_config`. `inputs` and `rates` (`data.pipeline.model_inputs`) say
-  what its inputs are, when they are not the backbones' own."""
+  """The model of `model_config`, computing in `compute_dtype` (resolve_compute_dtype).
+  `inputs` and `rates` (`data.pipeline.model_inputs`) say what its inputs are, when they
+  are not the backbones' own."""
   cfg = ml_collections.ConfigDict(
       model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
-  cfg.compute_dtype = compute_dtype
+  cfg.compute_dtype = resolve_compute_dtype(compute_dtype)
   if inputs is not None:
     cfg.inputs = inputs
     cfg.rates = rates

@@ -20,13 +20,64 @@ def batch_norm(train, name, momentum=_BN_MOMENTUM, epsilon=_BN_EPS):
   return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon, name=name)
 
 
-class Conv3D(nn.Module):
-  """A bias-free 3-D convolution computed as a sum of 2-D convolutions over time.
+CONV3D_IMPLS = ("auto", "native", "per_tap")
 
-  Same parameter as `nn.Conv` (kernel (kt, kh, kw, in, out)) and same result, but
-  XLA's CPU backend runs strided 3-D convolutions and their gradients 20-40x slower
-  than the equivalent 2-D ones (BUILD_NOTES.md), so each temporal tap is a 2-D
-  convolution over the frames folded into the batch.
+
+def conv3d_impl(impl):
+  """'native' or 'per_tap' for a config's `conv3d` ('auto': per_tap on CPUs, native on
+  GPUs and TPUs)."""
+  if impl not in CONV3D_IMPLS:
+    raise ValueError(f"conv3d={impl!r}: use one of {list(CONV3D_IMPLS)}")
+  if impl == "auto":
+    return "per_tap" if jax.default_backend() == "cpu" else "native"
+  return impl
+
+
+# Output maps of at most this many positions are convolved as one matmul over patches:
+# XLA's CPU convolution takes 1 s for a 3x3, 512-channel map of 2x4 (batch 32) that the
+# matmul does in 9 ms (ResNet-18's layer 4 on a log-mel spectrogram; BUILD_NOTES.md).
+_SMALL_MAP = 16
+
+
+def conv2d(x, kernel, strides, padding):
+  """(N, H, W, C) x (kh, kw, C, O) -> (N, H', W', O), `padding` ((before, after),) * 2."""
+  kh, kw, c, o = kernel.shape
+  (pt, pb), (pl, pr) = padding
+  ho = (x.shape[1] + pt + pb - kh) // strides[0] + 1
+  wo = (x.shape[2] + pl + pr - kw) // strides[1] + 1
+  if ho * wo > _SMALL_MAP:
+    return jax.lax.conv_general_dilated(x, kernel, tuple(strides), [tuple(p) for p in padding],
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+  patches = [x[:, i:i + strides[0] * (ho - 1) + 1:strides[0],
+               j:j + strides[1] * (wo - 1) + 1:strides[1]] for i in range(kh) for j in range(kw)]
+  return jnp.concatenate(patches, axis=-1) @ kernel.reshape(kh * kw * c, o)
+
+
+class Conv2D(nn.Module):
+  """A bias-free 2-D convolution with `nn.Conv`'s parameter (kernel (kh, kw, in, out)),
+  through `conv2d`."""
+
+  features: int
+  kernel_size: Sequence[int]
+  strides: Sequence[int]
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        tuple(self.kernel_size) + (x.shape[-1], self.features))
+    return conv2d(x, kernel.astype(x.dtype), self.strides,
+                  [(k // 2, k // 2) for k in self.kernel_size])
+
+
+class Conv3D(nn.Module):
+  """A bias-free 3-D convolution, with the parameter of `nn.Conv` (kernel (kt, kh, kw,
+  in, out)), computed as `impl` says (`conv3d_impl`).
+
+  'native' is XLA's 3-D convolution. 'per_tap' is the same sum as 2-D convolutions over
+  the frames folded into the batch, one per temporal tap (a pure temporal tap is a
+  matmul): XLA's CPU backend runs strided 3-D convolutions and their gradients 20-40x
+  slower than the equivalent 2-D ones (BUILD_NOTES.md).
   """
 
   features: int
@@ -34,35 +85,37 @@ class Conv3D(nn.Module):
   strides: Sequence[int]
   # ((before, after),) * 3 for (t, h, w); None: PyTorch's symmetric k // 2.
   padding: Optional[Sequence[Sequence[int]]] = None
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x):
     kt, kh, kw = self.kernel_size
-    st = self.strides[0]
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (kt, kh, kw, x.shape[-1], self.features))
-    pad_t, pad_h, pad_w = self.padding or [(k // 2, k // 2) for k in self.kernel_size]
+                        (kt, kh, kw, x.shape[-1], self.features)).astype(x.dtype)
+    pads = [tuple(p) for p in (self.padding or [(k // 2, k // 2) for k in self.kernel_size])]
+    if conv3d_impl(self.impl) == "native":
+      return jax.lax.conv_general_dilated(x, kernel, tuple(self.strides), pads,
+                                          dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+    st = self.strides[0]
     n = x.shape[0]
-    x = jnp.pad(x, ((0, 0), tuple(pad_t), (0, 0), (0, 0), (0, 0)))
+    x = jnp.pad(x, ((0, 0), pads[0], (0, 0), (0, 0), (0, 0)))
     t_out = (x.shape[1] - kt) // st + 1
     out = 0.0
     for k in range(kt):
       xs = x[:, k:k + st * (t_out - 1) + 1:st]
-      if kh == kw == 1 and self.strides[1:] == (1, 1):  # a pure temporal tap is a matmul
-        out = out + xs @ kernel[k, 0, 0].astype(x.dtype)
+      if kh == kw == 1 and tuple(self.strides[1:]) == (1, 1):
+        out = out + xs @ kernel[k, 0, 0]
         continue
-      out = out + jax.lax.conv_general_dilated(
-          xs.reshape((n * t_out,) + xs.shape[2:]), kernel[k].astype(x.dtype), self.strides[1:],
-          [tuple(pad_h), tuple(pad_w)], dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      out = out + conv2d(xs.reshape((n * t_out,) + xs.shape[2:]), kernel[k], self.strides[1:],
+                         pads[1:])
     return out if out.ndim == 5 else out.reshape((n, t_out) + out.shape[1:])
 
 
-def conv(features, kernel, strides, name):
+def conv(features, kernel, strides, name, conv3d="auto"):
   """Bias-free convolution with PyTorch's symmetric `k // 2` padding."""
   if len(kernel) == 3:
-    return Conv3D(features, tuple(kernel), tuple(strides), name=name)
-  return nn.Conv(features, tuple(kernel), tuple(strides), padding=[(k // 2, k // 2) for k in kernel],
-                 use_bias=False, name=name)
+    return Conv3D(features, tuple(kernel), tuple(strides), impl=conv3d, name=name)
+  return Conv2D(features, tuple(kernel), tuple(strides), name=name)
 
 
 def r2plus1d_midplanes(in_planes, out_planes):
@@ -76,16 +129,17 @@ class BasicBlock(nn.Module):
   features: int
   stride: int
   conv_type: str
+  conv3d: str = "auto"
 
   def _conv(self, x, stride, midplanes, train, name):
     f = self.features
     if self.conv_type == "2d":
       return conv(f, (3, 3), (stride, stride), name)(x)
     if self.conv_type == "3d":
-      return conv(f, (3, 3, 3), (stride,) * 3, name)(x)
-    x = conv(midplanes, (1, 3, 3), (1, stride, stride), f"{name}_spatial")(x)
+      return conv(f, (3, 3, 3), (stride,) * 3, name, self.conv3d)(x)
+    x = conv(midplanes, (1, 3, 3), (1, stride, stride), f"{name}_spatial", self.conv3d)(x)
     x = nn.relu(batch_norm(train, f"{name}_mid_bn")(x))
-    return conv(f, (3, 1, 1), (stride, 1, 1), f"{name}_temporal")(x)
+    return conv(f, (3, 1, 1), (stride, 1, 1), f"{name}_temporal", self.conv3d)(x)
 
   @nn.compact
   def __call__(self, x, train):
@@ -96,7 +150,8 @@ class BasicBlock(nn.Module):
     y = batch_norm(train, "bn2")(y)
     if self.stride != 1 or x.shape[-1] != self.features:
       ndim = x.ndim - 2
-      x = conv(self.features, (1,) * ndim, (self.stride,) * ndim, "downsample_conv")(x)
+      x = conv(self.features, (1,) * ndim, (self.stride,) * ndim, "downsample_conv",
+               self.conv3d)(x)
       x = batch_norm(train, "downsample_bn")(x)
     return nn.relu(x + y)
 
@@ -131,6 +186,7 @@ class ResNet(nn.Module):
   # authors' BioVid `Visual_model2` keeps a trained 512x512 one in its features.
   projection: bool = False
   embed_dim: int = 512  # used by reduction='flatten_linear' and by the projection
+  conv3d: str = "auto"  # how 3-D convolutions are computed (Conv3D)
 
   @property
   def out_dim(self):
@@ -146,13 +202,13 @@ class ResNet(nn.Module):
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
       conv_type = "2d"
     elif self.kind == "r3d":
-      x = conv(self.stem_width, (3, 7, 7), (1, 2, 2), "stem_conv")(x)
+      x = conv(self.stem_width, (3, 7, 7), (1, 2, 2), "stem_conv", self.conv3d)(x)
       x = nn.relu(batch_norm(train, "stem_bn")(x))
       conv_type = "3d"
     elif self.kind == "r2plus1d":
-      x = conv(self.stem_mid, (1, 7, 7), (1, 2, 2), "stem_conv_spatial")(x)
+      x = conv(self.stem_mid, (1, 7, 7), (1, 2, 2), "stem_conv_spatial", self.conv3d)(x)
       x = nn.relu(batch_norm(train, "stem_bn_spatial")(x))
-      x = conv(self.stem_width, (3, 1, 1), (1, 1, 1), "stem_conv_temporal")(x)
+      x = conv(self.stem_width, (3, 1, 1), (1, 1, 1), "stem_conv_temporal", self.conv3d)(x)
       x = nn.relu(batch_norm(train, "stem_bn_temporal")(x))
       conv_type = "2plus1d"
     else:
@@ -160,6 +216,6 @@ class ResNet(nn.Module):
     for i, (width, num) in enumerate(zip(self.widths, self.blocks)):
       for j in range(num):
         stride = 2 if i > 0 and j == 0 else 1
-        x = BasicBlock(width, stride, conv_type, name=f"layer{i + 1}_{j}")(x, train)
+        x = BasicBlock(width, stride, conv_type, self.conv3d, name=f"layer{i + 1}_{j}")(x, train)
     x = reduce_features(x, self.reduction, self.embed_dim)
     return nn.Dense(self.embed_dim, name="fc")(x) if self.projection else x

@@ -1,0 +1,82 @@
+"""What the step benchmarks share: a batch of the config's shapes made up from its input
+spec (no dataset opened), the jitted train step compiled for it, and its timing."""
+
+import dataclasses
+import time
+
+import jax
+import numpy as np
+
+from jmt_jax import train
+from jmt_jax import train_step
+from jmt_jax.data import pipeline
+
+
+def synthetic_batch(config, batch_size, seed=0, embeddings=False):
+  """A training batch of `batch_size` windows with the config's shapes and dtypes: random
+  pixels, audio, biosignals and labels, no augmentation (identity factors). With
+  `embeddings`, per-clip backbone embeddings stand in for the raw inputs, as the feature
+  cache gives them."""
+  rng = np.random.default_rng(seed)
+  t = config.input.num_clips
+  batch = {}
+  for m, s in pipeline.input_spec(config).items():
+    shape = (batch_size,) + s.shape[1:]
+    if embeddings:
+      continue
+    if s.dtype == np.uint8:
+      batch[m] = rng.integers(0, 256, shape, np.uint8)
+    elif s.dtype == np.int16:
+      batch[m] = rng.integers(-8000, 8000, shape, np.int16)
+    else:
+      batch[m] = rng.standard_normal(shape).astype(s.dtype)
+    if config.input.modalities[m].kind == "frames":
+      batch.setdefault("augment", {})[m] = np.tile(np.float32([0, 1, 1]), (batch_size, t, 1))
+  if embeddings:
+    batch["embeddings"] = {m: rng.standard_normal((batch_size, t, config.model.backbones[m].get(
+        "embed_dim", 512))).astype(np.float32) for m in config.model.modalities}
+  batch["valence"] = rng.uniform(-1, 1, (batch_size, t)).astype(np.float32)
+  batch["arousal"] = rng.uniform(-1, 1, (batch_size, t)).astype(np.float32)
+  batch["pain"] = rng.integers(0, config.model.head.num_classes or 1, batch_size).astype(np.int32)
+  batch["valid"] = np.ones(batch_size, np.float32)
+  return batch
+
+
+@dataclasses.dataclass
+class CompiledStep:
+  """The train step of a config compiled for one batch, with XLA's own accounting."""
+  run: object  # (state, batch) -> (state, logs)
+  state: object
+  batch: object
+  compile_s: float
+  flops: float  # per step, from XLA's cost analysis (nan where it gives none)
+  memory_bytes: float  # arguments + outputs + temporaries, from XLA's memory analysis
+
+  def time(self, steps):
+    """Seconds per step over `steps` steps (the state moves on; inputs stay)."""
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      self.state, logs = self.run(self.state, self.batch)
+    jax.block_until_ready(logs)
+    return (time.perf_counter() - t0) / steps
+
+
+def compile_step(config, batch):
+  """The config's jitted train step compiled for `batch`, run once (warm)."""
+  setup = train.Setup(config, workdir=None, with_cache=False, with_data=False)
+  state = train.initial_state(setup)
+  batch = jax.device_put(batch)
+  step = jax.jit(train_step.make_train_step(setup.model, setup.tx, config.task,
+                                            config.train.grad_accum_steps), donate_argnums=0)
+  t0 = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  memory = compiled.memory_analysis()
+  memory_bytes = float("nan") if memory is None else float(
+      memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes)
+  out = CompiledStep(compiled, state, batch, compile_s,
+                     float((cost or {}).get("flops", float("nan"))), memory_bytes)
+  out.time(1)
+  return out

@@ -1,0 +1,166 @@
+"""jmt_jax's train step beside the PyTorch modules of `tests/torch_reference.py` (which
+follow the authors' layouts), at the paper's Aff-Wild2 shapes, in one run:
+
+  python -m jmt_jax.benchmarks.versus_pytorch [--settings=frozen,fusion] [--rounds=3]
+
+- `frozen`: the full step with frozen backbones, as the paper trains the fusion: the
+  R(2+1)D-18 and the log-mel ResNet-18 run forward in inference mode on raw inputs
+  (pixels normalised, log-mels computed, in both), then JMT and the heads forward and
+  backward, CCC loss, an SGD (Nesterov) update; batch 2 windows of 16 clips.
+- `fusion`: the same step from per-clip embeddings (the feature cache's path), batch 32.
+
+The two sides alternate, `rounds` times, so that both see the same machine; the medians
+and their ratio (clips/s of jmt_jax over PyTorch's) are printed, float32 against float32,
+with jmt_jax in bfloat16 beside it. PyTorch runs on `--threads` threads (default: every
+core); XLA's CPU backend uses every core of the host. Needs `pip install torch`.
+"""
+
+import os
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+from absl import app
+from absl import flags
+
+from jmt_jax import config_args
+from jmt_jax import library_logs
+from jmt_jax.benchmarks import step_timing
+from jmt_jax.data import logmel
+
+_SETTINGS = flags.DEFINE_list("settings", ["frozen", "fusion"], "Steps to compare.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternations of the two sides.")
+_THREADS = flags.DEFINE_integer("threads", 0, "PyTorch threads (0: every core).")
+_BFLOAT16 = flags.DEFINE_bool("bfloat16", True, "Also time jmt_jax in bfloat16.")
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# setting: (batch size, steps per timing)
+SETTINGS = {"frozen": (2, 1), "fusion": (32, 20)}
+
+
+def jax_config(setting, dtype):
+  config = config_args.load("configs/affwild2.py:jmt,synthetic")
+  config.model.freeze_backbones = True
+  config.compute_dtype = dtype
+  return config
+
+
+class TorchStep:
+  """The reference's step at the config's shapes."""
+
+  def __init__(self, torch, ref, config, setting, batch):
+    self.torch, self.setting = torch, setting
+    self.fusion = ref.AffWild2Fusion(ref.JMT(512, 1, 1, "tokens"), 512).train()
+    self.opt = torch.optim.SGD(self.fusion.parameters(), lr=config.optimizer.learning_rate,
+                               momentum=0.9, nesterov=True)
+    self.labels = [torch.from_numpy(batch[k]) for k in ("valence", "arousal")]
+    if setting == "fusion":
+      self.inputs = [torch.from_numpy(batch["embeddings"][m]) for m in ("video", "audio")]
+      return
+    self.video = ref.ResNet("r2plus1d", reduction="max").eval()
+    self.audio = ref.ResNet("resnet2d", in_channels=1).eval()
+    video = config.model.backbones.video
+    self.mean = torch.tensor(video.mean).view(1, 3, 1, 1, 1)
+    self.std = torch.tensor(video.std).view(1, 3, 1, 1, 1)
+    spec = config.input.modalities.audio
+    self.spec = spec
+    self.window = torch.from_numpy(logmel.window(spec.n_fft, spec.win_length).astype(np.float32))
+    self.mel = torch.from_numpy(logmel.mel_filterbank(config.data.render.audio_rate, spec.n_fft,
+                                                      spec.n_mels).astype(np.float32))
+    frames = torch.from_numpy(batch["video"])  # (B, T, F, H, W, 3) uint8
+    self.inputs = [frames.flatten(0, 1).permute(0, 4, 1, 2, 3).contiguous(),
+                   torch.from_numpy(batch["audio"]).flatten(0, 1)]
+
+  def _log_mel(self, wave):
+    torch, s = self.torch, self.spec
+    x = wave.float() / 32768.0
+    x = torch.nn.functional.pad(x[:, None], (s.n_fft // 2, s.n_fft // 2), mode="reflect")[:, 0]
+    frames = x.unfold(-1, s.n_fft, s.hop_length) * self.window
+    power = torch.fft.rfft(frames).abs() ** 2
+    db = 10.0 * torch.log10(torch.clamp(power @ self.mel, min=1e-10))
+    db = torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - s.top_db)
+    return ((db.transpose(-1, -2) - s.mean) / s.std)[:, None]
+
+  def _ccc_loss(self, preds):
+    loss = 0.0
+    for p, y in zip(preds, self.labels):
+      p, y = p.flatten(), y.flatten()
+      cov = ((p - p.mean()) * (y - y.mean())).mean()
+      loss = loss + 1 - 2 * cov / (p.var(unbiased=False) + y.var(unbiased=False)
+                                   + (p.mean() - y.mean()) ** 2)
+    return loss
+
+  def __call__(self):
+    torch = self.torch
+    if self.setting == "fusion":
+      v, a = self.inputs
+    else:
+      frames, wave = self.inputs
+      b, t = self.labels[0].shape
+      with torch.no_grad():
+        x = (frames.float() / 255.0 - self.mean) / self.std
+        v = self.video(x).reshape(b, t, -1)
+        a = self.audio(self._log_mel(wave)).reshape(b, t, -1)
+    loss = self._ccc_loss(self.fusion(v, a))
+    self.opt.zero_grad()
+    loss.backward()
+    self.opt.step()
+    return float(loss)
+
+
+def compare(torch, ref, setting, rounds, with_bf16):
+  batch_size, steps = SETTINGS[setting]
+  config = jax_config(setting, "float32")
+  batch = step_timing.synthetic_batch(config, batch_size, embeddings=setting == "fusion")
+  clips = batch_size * config.input.num_clips
+  sides = {"jmt_jax float32": step_timing.compile_step(config, batch)}
+  if with_bf16:
+    sides["jmt_jax bfloat16"] = step_timing.compile_step(jax_config(setting, "bfloat16"), batch)
+  torch_step = TorchStep(torch, ref, config, setting, batch)
+  torch_step()  # warm-up
+
+  def time_torch():
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      torch_step()
+    return (time.perf_counter() - t0) / steps
+
+  seconds = {name: [] for name in [*sides, "pytorch float32"]}
+  for _ in range(rounds):
+    for name, side in sides.items():
+      seconds[name].append(side.time(steps))
+    seconds["pytorch float32"].append(time_torch())
+  rate = {name: clips / statistics.median(s) for name, s in seconds.items()}
+  print(f"\n{setting}: batch {batch_size} x {config.input.num_clips} clips, median of {rounds} "
+        f"rounds of {steps} step(s)")
+  for name, s in seconds.items():
+    print(f"  {name:18s} {rate[name]:9.2f} clips/s  ({statistics.median(s):.3f} s/step; "
+          f"rounds: {', '.join(f'{x:.3f}' for x in s)})")
+  base = rate["pytorch float32"]
+  for name in sides:
+    print(f"  ratio {name} / pytorch float32: {rate[name] / base:.2f}x")
+  return rate
+
+
+def main(argv):
+  del argv
+  library_logs.quiet()
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    sys.exit("error: this benchmark needs PyTorch (pip install torch, the CPU build)")
+  sys.path.insert(0, os.path.join(_REPO, "tests"))
+  import torch_reference as ref  # pylint: disable=import-outside-toplevel
+  torch.set_num_threads(_THREADS.value or os.cpu_count())
+  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({os.cpu_count()} host "
+        f"cores); torch {torch.__version__} on {torch.get_num_threads()} threads")
+  for setting in _SETTINGS.value:
+    if setting not in SETTINGS:
+      sys.exit(f"error: --settings: unknown {setting!r}; use {sorted(SETTINGS)}")
+    compare(torch, ref, setting, _ROUNDS.value, _BFLOAT16.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

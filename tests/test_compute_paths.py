@@ -1,0 +1,125 @@
+"""The compute paths chosen for speed give the numbers of the plain ones: 3-D
+convolutions native and per temporal tap, small-map 2-D convolutions as one matmul;
+forward and gradient. (Packed attention projections are held to PyTorch's modules by
+test_torch_parity.)"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import load_config
+from jmt_jax.models import model as model_lib
+from jmt_jax.models import resnet
+
+TOL = 2e-5
+
+
+def _lax_conv(x, kernel, strides, pads):
+  spatial = "DHW"[3 - (x.ndim - 2):]
+  dims = (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
+  return jax.lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=dims,
+                                      precision=jax.lax.Precision.HIGHEST)
+
+
+def _forward_and_grads(fn, x, kernel):
+  """Output and the gradients of a fixed random projection of it, w.r.t. x and kernel."""
+  out = fn(x, kernel)
+  probe = jax.random.normal(jax.random.key(9), out.shape)
+  grads = jax.grad(lambda x, k: jnp.vdot(fn(x, k), probe), argnums=(0, 1))(x, kernel)
+  return out, grads
+
+
+def _close(a, b):
+  scale = max(1.0, float(jnp.max(jnp.abs(b))))
+  return float(jnp.max(jnp.abs(a - b))) / scale
+
+
+@pytest.mark.parametrize("kernel,strides,pads", [
+    ((3, 3, 3), (1, 1, 1), None),  # R3D-18
+    ((3, 3, 3), (2, 2, 2), None),
+    ((1, 3, 3), (1, 2, 2), None),  # (2+1)D spatial, strided
+    ((3, 1, 1), (2, 1, 1), None),  # (2+1)D temporal, strided: a matmul per tap
+    ((1, 7, 7), (1, 2, 2), None),  # (2+1)D stem
+    ((7, 7, 7), (1, 2, 2), ((3, 3), (2, 3), (2, 3))),  # I3D's asymmetric 'SAME'
+])
+@pytest.mark.parametrize("impl", ["native", "per_tap"])
+def test_conv3d_implementations_agree_with_lax(impl, kernel, strides, pads):
+  x = jax.random.normal(jax.random.key(0), (2, 6, 11, 11, 5))
+  conv = resnet.Conv3D(7, kernel, strides, padding=pads, impl=impl)
+  variables = conv.init(jax.random.key(1), x)
+  pads = pads or [(k // 2, k // 2) for k in kernel]
+  out, grads = _forward_and_grads(lambda x, k: conv.apply({"params": {"kernel": k}}, x), x,
+                                  variables["params"]["kernel"])
+  want, want_grads = _forward_and_grads(lambda x, k: _lax_conv(x, k, strides, pads), x,
+                                        variables["params"]["kernel"])
+  assert out.shape == want.shape
+  assert _close(out, want) < TOL
+  for g, w in zip(grads, want_grads):
+    assert _close(g, w) < TOL
+
+
+@pytest.mark.parametrize("shape,strides", [((3, 2, 4, 24), (1, 1)), ((3, 3, 5, 24), (2, 2)),
+                                           ((3, 12, 13, 8), (1, 1))])
+def test_small_map_conv2d_is_the_convolution(shape, strides):
+  """Maps of at most 16 positions go through one matmul over patches, larger ones through
+  XLA's convolution: the same numbers either way."""
+  x = jax.random.normal(jax.random.key(0), shape)
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, shape[-1], 6))
+  pads = [(1, 1), (1, 1)]
+  out, grads = _forward_and_grads(lambda x, k: resnet.conv2d(x, k, strides, pads), x, kernel)
+  want, want_grads = _forward_and_grads(lambda x, k: _lax_conv(x, k, strides, pads), x, kernel)
+  assert _close(out, want) < TOL
+  for g, w in zip(grads, want_grads):
+    assert _close(g, w) < TOL
+
+
+def test_auto_picks_per_tap_on_cpu():
+  assert jax.default_backend() == "cpu"
+  assert resnet.conv3d_impl("auto") == "per_tap"
+  with pytest.raises(ValueError, match="conv3d='fast'"):
+    resnet.conv3d_impl("fast")
+
+
+@pytest.mark.parametrize("config_name,arg", [("affwild2", "jmt,tiny"), ("biovid", "jmt,tiny"),
+                                             ("affwild2", "jmt,tiny,video_backbone=i3d")])
+def test_video_backbones_agree_across_implementations(config_name, arg):
+  """Each config's video backbone, tiny, gives one embedding with either implementation."""
+  cfg = load_config(config_name, arg).model.backbones.video
+  x = jax.random.normal(jax.random.key(0), (2, 4, 32, 32, 3))
+  outs = {}
+  for impl in ("native", "per_tap"):
+    cfg.conv3d = impl
+    net = model_lib.build_backbone(cfg, "video_backbone")
+    variables = net.init(jax.random.key(1), x)
+    outs[impl] = net.apply(variables, x)
+  assert _close(outs["native"], outs["per_tap"]) < TOL
+
+
+def test_rematerialised_backbone_gives_the_same_gradient():
+  cfg = load_config("affwild2", "jmt,tiny").model.backbones.video
+  x = jax.random.normal(jax.random.key(0), (2, 4, 16, 16, 3))
+  grads = {}
+  for remat in ("", "nothing_saveable"):
+    cfg.remat = remat
+    net = model_lib.build_backbone(cfg, "video_backbone")
+    variables = net.init(jax.random.key(1), x, False)
+
+    def loss(params, net=net, variables=variables):
+      out, _ = net.apply({**variables, "params": params}, x, True, mutable=["batch_stats"])
+      return jnp.sum(out ** 2)
+    grads[remat] = jax.grad(loss)(variables["params"])
+  for a, b in zip(jax.tree.leaves(grads[""]), jax.tree.leaves(grads["nothing_saveable"])):
+    assert _close(a, b) < TOL
+  cfg.remat = "everything"
+  with pytest.raises(ValueError, match="remat='everything'"):
+    model_lib.build_backbone(cfg, "video_backbone")
+
+
+def test_compute_dtype_auto_is_float32_on_cpu_and_the_paper_configs_use_it():
+  assert model_lib.resolve_compute_dtype("auto") == "float32"
+  assert model_lib.resolve_compute_dtype("bfloat16") == "bfloat16"
+  with pytest.raises(ValueError, match="compute_dtype='fp16'"):
+    model_lib.resolve_compute_dtype("fp16")
+  for name in ("affwild2", "biovid"):
+    assert load_config(name, "jmt").compute_dtype == "auto"
