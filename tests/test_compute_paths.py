@@ -123,3 +123,20 @@ def test_compute_dtype_auto_is_float32_on_cpu_and_the_paper_configs_use_it():
     model_lib.resolve_compute_dtype("fp16")
   for name in ("affwild2", "biovid"):
     assert load_config(name, "jmt").compute_dtype == "auto"
+
+
+def test_attention_maps_path_equals_the_fused_kernel():
+  """Asked for its maps, attention is computed explicitly (and sown); otherwise through
+  jax.nn.dot_product_attention: the same outputs."""
+  from jmt_jax.models import fusion as fusion_lib  # pylint: disable=import-outside-toplevel
+  fusion = fusion_lib.JointMultimodalTransformer(num_layers=1, num_heads=2, ffn_dim=16)
+  v, a = (jax.random.normal(jax.random.key(i), (3, 5, 8)) for i in (0, 1))
+  variables = fusion.init(jax.random.key(2), v, a)
+  fused = fusion.apply(variables, v, a)
+  explicit, state = fusion.apply(variables, v, a, mutable=["intermediates"])
+  assert _close(fused, explicit) < TOL
+  maps = fusion_lib.cross_attention_maps({"fusion": state["intermediates"]})
+  assert sorted(maps) == sorted(fusion_lib.CROSS_OUTPUTS)
+  for m in maps.values():
+    assert m.shape == (3, 2, 5, 5)
+    np.testing.assert_allclose(np.asarray(m).sum(-1), 1.0, rtol=1e-5)

@@ -58,13 +58,17 @@ class MultiHeadAttention(nn.Module):
     if dim % self.num_heads:
       raise ValueError(f"model width {dim} is not divisible by num_heads={self.num_heads}")
     head_dim = dim // self.num_heads
-    heads = lambda y: y.reshape(y.shape[:-1] + (self.num_heads, head_dim))
+    shape = q.shape  # (..., queries, dim)
+    heads = lambda y: y.reshape((-1,) + y.shape[-2:-1] + (self.num_heads, head_dim))
     q, k, v = heads(q), heads(k), heads(v)
-    logits = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(head_dim).astype(q.dtype)
-    weights = jax.nn.softmax(logits, axis=-1)
-    self.sow("intermediates", "attention_weights", weights)
-    out = jnp.einsum("...hqk,...khd->...qhd", weights, v).reshape(q.shape[:-2] + (dim,))
-    return project(out, [self.out(dim)])[0]
+    if self.is_mutable_collection("intermediates"):  # the maps are asked for: keep them
+      logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(head_dim).astype(q.dtype)
+      weights = jax.nn.softmax(logits, axis=-1)
+      self.sow("intermediates", "attention_weights", weights.reshape(shape[:-2] + weights.shape[1:]))
+      out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    else:  # the same softmax(Q K^T / sqrt(d)) V, through the backend's fused kernel
+      out = jax.nn.dot_product_attention(q, k, v)
+    return project(out.reshape(shape[:-1] + (dim,)), [self.out(dim)])[0]
 
   def __call__(self, query, key_value):
     dim = query.shape[-1]
