@@ -72,12 +72,17 @@ class _Location:
     return f"{self.module}.{rest}" if self.alone else rest
 
 
+def _apart(entry):
+  """The module saved apart (torch_layout.SAVED_APART) that `entry` belongs to, or ''."""
+  first = entry.torch_key.split(".")[0]
+  return first if first in torch_layout.SAVED_APART else ""
+
+
 def _locate(tensors, entries):
   """The _Location under which the file holds most of `entries` (one part) in their
   expected shapes; a module saved apart that the file does not hold is looked for at
   the top level, where the authors' all_backbones.pt keeps it."""
-  first = entries[0].torch_key.split(".")[0]
-  module = first if first in torch_layout.SAVED_APART else ""
+  module = _apart(entries[0])
   prefixes = {""}
   for k in tensors:
     parts = k.split(".")
@@ -135,7 +140,7 @@ def _read_source(paths, entries, others, model_cfg):
   tensors = _load_files(paths)
   by_part = collections.defaultdict(list)
   for e in entries:
-    by_part[(e.path[0], e.torch_key.split(".")[0] in torch_layout.SAVED_APART)].append(e)
+    by_part[(e.path[0], _apart(e))].append(e)
   locations = {part: _locate(tensors, es) for part, es in by_part.items()}
   used, missing, bad_shape, adapted, misfits, out = set(), [], [], [], [], {}
   for part, part_entries in by_part.items():
