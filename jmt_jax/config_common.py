@@ -23,7 +23,10 @@ def base_config():
                  read_workers=-1)
   # smoothing: moving-average frames per dimension after clipping to [-1, 1] (0: none);
   # ABAW entries commonly use valence=20, arousal=50 (see jmt_jax.abaw).
-  c.eval = dict(split="validation", batch_size=32, smoothing=dict(valence=0, arousal=0))
+  # robustness: the rates `--mode=robustness` degrades each modality at (jmt_jax.robustness).
+  c.eval = dict(split="validation", batch_size=32, smoothing=dict(valence=0, arousal=0),
+                robustness=dict(dropped=(0.25, 0.5), silenced=(0.25, 0.5), noise=(0.1, 0.3),
+                                span_seconds=0.5, seed=0))
   c.optimizer = dict(name="adamw", learning_rate=1e-3, warmup_steps=100, schedule="cosine",
                      weight_decay=1e-4, momentum=0.9, nesterov=True, grad_clip_norm=1.0)
   # Mesh axis name -> size (-1: all remaining devices); the batch is split over all axes.

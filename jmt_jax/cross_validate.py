@@ -5,8 +5,9 @@
 
 Fold K trains in WORKDIR/fold_K (rerunning resumes unfinished folds and re-scores
 finished ones from their last checkpoint). WORKDIR/cross_validation.csv and .md hold
-each fold's accuracy and the mean and standard deviation over folds (numpy's std,
-ddof=0); cross_validation.json holds the same with the protocol.
+each fold's accuracy, the mean and standard deviation over folds (ddof=1) and a 95%
+interval of the mean from a bootstrap over the folds and the recordings each holds out
+(jmt_jax.comparison); cross_validation.json holds the same with the protocol.
 """
 
 import csv
@@ -14,13 +15,14 @@ import json
 import os
 
 import jax
-import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
 from jmt_jax import cli
+from jmt_jax import comparison
+from jmt_jax import evaluation
 from jmt_jax import train
 from jmt_jax.data import pipeline
 from jmt_jax.data import prepared
@@ -46,16 +48,20 @@ def run(config, workdir, folds=None):
                      "(e.g. configs/biovid.py)")
   metric = "accuracy" if config.task == "pain" else "ccc_mean"
   folds = list(range(num_folds(config))) if folds is None else list(folds)
-  rows = []
+  rows, stats = [], []
   for fold in folds:
     fold_config = config.copy_and_resolve_references()
     fold_config.data.protocol.fold = fold
     logging.info("Fold %d of %s.", fold, folds)
-    scores = train.train_and_evaluate(fold_config, os.path.join(workdir, f"fold_{fold}"))
+    fold_dir = os.path.join(workdir, f"fold_{fold}")
+    scores = train.train_and_evaluate(fold_config, fold_dir)
     rows.append({"fold": fold, **scores})
-  values = np.array([r[metric] for r in rows], np.float64)
+    stats.append(evaluation.read_recording_stats(os.path.join(
+        fold_dir, "eval", f"{config.eval.split}_step{config.train.num_steps}_recordings.npz"))[1])
+  # Each fold holds out its own recordings: each is resampled on its own.
+  row = comparison.compare(config.task, {"folds": stats}, list(range(len(folds))))[metric][0]
   summary = {"protocol": config.data.protocol.to_dict(), "metric": metric, "folds": rows,
-             "mean": float(values.mean()), "std": float(values.std())}
+             **{k: row[k] for k in ("mean", "std", "ci_low", "ci_high")}}
   if jax.process_index() == 0:
     write_table(workdir, summary)
   return summary
@@ -70,10 +76,13 @@ def write_table(workdir, summary):
     writer.writerows(rows)
   p = summary["protocol"]
   lines = [f"{p['kind']} protocol, {len(rows)} folds: {metric} "
-           f"{summary['mean']:.4f} +- {summary['std']:.4f}", "",
+           f"{summary['mean']:.4f} +- {summary['std']:.4f} (std over folds, ddof=1), 95% "
+           f"interval [{summary['ci_low']:.4f}, {summary['ci_high']:.4f}] (bootstrap over "
+           f"folds and their recordings)", "",
            f"| fold | {metric} |", "|---|---|"]
   lines += [f"| {r['fold']} | {r[metric]:.4f} |" for r in rows]
-  lines += [f"| mean +- std | {summary['mean']:.4f} +- {summary['std']:.4f} |"]
+  lines += [f"| mean +- std | {summary['mean']:.4f} +- {summary['std']:.4f} |",
+            f"| 95% interval | [{summary['ci_low']:.4f}, {summary['ci_high']:.4f}] |"]
   with open(os.path.join(workdir, "cross_validation.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   with open(os.path.join(workdir, "cross_validation.json"), "w") as f:
@@ -89,7 +98,8 @@ def main(argv):
   for row in summary["folds"]:
     print(f"fold {row['fold']}: {summary['metric']} {row[summary['metric']]:.4f}")
   print(f"mean +- std over {len(summary['folds'])} folds: {summary['mean']:.4f} +- "
-        f"{summary['std']:.4f} (table in {_WORKDIR.value}/cross_validation.md)")
+        f"{summary['std']:.4f}, 95% interval [{summary['ci_low']:.4f}, {summary['ci_high']:.4f}] "
+        f"(table in {_WORKDIR.value}/cross_validation.md)")
 
 
 if __name__ == "__main__":

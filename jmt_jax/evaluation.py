@@ -16,6 +16,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from jmt_jax import abaw
+from jmt_jax import comparison
 from jmt_jax import metrics
 from jmt_jax.data import pipeline
 
@@ -60,8 +61,8 @@ def per_video(source, preds, labels):
 
 def evaluate(predict_fn, source, config, make_global):
   """(scores, details): for valence/arousal `details` holds the post-processed
-  `predictions` and the `targets` per video; for pain, the windows' `logits` and
-  `labels` (class indices)."""
+  `predictions` and the `targets` per video; for pain, the windows' `logits`, `labels`
+  (class indices) and `recording`s."""
   preds, labels = predict_split(predict_fn, source, config.eval.batch_size, make_global,
                                 config.train.read_threads)
   if config.task == "valence_arousal":
@@ -71,7 +72,8 @@ def evaluate(predict_fn, source, config, make_global):
             {"predictions": predictions, "targets": targets})
   return ({"accuracy": metrics.accuracy(preds["logits"], labels["pain"]),
            "num_windows": int(len(labels["pain"]))},
-          {"logits": preds["logits"], "labels": labels["pain"]})
+          {"logits": preds["logits"], "labels": labels["pain"],
+           "recording": labels["recording"][:, 0]})  # a window's clips share it
 
 
 def write_json(workdir, split, step, scores):
@@ -82,3 +84,23 @@ def write_json(workdir, split, step, scores):
     with open(path, "w", encoding="utf-8") as f:
       json.dump({"split": split, "step": int(step), **scores}, f, indent=2)
   return path
+
+
+def write_recording_stats(workdir, split, step, task, details):
+  """workdir/eval/<split>_step<N>_recordings.npz (process 0 only): the evaluation's
+  per-recording statistics (`comparison.recording_stats`), what a sweep's bootstrap
+  resamples; returns the path."""
+  path = os.path.join(workdir, "eval", f"{split}_step{step}_recordings.npz")
+  if jax.process_index() == 0:
+    names, stats = comparison.recording_stats(task, details)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "wb") as f:
+      np.savez(f, names=np.array(names), stats=stats, step=int(step))
+    os.replace(path + ".tmp", path)
+  return path
+
+
+def read_recording_stats(path):
+  """(names, stats, step) written by `write_recording_stats`."""
+  with np.load(path) as z:
+    return [str(n) for n in z["names"]], z["stats"], int(z["step"])

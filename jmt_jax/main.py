@@ -2,6 +2,7 @@
 
   python -m jmt_jax.main --config=configs/demo.py --workdir=workdirs/demo
   python -m jmt_jax.main --config=configs/demo.py --workdir=workdirs/demo --mode=eval
+  python -m jmt_jax.main --config=configs/demo.py --workdir=workdirs/demo --mode=robustness
   python -m jmt_jax.main --config=configs/affwild2.py:data_dir=DIR --workdir=W \
       --mode=submission --split=test [--sample_file=F] [--per_video_txt]
 
@@ -17,14 +18,16 @@ from absl import flags
 from ml_collections import config_flags
 
 from jmt_jax import cli
+from jmt_jax import robustness
 from jmt_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/demo.py[:variant].",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "eval", "submission"],
+    "mode", "train", ["train", "eval", "robustness", "submission"],
     "train: train (or resume) then evaluate; eval: evaluate the newest checkpoint; "
+    "robustness: evaluate it with each modality removed and degraded (jmt_jax.robustness); "
     "submission: write the ABAW submission file of --split.")
 _SPLIT = flags.DEFINE_string("split", None, "Split to evaluate or predict (default "
                              "config.eval.split; 'test' for a submission).")
@@ -45,6 +48,9 @@ def main(argv):
       return train.train_and_evaluate(config, workdir)
     if _MODE.value == "eval":
       return train.evaluate_workdir(config, workdir, _SPLIT.value or config.eval.split)
+    if _MODE.value == "robustness":
+      rows = robustness.evaluate(config, workdir, _SPLIT.value or config.eval.split)
+      return {"conditions": len(rows), "table": os.path.join(workdir, "robustness")}
     split = _SPLIT.value or "test"
     out = os.path.join(workdir, "submission", f"{split}.csv")
     rows = train.write_submission(config, workdir, split, out, _SAMPLE_FILE.value,

@@ -153,6 +153,7 @@ class Setup:
         lambda b: self.predict(state.params, state.batch_stats, b), source, self.config,
         self.make_global)
     path = evaluation.write_json(self.workdir, split, step, scores)
+    evaluation.write_recording_stats(self.workdir, split, step, self.config.task, details)
     if writer is not None:
       writer.write(step, {f"{split}/{k}": v for k, v in scores.items()})
     if jax.process_index() == 0:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config
+from jmt_jax.benchmarks import step_timing
 from jmt_jax.models import model as model_lib
 from jmt_jax.models import resnet
 
@@ -94,6 +95,25 @@ def test_video_backbones_agree_across_implementations(config_name, arg):
     variables = net.init(jax.random.key(1), x)
     outs[impl] = net.apply(variables, x)
   assert _close(outs["native"], outs["per_tap"]) < TOL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["demo", "affwild2", "biovid"])
+def test_every_config_trains_its_tiny_variant_alike_with_each_implementation(name):
+  """One fine-tuning train step of the whole tiny model (gradients through every
+  backbone) gives the same parameters with either 3-D convolution."""
+  params = {}
+  for impl in ("native", "per_tap"):
+    config = load_config(name, "tiny")
+    config.model.freeze_backbones = False
+    for backbone in config.model.backbones.values():
+      backbone.conv3d = impl
+    step = step_timing.compile_step(config, step_timing.synthetic_batch(config, 2))
+    params[impl] = step.state.params
+  leaves = jax.tree.leaves_with_path(params["native"])
+  assert leaves
+  for (path, a), b in zip(leaves, jax.tree.leaves(params["per_tap"])):
+    assert _close(a, b) < TOL, jax.tree_util.keystr(path)
 
 
 def test_rematerialised_backbone_gives_the_same_gradient():

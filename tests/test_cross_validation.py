@@ -30,9 +30,11 @@ def test_every_fold_trained_and_tabulated(tmp_path, data_dir):
   assert np.all((accuracies >= 0) & (accuracies <= 1))
   summary = json.loads((workdir / "cross_validation.json").read_text())
   assert summary["mean"] == pytest.approx(accuracies.mean())
-  assert summary["std"] == pytest.approx(accuracies.std())
+  assert summary["std"] == pytest.approx(accuracies.std(ddof=1))
+  assert summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
   table = (workdir / "cross_validation.md").read_text()
-  assert f"| mean +- std | {accuracies.mean():.4f} +- {accuracies.std():.4f} |" in table
+  assert f"| mean +- std | {accuracies.mean():.4f} +- {accuracies.std(ddof=1):.4f} |" in table
+  assert f"| 95% interval | [{summary['ci_low']:.4f}, {summary['ci_high']:.4f}] |" in table
   for k in range(3):  # each fold trained in its own workdir and scored its own samples
     fold_eval = json.loads((workdir / f"fold_{k}" / "eval" / "validation_step2.json").read_text())
     assert fold_eval["accuracy"] == pytest.approx(accuracies[k])
