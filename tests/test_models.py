@@ -21,6 +21,12 @@ def init_apply(module, *args, **kwargs):
   return variables, jax.jit(lambda v, *a: module.apply(v, *a, **kwargs))(variables, *args)
 
 
+def shapes(module, *args, **kwargs):
+  """(variables, output) of init, as shapes only: traced, never compiled or run."""
+  out, variables = jax.eval_shape(lambda: module.init_with_output(KEY, *args, **kwargs))
+  return variables, out
+
+
 @pytest.mark.parametrize("kernel,strides", [((3, 3, 3), (2, 2, 2)), ((1, 3, 3), (1, 2, 2)),
                                             ((3, 1, 1), (1, 1, 1)), ((3, 7, 7), (1, 2, 2)),
                                             ((1, 1, 1), (2, 2, 2))])
@@ -40,7 +46,7 @@ def test_r2plus1d_midplanes_rule():
   assert resnet.r2plus1d_midplanes(64, 64) == 144
   assert resnet.r2plus1d_midplanes(64, 128) == 230
   block = resnet.BasicBlock(128, 2, "2plus1d")
-  variables = block.init(KEY, jnp.zeros((1, 4, 8, 8, 64)), train=False)
+  variables, _ = shapes(block, jnp.zeros((1, 4, 8, 8, 64)), train=False)
   assert variables["params"]["conv1_spatial"]["kernel"].shape == (1, 3, 3, 64, 230)
   assert variables["params"]["conv1_temporal"]["kernel"].shape == (3, 1, 1, 230, 128)
   assert variables["params"]["conv2_spatial"]["kernel"].shape == (1, 3, 3, 128, 230)
@@ -55,7 +61,7 @@ def test_r2plus1d_midplanes_rule():
 def test_resnet_shapes(kind, shape, out_spatial, reduction):
   net = resnet.ResNet(kind, widths=(4, 8, 8, 16), blocks=(1, 1, 1, 1), stem_width=4, stem_mid=3,
                       reduction=reduction, embed_dim=12)
-  variables, out = init_apply(net, jnp.zeros(shape), train=False)
+  variables, out = shapes(net, jnp.zeros(shape), train=False)
   assert out.shape == (2, 12 if reduction == "flatten_linear" else 16)
   assert net.out_dim == out.shape[-1]
   if reduction == "flatten_linear" and out_spatial:
@@ -74,18 +80,18 @@ def test_biosignal_cnn_matches_paper_flatten_size():
   net = biosignal.BiosignalCNN(embed_dim=512)
   variables = jax.eval_shape(lambda: net.init(KEY, jnp.zeros((2, 2816, 1))))
   assert variables["params"]["fc"]["kernel"].shape == (64 * 349, 512)
-  _, out = init_apply(biosignal.BiosignalCNN(widths=(4, 8), embed_dim=6), jnp.zeros((3, 100, 2)))
+  _, out = shapes(biosignal.BiosignalCNN(widths=(4, 8), embed_dim=6), jnp.zeros((3, 100, 2)))
   assert out.shape == (3, 6)
 
 
 def test_attention_and_encoder_shapes():
   q, kv = jnp.ones((2, 5, 8)), jnp.ones((2, 7, 8))
-  _, out = init_apply(attention.MultiHeadAttention(2), q, kv)
+  _, out = shapes(attention.MultiHeadAttention(2), q, kv)
   assert out.shape == (2, 5, 8)
-  _, out = init_apply(attention.Encoder(2, 2, 16), jnp.ones((2, 3, 6, 8)))
+  _, out = shapes(attention.Encoder(2, 2, 16), jnp.ones((2, 3, 6, 8)))
   assert out.shape == (2, 3, 6, 8)
   with pytest.raises(ValueError, match="not divisible"):
-    init_apply(attention.MultiHeadAttention(3), q, kv)
+    shapes(attention.MultiHeadAttention(3), q, kv)
 
 
 def test_attention_is_scaled_dot_product_softmax():
@@ -107,22 +113,22 @@ def test_attention_is_scaled_dot_product_softmax():
 def test_jmt_shapes(output, width):
   jmt = fusion.JointMultimodalTransformer(num_layers=2, num_heads=2, ffn_dim=16, output=output,
                                           concat_ffn_dim=16)
-  _, out = init_apply(jmt, jnp.ones((3, 4, 8)), jnp.ones((3, 4, 8)))
+  _, out = shapes(jmt, jnp.ones((3, 4, 8)), jnp.ones((3, 4, 8)))
   assert out.shape == (3, 4, width)
 
 
 def test_baseline_fusion_shapes():
-  _, out = init_apply(fusion.FeatureConcat(1, 2, 16), jnp.ones((3, 4, 8)), jnp.ones((3, 4, 8)))
+  _, out = shapes(fusion.FeatureConcat(1, 2, 16), jnp.ones((3, 4, 8)), jnp.ones((3, 4, 8)))
   assert out.shape == (3, 4, 8)
-  _, out = init_apply(fusion.Unimodal(1, 2, 16), jnp.ones((3, 4, 8)))
+  _, out = shapes(fusion.Unimodal(1, 2, 16), jnp.ones((3, 4, 8)))
   assert out.shape == (3, 4, 8)
 
 
 def test_head_shapes():
   x = jnp.ones((3, 4, 8))
-  _, out = init_apply(heads.ValenceArousalHead(hidden=6), x)
+  _, out = shapes(heads.ValenceArousalHead(hidden=6), x)
   assert out["valence"].shape == out["arousal"].shape == (3, 4)
-  _, out = init_apply(heads.PainHead(num_classes=2, mlp=(6, 4)), x)
+  _, out = shapes(heads.PainHead(num_classes=2, mlp=(6, 4)), x)
   assert out["logits"].shape == (3, 2)
 
 
@@ -130,7 +136,7 @@ def test_full_model_shapes_and_parameter_groups(tiny_config):
   config = tiny_config("demo", "tiny")
   model = model_lib.build_model(config.model)
   batch = {"video": jnp.zeros((2, 8, 4, 16, 16, 3), jnp.uint8), "audio": jnp.zeros((2, 8, 32, 41))}
-  variables, out = init_apply(model, batch)
+  variables, out = shapes(model, batch)
   assert out["valence"].shape == out["arousal"].shape == (2, 8)
   assert set(variables["params"]) == {"video_backbone", "audio_backbone", "fusion", "head"}
 

@@ -89,3 +89,21 @@ def test_sharding_rules_place_backbones_and_replicate_the_rest():
   cfg.rules = (("head", "tensor"),)
   with pytest.raises(ValueError, match="unknown placement 'tensor' for params/head/kernel"):
     sharding.state_shardings(tree, mesh, cfg)
+
+
+def test_the_first_matching_rule_wins():
+  """On a 4-way fsdp mesh (abstract: no devices needed), the rule order decides."""
+  mesh = jax.sharding.AbstractMesh((1, 4), ("data", "fsdp"))
+  tree = {"params": {"video_backbone": {"kernel": jax.ShapeDtypeStruct((3, 8), np.float32)},
+                     "head": {"kernel": jax.ShapeDtypeStruct((8, 8), np.float32)}}}
+
+  def specs(rules):
+    cfg = ml_collections.ConfigDict(dict(rules=rules, fsdp_axis="fsdp", min_size=4))
+    got = sharding.state_shardings(tree, mesh, cfg)["params"]
+    return got["video_backbone"]["kernel"].spec, got["head"]["kernel"].spec
+
+  P = jax.sharding.PartitionSpec  # pylint: disable=invalid-name
+  assert specs((("_backbone/", "fsdp"), (".*", "replicate"))) == (P(None, "fsdp"), P())
+  assert specs(((".*", "replicate"), ("_backbone/", "fsdp"))) == (P(), P())
+  assert specs((("head", "replicate"), (".*", "fsdp"))) == (P(None, "fsdp"), P())
+  assert specs(((".*", "fsdp"), ("head", "replicate"))) == (P(None, "fsdp"), P("fsdp", None))
