@@ -40,6 +40,17 @@ def reassemble(names, num_frames, recording, frame, values):
   return out
 
 
+def per_video(table, preds, labels):
+  """({video: {dim: (n,)}} predictions, same for labels) of a split's per-clip `preds` and
+  `labels` (with `recording` and `frame`), placed by `reassemble` over `table`'s videos."""
+  def split(arrays):
+    return {d: reassemble(table.names, table.num_frames, labels["recording"],
+                          labels["frame"], arrays[d]) for d in DIMENSIONS}
+  p, l = split(preds), split(labels)
+  return ({v: {d: p[d][v] for d in DIMENSIONS} for v in p["valence"]},
+          {v: {d: l[d][v] for d in DIMENSIONS} for v in l["valence"]})
+
+
 def moving_average(x, window):
   """Per-frame mean over `window` frames around each frame (see the module docstring)."""
   x = np.asarray(x, np.float64)

@@ -3,8 +3,9 @@ folds), a 95% bootstrap interval, and each variant's paired difference to a refe
 
 Frames of one video are not independent, so the bootstrap resamples recordings, not
 frames, and it resamples the runs' seeds (or folds) too. Each run is reduced to
-sufficient statistics per recording (`recording_stats`), from which its metrics are
-exact functions of sums: a replicate weights every recording by how often it was drawn.
+sufficient statistics per recording (its task's `recording_stats`), from which its
+metrics are exact functions of sums: a replicate weights every recording by how often
+it was drawn.
 Runs that were scored on the same recordings (the seeds of a sweep) share one draw of
 them, and every variant shares the draws, so differences are paired; folds of a
 cross-validation hold different recordings and draw each their own.
@@ -12,58 +13,9 @@ cross-validation hold different recordings and draw each their own.
 
 import numpy as np
 
-from jmt_jax import abaw
-from jmt_jax.data.records import INVALID_LABEL
+from jmt_jax import tasks
 
 NUM_SAMPLES = 2000
-
-
-def recording_stats(task, details):
-  """(recording names, (R, ...) float64 statistics) of one evaluation's `details`
-  (`evaluation.evaluate`): per video and dimension the CCC moments [n, sum x, sum y,
-  sum x^2, sum y^2, sum xy] over valid frames; per recording [windows, correct]."""
-  if task == "valence_arousal":
-    names = sorted(details["predictions"])
-    stats = np.zeros((len(names), len(abaw.DIMENSIONS), 6))
-    for i, v in enumerate(names):
-      for k, d in enumerate(abaw.DIMENSIONS):
-        x = np.asarray(details["predictions"][v][d], np.float64)
-        y = np.asarray(details["targets"][v][d], np.float64)
-        keep = y != INVALID_LABEL
-        x, y = x[keep], y[keep]
-        stats[i, k] = [x.size, x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum()]
-    return names, stats
-  recordings = np.asarray(details["recording"])
-  correct = np.argmax(details["logits"], axis=-1) == np.asarray(details["labels"])
-  names = sorted({int(r) for r in recordings})
-  stats = np.array([[np.sum(recordings == r), np.sum(correct[recordings == r])] for r in names],
-                   np.float64).reshape(-1, 2)
-  return [str(r) for r in names], stats
-
-
-def _ccc(m):
-  """CCC of summed moments (..., 6), population statistics as `metrics.ccc`."""
-  n = np.maximum(m[..., 0], 1.0)
-  mx, my = m[..., 1] / n, m[..., 2] / n
-  cov = m[..., 5] / n - mx * my
-  denom = m[..., 3] / n - mx * mx + m[..., 4] / n - my * my + (mx - my) ** 2
-  with np.errstate(invalid="ignore", divide="ignore"):
-    return np.where(denom > 0, 2 * cov / np.where(denom > 0, denom, 1.0), 0.0)
-
-
-def metric_values(task, summed):
-  """{metric: (...)} from statistics summed over recordings, (..., *stats shape)."""
-  if task == "valence_arousal":
-    out = {f"ccc_{d}": _ccc(summed[..., k, :]) for k, d in enumerate(abaw.DIMENSIONS)}
-    out["ccc_mean"] = (out["ccc_valence"] + out["ccc_arousal"]) / 2
-    return out
-  with np.errstate(invalid="ignore", divide="ignore"):
-    return {"accuracy": summed[..., 1] / summed[..., 0]}
-
-
-def metric_names(task):
-  return (("ccc_mean", "ccc_valence", "ccc_arousal") if task == "valence_arousal"
-          else ("accuracy",))
 
 
 def draws(rng, num_samples, set_sizes, num_groups):
@@ -73,7 +25,7 @@ def draws(rng, num_samples, set_sizes, num_groups):
   return recordings, rng.integers(0, num_groups, (num_samples, num_groups))
 
 
-def compare(task, runs, groups_set, reference=None, num_samples=NUM_SAMPLES, seed=0,
+def compare(task_name, runs, groups_set, reference=None, num_samples=NUM_SAMPLES, seed=0,
             level=0.95):
   """The results table of `runs` ({variant: [per-group (R_set, ...) statistics]}, the
   groups being seeds or folds, in the same order for every variant); `groups_set[g]`
@@ -84,6 +36,7 @@ def compare(task, runs, groups_set, reference=None, num_samples=NUM_SAMPLES, see
   (reference given and present) the paired difference to the reference with its
   interval. Intervals are percentile intervals of `num_samples` replicates.
   """
+  task = tasks.get(task_name)
   variants = list(runs)
   num_groups = len(groups_set)
   for v in variants:
@@ -96,16 +49,16 @@ def compare(task, runs, groups_set, reference=None, num_samples=NUM_SAMPLES, see
       np.float64) for s, n in sizes.items()}
   point, replicate = {}, {}
   for v in variants:
-    per_run = [metric_values(task, stats.sum(axis=0)) for stats in runs[v]]
+    per_run = [task.metric_values(stats.sum(axis=0)) for stats in runs[v]]
     point[v] = {k: np.array([r[k] for r in per_run]) for k in per_run[0]}
     # (G, B) metric of group g's run on replicate b's recordings.
-    resampled = [metric_values(task, np.tensordot(weights[groups_set[g]], stats, axes=1))
+    resampled = [task.metric_values(np.tensordot(weights[groups_set[g]], stats, axes=1))
                  for g, stats in enumerate(runs[v])]
     replicate[v] = {k: np.take_along_axis(np.stack([r[k] for r in resampled]), group_idx.T,
                                           axis=0).mean(axis=0) for k in resampled[0]}
   lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
   table = {}
-  for k in metric_names(task):
+  for k in task.metrics:
     rows = []
     for v in variants:
       values = point[v][k]

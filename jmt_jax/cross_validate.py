@@ -23,6 +23,7 @@ from ml_collections import config_flags
 from jmt_jax import cli
 from jmt_jax import comparison
 from jmt_jax import evaluation
+from jmt_jax import tasks
 from jmt_jax import train
 from jmt_jax.data import pipeline
 from jmt_jax.data import prepared
@@ -46,7 +47,7 @@ def run(config, workdir, folds=None):
   if "protocol" not in config.data:
     raise ValueError("config.data has no protocol: cross-validation needs a folded dataset "
                      "(e.g. configs/biovid.py)")
-  metric = "accuracy" if config.task == "pain" else "ccc_mean"
+  metric = tasks.get(config.task).main_metric
   folds = list(range(num_folds(config))) if folds is None else list(folds)
   rows, stats = [], []
   for fold in folds:

@@ -4,7 +4,7 @@ Valence/arousal: every frame is predicted exactly once (see data.windows.eval_wi
 the predictions are reassembled per video, post-processed as `config.eval.smoothing`
 says (clipped to [-1, 1]; a moving average of that many frames per dimension; see
 jmt_jax.abaw) and scored by CCC over all frames of all videos, -5 labels excluded.
-Pain: accuracy over windows.
+Pain: accuracy over windows. Each task says how (jmt_jax.tasks).
 """
 
 import json
@@ -15,9 +15,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jmt_jax import abaw
-from jmt_jax import comparison
-from jmt_jax import metrics
+from jmt_jax import tasks
 from jmt_jax.data import pipeline
 
 
@@ -48,32 +46,13 @@ def predict_split(predict_fn, source, global_batch_size, make_global, read_threa
   return ({k: v[valid] for k, v in preds.items()}, {k: v[valid] for k, v in labels.items()})
 
 
-def per_video(source, preds, labels):
-  """({video: {dim: (n,)}} predictions, same for labels) of a valence/arousal split."""
-  table = source.table
-  def split(arrays):
-    return {d: abaw.reassemble(table.names, table.num_frames, labels["recording"],
-                               labels["frame"], arrays[d]) for d in abaw.DIMENSIONS}
-  p, l = split(preds), split(labels)
-  return ({v: {d: p[d][v] for d in abaw.DIMENSIONS} for v in p["valence"]},
-          {v: {d: l[d][v] for d in abaw.DIMENSIONS} for v in l["valence"]})
-
-
 def evaluate(predict_fn, source, config, make_global):
-  """(scores, details): for valence/arousal `details` holds the post-processed
-  `predictions` and the `targets` per video; for pain, the windows' `logits`, `labels`
-  (class indices) and `recording`s."""
+  """(scores, details) of `source` as its task scores it (`tasks`: for valence/arousal
+  the post-processed predictions and targets per video; for pain the windows' logits,
+  labels and recordings)."""
   preds, labels = predict_split(predict_fn, source, config.eval.batch_size, make_global,
                                 config.train.read_threads)
-  if config.task == "valence_arousal":
-    predictions, targets = per_video(source, preds, labels)
-    predictions = abaw.postprocess(predictions, dict(config.eval.smoothing))
-    return (abaw.scores(predictions, targets),
-            {"predictions": predictions, "targets": targets})
-  return ({"accuracy": metrics.accuracy(preds["logits"], labels["pain"]),
-           "num_windows": int(len(labels["pain"]))},
-          {"logits": preds["logits"], "labels": labels["pain"],
-           "recording": labels["recording"][:, 0]})  # a window's clips share it
+  return tasks.get(config.task).score(preds, labels, source.table, config)
 
 
 def write_json(workdir, split, step, scores):
@@ -88,11 +67,11 @@ def write_json(workdir, split, step, scores):
 
 def write_recording_stats(workdir, split, step, task, details):
   """workdir/eval/<split>_step<N>_recordings.npz (process 0 only): the evaluation's
-  per-recording statistics (`comparison.recording_stats`), what a sweep's bootstrap
+  per-recording statistics (its task's `recording_stats`), what a sweep's bootstrap
   resamples; returns the path."""
   path = os.path.join(workdir, "eval", f"{split}_step{step}_recordings.npz")
   if jax.process_index() == 0:
-    names, stats = comparison.recording_stats(task, details)
+    names, stats = tasks.get(task).recording_stats(details)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "wb") as f:
       np.savez(f, names=np.array(names), stats=stats, step=int(step))

@@ -44,6 +44,17 @@ def ccc_from_moments(m, eps=1e-8):
   return 2 * cov / ((m[3] + m[4]) / n - 2 * mx * my + eps)
 
 
+def ccc_of_sums(m):
+  """Numpy CCC of summed `moments` (..., 6) in float64, population statistics as `ccc`
+  (0 where both sides are constant)."""
+  n = np.maximum(m[..., 0], 1.0)
+  mx, my = m[..., 1] / n, m[..., 2] / n
+  cov = m[..., 5] / n - mx * my
+  denom = m[..., 3] / n - mx * mx + m[..., 4] / n - my * my + (mx - my) ** 2
+  safe = np.where(denom > 0, denom, 1.0)
+  return np.where(denom > 0, 2 * cov / safe, 0.0)
+
+
 def valid_label_weight(label, window_valid):
   """1 where the frame label is valid and the window is a real (not padding) one."""
   return (label != INVALID_LABEL).astype(jnp.float32) * window_valid[:, None]

@@ -27,8 +27,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from jmt_jax import comparison
 from jmt_jax import evaluation
+from jmt_jax import tasks
 from jmt_jax import train
 from jmt_jax.data import clips as clips_lib
 from jmt_jax.data import pipeline
@@ -148,7 +148,7 @@ def evaluate(config, workdir, split):
                                      rate, settings["span_seconds"], settings["seed"])
     scores, _ = evaluation.evaluate(predict, degraded, config, setup.make_global)
     rows.append({"condition": condition, "modality": modality, "rate": rate,
-                 **{k: scores[k] for k in comparison.metric_names(config.task)}})
+                 **{k: scores[k] for k in tasks.get(config.task).metrics}})
     logging.info("Robustness on %s, %s %s %.2f: %s", split, condition, modality, rate,
                  {k: round(v, 4) for k, v in rows[-1].items() if isinstance(v, float)})
   if jax.process_index() == 0:

@@ -32,6 +32,7 @@ from jmt_jax import config_args
 from jmt_jax import evaluation
 from jmt_jax import plots
 from jmt_jax import robustness
+from jmt_jax import tasks
 from jmt_jax import train
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file[:args], e.g. configs/demo.py or "
@@ -131,7 +132,9 @@ def run_one(config, rundir, with_robustness):
 
 def sweep(spec, variants, seeds, workdir, overrides=(), reference="jmt", with_robustness=False,
           num_samples=comparison.NUM_SAMPLES):
-  """Runs every variant x seed, then writes and returns the comparison table."""
+  """Runs every variant x seed, then writes and returns the comparison table (on
+  process 0; None on the others). The workdir must be one filesystem for all processes,
+  as Orbax checkpoints need."""
   if seeds < 1:
     raise ValueError(f"--seeds={seeds}: need at least one")
   configs = {(v, k): run_config(spec, v, k, overrides) for v in variants for k in range(seeds)}
@@ -144,6 +147,9 @@ def sweep(spec, variants, seeds, workdir, overrides=(), reference="jmt", with_ro
     rundir = os.path.join(workdir, v, f"seed{k}")
     logging.info("Run %d of %d: %s seed %d in %s.", i + 1, len(configs), v, k, rundir)
     record = run_one(config, rundir, with_robustness)
+    jax.clear_caches()  # one run's compiled programs at a time (the disk cache keeps them)
+    if jax.process_index() != 0:  # the statistics and tables are process 0's
+      continue
     run_names, run_stats, _ = evaluation.read_recording_stats(
         os.path.join(rundir, record["recordings"]))
     if names is not None and run_names != names:
@@ -151,12 +157,13 @@ def sweep(spec, variants, seeds, workdir, overrides=(), reference="jmt", with_ro
                        f"({len(run_names)} vs {len(names)}): the runs must share a split")
     names, task = run_names, config.task
     stats.setdefault(v, []).append(run_stats)
+  if jax.process_index() != 0:
+    return None
   table = comparison.compare(task, stats, [0] * seeds, reference if reference in stats else None,
                              num_samples)
-  if jax.process_index() == 0:
-    write_tables(workdir, table, seeds, len(names), num_samples)
-    if with_robustness:
-      write_robustness_summary(workdir, variants, seeds, configs)
+  write_tables(workdir, table, seeds, len(names), num_samples)
+  if with_robustness:
+    write_robustness_summary(workdir, variants, seeds, configs)
   return table
 
 
@@ -182,7 +189,7 @@ def markdown(table, seeds, num_recordings):
   for metric, rows in table.items():
     ref = next((r["reference"] for r in rows if "reference" in r), None)
     lines += ["", f"**{metric}**", "",
-              f"| variant | mean +- std | 95% interval |"
+              "| variant | mean +- std | 95% interval |"
               + (f" difference to {ref} | its 95% interval |" if ref else ""),
               "|---|---|---|" + ("---|---|" if ref else "")]
     for r in rows:
@@ -223,7 +230,7 @@ def write_robustness_summary(workdir, variants, seeds, configs):
                              f"{record['split']}_step{record['step']}.json")) as f:
         for row in json.load(f)["rows"]:
           cond = (row["condition"], row["modality"], row["rate"])
-          for metric in comparison.metric_names(configs[(v, k)].task):
+          for metric in tasks.get(configs[(v, k)].task).metrics:
             means.setdefault((metric, cond), {}).setdefault(v, []).append(row[metric])
   lines = [f"Mean +- std over {seeds} seeds (jmt_jax.robustness)."]
   for metric in dict.fromkeys(m for m, _ in means):
@@ -249,10 +256,10 @@ def main(argv):
     return sweep(_CONFIG.value, _VARIANTS.value, _SEEDS.value, _WORKDIR.value, _OVERRIDES.value,
                  _REFERENCE.value, _ROBUSTNESS.value, _SAMPLES.value)
 
-  cli.run(None, work)
-  with open(os.path.join(_WORKDIR.value, "comparison.md")) as f:
-    print(f.read())
-  print(f"(tables in {_WORKDIR.value}/comparison.{{md,csv,json}}, plot in comparison.png)")
+  if cli.run(None, work) is not None:
+    with open(os.path.join(_WORKDIR.value, "comparison.md")) as f:
+      print(f.read())
+    print(f"(tables in {_WORKDIR.value}/comparison.{{md,csv,json}}, plot in comparison.png)")
 
 
 if __name__ == "__main__":

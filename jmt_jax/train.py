@@ -18,6 +18,7 @@ from jmt_jax import metric_writers
 from jmt_jax import plots
 from jmt_jax import preemption
 from jmt_jax import sharding
+from jmt_jax import tasks
 from jmt_jax import train_step as step_lib
 from jmt_jax import weight_import
 from jmt_jax.data import pipeline
@@ -118,7 +119,7 @@ class Setup:
     abstract = jax.eval_shape(self.init_state, jax.random.PRNGKey(config.seed))
     self.state_shardings = sharding.state_shardings(abstract, self.mesh, config.sharding)
     self.abstract_state = _with_shardings(abstract, self.state_shardings)
-    model, keys = self.model, (*step_lib.label_keys(config.task), "recording", "frame")
+    model, keys = self.model, (*tasks.get(config.task).label_keys, "recording", "frame")
 
     @jax.jit
     def predict(params, batch_stats, batch):
@@ -358,7 +359,7 @@ def write_submission(config, workdir, split, out_path, sample_file="", per_video
   preds, labels = evaluation.predict_split(
       lambda b: setup.predict(state.params, state.batch_stats, b),
       source, config.eval.batch_size, setup.make_global, config.train.read_threads)
-  predictions, _ = evaluation.per_video(source, preds, labels)
+  predictions, _ = abaw.per_video(source.table, preds, labels)
   predictions = abaw.postprocess(predictions, dict(config.eval.smoothing))
   if jax.process_index() != 0:
     return 0

@@ -1,6 +1,7 @@
 """The train state and the jit-able optimizer step.
 
-Losses are written as functions of sums over a batch's examples (`loss_sums`), so that
+Losses are written as functions of sums over a batch's examples (each task's
+`loss_sums`, jmt_jax.tasks), so that
 a batch split into micro-batches for gradient accumulation gets exactly the gradient
 of the whole batch's loss, even for CCC, which is not a mean over examples:
 
@@ -19,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jmt_jax import metrics
+from jmt_jax import tasks
 from jmt_jax.models import model as model_lib
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -32,42 +33,6 @@ class TrainState:
   batch_stats: Any
   opt_state: Any
   rng: jax.Array  # raw uint32 key data, so that checkpoints hold plain arrays
-
-
-def label_keys(task):
-  return ("valence", "arousal", "valid") if task == "valence_arousal" else ("pain", "valid")
-
-
-def loss_sums(task, outputs, batch):
-  """{name: array} of sums over the batch from which `loss_from_sums` computes the loss."""
-  if task == "valence_arousal":
-    return {k: metrics.moments(outputs[k], batch[k],
-                               metrics.valid_label_weight(batch[k], batch["valid"]))
-            for k in ("valence", "arousal")}
-  if task == "pain":
-    logits = outputs["logits"].astype(jnp.float32)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["pain"])
-    correct = logits.argmax(-1) == batch["pain"]
-    return {"pain": jnp.stack([batch["valid"].sum(), (ce * batch["valid"]).sum(),
-                               (correct * batch["valid"]).sum()])}
-  raise ValueError(f"unknown task {task!r}; use 'valence_arousal' or 'pain'")
-
-
-def loss_from_sums(task, sums):
-  """(loss, logs). Valence/arousal: (1 - CCC) summed over the two, over the batch's valid
-  frames; pain: mean cross-entropy over valid windows."""
-  if task == "valence_arousal":
-    logs = {f"ccc_{k}": metrics.ccc_from_moments(sums[k]) for k in ("valence", "arousal")}
-    loss = 2.0 - logs["ccc_valence"] - logs["ccc_arousal"]
-  else:
-    n = jnp.maximum(sums["pain"][0], 1.0)
-    loss = sums["pain"][1] / n
-    logs = {"accuracy": sums["pain"][2] / n}
-  return loss, {"loss": loss, **logs}
-
-
-def compute_loss(task, outputs, batch):
-  return loss_from_sums(task, loss_sums(task, outputs, batch))
 
 
 def compute_dtype(model):
@@ -116,7 +81,9 @@ def make_train_step(model, tx, task, accum_steps=1):
   With frozen backbones (model.config.freeze_backbones) only the other groups are
   differentiated, updated and checked: the backbones' parameters pass through untouched,
   rather than as zero gradients, zero updates and copies of 40M parameters a step.
+  `task` is a config's task name (jmt_jax.tasks).
   """
+  task = tasks.get(task)
   dtype = compute_dtype(model)
   frozen = model.config.get("freeze_backbones", False)
 
@@ -129,12 +96,12 @@ def make_train_step(model, tx, task, accum_steps=1):
     outputs, updates = model.apply(
         {"params": cast_floats({**trained, **fixed}, dtype), "batch_stats": batch_stats}, batch,
         train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
-    return loss_sums(task, outputs, batch), updates.get("batch_stats", {})
+    return task.loss_sums(outputs, batch), updates.get("batch_stats", {})
 
   def whole_batch_grads(trained, fixed, batch_stats, batch, rng):
     def loss_fn(trained):
       sums, new_stats = forward(trained, fixed, batch_stats, batch, rng)
-      return loss_from_sums(task, sums)[0], (sums, new_stats)
+      return task.loss_from_sums(sums)[0], (sums, new_stats)
     grads, (sums, new_stats) = jax.grad(loss_fn, has_aux=True)(trained)
     return grads, sums, new_stats
 
@@ -150,7 +117,7 @@ def make_train_step(model, tx, task, accum_steps=1):
         lambda: forward(trained, fixed, batch_stats, jax.tree.map(lambda x: x[0], micro),
                         rng)[0]))
     sums, _ = jax.lax.scan(add_sums, zero_sums, (micro, rngs))
-    d_loss = jax.grad(lambda s: loss_from_sums(task, s)[0])(sums)
+    d_loss = jax.grad(lambda s: task.loss_from_sums(s)[0])(sums)
 
     def add_grads(carry, xs):
       grads, stats = carry
@@ -171,7 +138,7 @@ def make_train_step(model, tx, task, accum_steps=1):
     compute = whole_batch_grads if accum_steps == 1 else accumulated_grads
     trained, fixed = split(state.params)
     grads, sums, batch_stats = compute(trained, fixed, state.batch_stats, batch, step_rng)
-    loss, logs = loss_from_sums(task, sums)
+    loss, logs = task.loss_from_sums(sums)
     # The optimizer's frozen groups (optax.set_to_zero) read no gradient.
     all_grads = {**grads, **jax.tree.map(jnp.zeros_like, fixed)}
     updates, opt_state = tx.update(all_grads, state.opt_state, state.params)

@@ -42,6 +42,13 @@ def _mistakes(tmp):
       (["jmt_jax.export", f"--workdir={tmp}", f"--out={tmp}/e"], "config.json", ROOT),
       (["jmt_jax.extract_features"], "--config", ROOT),
       (["jmt_jax.cross_validate", CONFIG, f"--workdir={tmp}/cv"], "protocol", ROOT),
+      (["jmt_jax.sweep", "--config=configs/demo.py:tiny", "--variants=jmt,pain",
+        f"--workdir={tmp}/s"], "different tasks", ROOT),
+      (["jmt_jax.sweep", "--config=configs/demo.py:tiny", "--variants=jmt,vanila",
+        f"--workdir={tmp}/s"], "vanila", ROOT),
+      (["jmt_jax.sweep", "--config=configs/demo.py:tiny", "--variants=jmt",
+        "--override=train.num_step=3", f"--workdir={tmp}/s"], "train.num_step", ROOT),
+      (["jmt_jax.main", CONFIG, f"--workdir={tmp}/w", "--mode=robustness"], "checkpoint", ROOT),
   ]
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from jmt_jax import comparison
 from jmt_jax import metrics
+from jmt_jax import tasks
 from jmt_jax.data.records import INVALID_LABEL
 
 SAMPLES = 300
@@ -42,18 +43,18 @@ def sweep_runs():
 
 def test_recording_stats_give_the_frame_level_scores(sweep_runs):
   details = sweep_runs["jmt"][0]
-  _, stats = comparison.recording_stats("valence_arousal", details)
-  got = comparison.metric_values("valence_arousal", stats.sum(axis=0))
+  _, stats = tasks.get("valence_arousal").recording_stats(details)
+  got = tasks.get("valence_arousal").metric_values(stats.sum(axis=0))
   names = sorted(details["predictions"])
   cat = lambda side: {d: np.concatenate([details[side][v][d] for v in names])
                       for d in ("valence", "arousal")}
   want = metrics.valence_arousal_scores(cat("predictions"), cat("targets"))
-  for k in comparison.metric_names("valence_arousal"):
+  for k in tasks.get("valence_arousal").metrics:
     assert got[k] == pytest.approx(want[k], abs=1e-12)
 
 
 def test_intervals_and_paired_differences_match_a_direct_computation(sweep_runs):
-  stats = {v: [comparison.recording_stats("valence_arousal", d)[1] for d in runs]
+  stats = {v: [tasks.get("valence_arousal").recording_stats(d)[1] for d in runs]
            for v, runs in sweep_runs.items()}
   table = comparison.compare("valence_arousal", stats, [0, 0, 0], "jmt", SAMPLES, seed=3)
   recordings, seeds = comparison.draws(np.random.default_rng(3), SAMPLES, {0: 7}, 3)
@@ -88,7 +89,7 @@ def test_folds_resample_their_own_recordings_for_accuracy():
     labels = rng.integers(0, 2, n)
     logits = rng.normal(0, 1, (n, 2)) + 1.5 * np.eye(2)[labels] * (rng.random(n) < 0.7)[:, None]
     folds.append({"logits": logits, "labels": labels, "recording": recording})
-  stats = [comparison.recording_stats("pain", d)[1] for d in folds]
+  stats = [tasks.get("pain").recording_stats(d)[1] for d in folds]
   table = comparison.compare("pain", {"jmt": stats}, [0, 1, 2, 3], None, SAMPLES, seed=5)
   recordings, groups = comparison.draws(np.random.default_rng(5), SAMPLES,
                                         {f: 10 for f in range(4)}, 4)

@@ -12,8 +12,8 @@ import pytest
 from conftest import CONFIG_DIR
 from conftest import load_config
 from conftest import load_config_module
+from jmt_jax import tasks
 from jmt_jax import train
-from jmt_jax import train_step
 from jmt_jax import weight_import
 from jmt_jax.data import pipeline
 from jmt_jax.models import fusion as fusion_lib
@@ -72,7 +72,7 @@ def test_every_tiny_variant_fusion_and_head_take_a_gradient_step(name, tiny_conf
       out = head.apply({"params": p["head"]},  # pylint: disable=cell-var-from-loop
                        fusion.apply({"params": p["fusion"]}, *embeddings),  # pylint: disable=cell-var-from-loop
                        train=True, rngs={"dropout": jax.random.key(2)})
-      return train_step.compute_loss(config.task, out, batch)[0]  # pylint: disable=cell-var-from-loop
+      return tasks.loss(tasks.get(config.task), out, batch)[0]  # pylint: disable=cell-var-from-loop
 
     loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params)
     assert np.isfinite(loss), (name, arg)

@@ -1,0 +1,120 @@
+"""What a model is trained for, each task in one place: its label keys, its loss (as sums
+over a batch, see train_step), how a predicted split is scored, the per-recording
+statistics comparisons resample, and its metrics. `get(config.task)` is the one switch;
+another task (say ABAW's expression classification) is another class here and a config
+that names it.
+"""
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jmt_jax import abaw
+from jmt_jax import metrics
+from jmt_jax.data.records import INVALID_LABEL
+
+
+class ValenceArousal:
+  """Aff-Wild2: per-frame valence and arousal, (1 - CCC) summed over the two as the loss,
+  scored by CCC over all frames of all videos (after `config.eval.smoothing`)."""
+
+  name = "valence_arousal"
+  label_keys = ("valence", "arousal", "valid")
+  metrics = ("ccc_mean", "ccc_valence", "ccc_arousal")
+  main_metric = "ccc_mean"
+
+  def loss_sums(self, outputs, batch):
+    return {k: metrics.moments(outputs[k], batch[k],
+                               metrics.valid_label_weight(batch[k], batch["valid"]))
+            for k in abaw.DIMENSIONS}
+
+  def loss_from_sums(self, sums):
+    logs = {f"ccc_{k}": metrics.ccc_from_moments(sums[k]) for k in abaw.DIMENSIONS}
+    loss = 2.0 - logs["ccc_valence"] - logs["ccc_arousal"]
+    return loss, {"loss": loss, **logs}
+
+  def score(self, preds, labels, table, config):
+    """(scores, details): `details` holds the post-processed `predictions` and the
+    `targets` per video."""
+    predictions, targets = abaw.per_video(table, preds, labels)
+    predictions = abaw.postprocess(predictions, dict(config.eval.smoothing))
+    return (abaw.scores(predictions, targets), {"predictions": predictions, "targets": targets})
+
+  def recording_stats(self, details):
+    """(video names, (R, 2, 6)): per video and dimension the CCC moments [n, sum x,
+    sum y, sum x^2, sum y^2, sum xy] over valid frames."""
+    names = sorted(details["predictions"])
+    stats = np.zeros((len(names), len(abaw.DIMENSIONS), 6))
+    for i, v in enumerate(names):
+      for k, d in enumerate(abaw.DIMENSIONS):
+        x = np.asarray(details["predictions"][v][d], np.float64)
+        y = np.asarray(details["targets"][v][d], np.float64)
+        keep = y != INVALID_LABEL
+        x, y = x[keep], y[keep]
+        stats[i, k] = [x.size, x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum()]
+    return names, stats
+
+  def metric_values(self, summed):
+    """{metric: (...)} from statistics summed over recordings (..., 2, 6)."""
+    out = {f"ccc_{d}": metrics.ccc_of_sums(summed[..., k, :])
+           for k, d in enumerate(abaw.DIMENSIONS)}
+    out["ccc_mean"] = (out["ccc_valence"] + out["ccc_arousal"]) / 2
+    return out
+
+
+class Pain:
+  """BioVid: a pain class per window, cross-entropy as the loss, scored by accuracy."""
+
+  name = "pain"
+  label_keys = ("pain", "valid")
+  metrics = ("accuracy",)
+  main_metric = "accuracy"
+
+  def loss_sums(self, outputs, batch):
+    logits = outputs["logits"].astype(jnp.float32)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["pain"])
+    correct = logits.argmax(-1) == batch["pain"]
+    return {"pain": jnp.stack([batch["valid"].sum(), (ce * batch["valid"]).sum(),
+                               (correct * batch["valid"]).sum()])}
+
+  def loss_from_sums(self, sums):
+    n = jnp.maximum(sums["pain"][0], 1.0)
+    loss = sums["pain"][1] / n
+    return loss, {"loss": loss, "accuracy": sums["pain"][2] / n}
+
+  def score(self, preds, labels, table, config):
+    """(scores, details): `details` holds the windows' `logits`, `labels` (class
+    indices) and `recording`s."""
+    del table, config
+    return ({"accuracy": metrics.accuracy(preds["logits"], labels["pain"]),
+             "num_windows": int(len(labels["pain"]))},
+            {"logits": preds["logits"], "labels": labels["pain"],
+             "recording": labels["recording"][:, 0]})  # a window's clips share it
+
+  def recording_stats(self, details):
+    """(recording indices as names, (R, 2)): per recording [windows, correct]."""
+    recordings = np.asarray(details["recording"])
+    correct = np.argmax(details["logits"], axis=-1) == np.asarray(details["labels"])
+    names = sorted({int(r) for r in recordings})
+    stats = np.array([[np.sum(recordings == r), np.sum(correct[recordings == r])]
+                      for r in names], np.float64).reshape(-1, 2)
+    return [str(r) for r in names], stats
+
+  def metric_values(self, summed):
+    with np.errstate(invalid="ignore", divide="ignore"):
+      return {"accuracy": summed[..., 1] / summed[..., 0]}
+
+
+TASKS = {t.name: t for t in (ValenceArousal(), Pain())}
+
+
+def get(name):
+  """The task named by a config's `task`."""
+  if name not in TASKS:
+    raise ValueError(f"unknown task {name!r}; use one of {sorted(TASKS)}")
+  return TASKS[name]
+
+
+def loss(task, outputs, batch):
+  """(loss, logs) of `task` on one batch."""
+  return task.loss_from_sums(task.loss_sums(outputs, batch))
