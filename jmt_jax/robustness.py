@@ -64,7 +64,7 @@ class DegradedStore:
   def __init__(self, store, key, condition, rate, span_seconds=0.5, seed=0):
     if condition not in ("removed", "dropped", "silenced", "noise"):
       raise ValueError(f"unknown condition {condition!r}")
-    if (condition == "dropped") != (key == FRAMES) and condition in ("dropped", "silenced"):
+    if condition == "dropped" and key != FRAMES or condition == "silenced" and key == FRAMES:
       raise ValueError(f"{condition!r} applies to {'frames' if condition == 'dropped' else 'signals'}, "
                        f"not {key!r}")
     self.store, self.key, self.condition, self.rate = store, key, condition, rate
@@ -93,11 +93,15 @@ class DegradedStore:
         images[i] = np.clip(np.rint(images[i] + noise), 0, 255).astype(np.uint8)
     return images, labels
 
+  def _length(self, recording):
+    """Samples of the degraded signal the recording spans."""
+    rate = self.store.rates[records.RATE_KEYS[self.key]]
+    return records.sample_at(self.store.num_frames(recording), rate, self.store.fps(recording))
+
   def _recording_rms(self, recording):
     if recording not in self._rms:
-      rate = self.store.rates[records.RATE_KEYS[self.key]]
-      n = records.sample_at(self.store.num_frames(recording), rate, self.store.fps(recording))
-      signal = self.store.read_signal(recording, self.key, 0, n).astype(np.float64)
+      signal = self.store.read_signal(recording, self.key, 0, self._length(recording))
+      signal = signal.astype(np.float64)
       self._rms[recording] = float(np.sqrt(np.mean(signal ** 2))) if signal.size else 0.0
     return self._rms[recording]
 
@@ -110,16 +114,17 @@ class DegradedStore:
     out = out.copy()
     span = max(1, int(round(self.span_seconds * self.store.rates[records.RATE_KEYS[key]])))
     rms = self._recording_rms(recording) if self.condition == "noise" else 0.0
-    # Samples before the recording are padding, not signal: left as they are.
-    for block in range(max(lo, 0) // span, (hi - 1) // span + 1):
-      a, b = max(lo, block * span) - lo, min(hi, (block + 1) * span) - lo
+    # Samples outside the recording are padding, not signal: left as they are.
+    first, last = max(lo, 0), min(hi, self._length(recording))
+    for block in range(first // span, (last - 1) // span + 1 if last > first else 0):
+      a, b = max(first, block * span) - lo, min(last, (block + 1) * span) - lo
       if self.condition == "silenced":
         if _uniform(self.seed, self.code, recording, block) < self.rate:
           out[a:b] = 0
       else:  # noise: the block's noise drawn whole, so any window sees the same samples
         noise = np.random.default_rng([self.seed, self.code, recording, block]).normal(
             0.0, self.rate * rms, (span,) + out.shape[1:])
-        start = max(lo, block * span) - block * span
+        start = max(first, block * span) - block * span
         noisy = out[a:b] + noise[start:start + b - a]
         if np.issubdtype(out.dtype, np.integer):
           info = np.iinfo(out.dtype)

@@ -82,6 +82,9 @@ def test_degradations_are_fixed_per_frame_and_span(recording):
   np.testing.assert_array_equal(p[50:], q[:150])
   rms = np.sqrt(np.mean(bio.astype(np.float64) ** 2))
   assert np.std(p - bio[:200]) == pytest.approx(0.3 * rms, rel=0.2)
+  edges = noisy.read_signal(0, "biosignal", -10, 266)  # the recording has 256 samples
+  assert not edges[:10].any() and not edges[-10:].any()  # padding stays padding
+  np.testing.assert_array_equal(edges[10:210], p)
   with pytest.raises(ValueError, match="'dropped' applies to frames"):
     robustness.DegradedStore(full, "audio", "dropped", 0.5)
 
