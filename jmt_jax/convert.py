@@ -26,11 +26,7 @@ from jmt_jax import cli
 from jmt_jax import library_logs
 from jmt_jax import weight_import
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config whose model the weights fill.")
-_OUT = flags.DEFINE_string("out", None, "Directory for the converted checkpoint.")
-_WEIGHTS = flags.DEFINE_multi_string(
-    "weights", [], "GROUPS=FILE[,FILE...]: parameter groups ('+'-separated) and the state "
-    "dict for them (several files: read as one).")
+FLAGS = flags.FLAGS
 
 
 def _parse_weights(specs):
@@ -52,10 +48,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   library_logs.quiet()
   try:
-    variables, manifest = weight_import.convert(_CONFIG.value, _parse_weights(_WEIGHTS.value))
+    variables, manifest = weight_import.convert(FLAGS.config, _parse_weights(FLAGS.weights))
   except (ValueError, OSError) as e:
     sys.exit(f"error: {e}")
-  weight_import.save(variables, manifest, _OUT.value)
+  weight_import.save(variables, manifest, FLAGS.out)
   for src in manifest["sources"]:
     print(f"{'+'.join(src['groups'])}: {src['loaded']} tensors from {src['file']}"
           + (f" (prefix {src['prefix']!r})" if src["prefix"] else ""))
@@ -71,9 +67,18 @@ def main(argv):
       print(f"  left for {group} (not converted from this file): {n} tensors")
     if src["outside_prefix"]:
       print(f"  ignored, outside the prefix: {weight_import.names(src['outside_prefix'])}")
-  print(f"wrote {os.path.abspath(_OUT.value)}")
+  print(f"wrote {os.path.abspath(FLAGS.out)}")
+
+
+def _define_flags():
+  config_flags.DEFINE_config_file("config", None, "Config whose model the weights fill.")
+  flags.DEFINE_string("out", None, "Directory for the converted checkpoint.")
+  flags.DEFINE_multi_string(
+    "weights", [], "GROUPS=FILE[,FILE...]: parameter groups ('+'-separated) and the state "
+    "dict for them (several files: read as one).")
+  flags.mark_flags_as_required(["config", "out"])
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config", "out"])
+  _define_flags()
   cli.app_run(main)

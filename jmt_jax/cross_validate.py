@@ -28,11 +28,7 @@ from jmt_jax import train
 from jmt_jax.data import pipeline
 from jmt_jax.data import prepared
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config with a data.protocol, e.g. "
-                                          "configs/biovid.py[:args].", lock_config=False)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one workdir per fold.")
-_FOLDS = flags.DEFINE_list("folds", [], "Only these folds (default: all).")
-flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
 
 
 def num_folds(config):
@@ -93,15 +89,24 @@ def write_table(workdir, summary):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  config = _CONFIG.value
-  folds = [int(f) for f in _FOLDS.value] or None
-  summary = cli.run(config, lambda: run(config, _WORKDIR.value, folds))
+  config = FLAGS.config
+  folds = [int(f) for f in FLAGS.folds] or None
+  summary = cli.run(config, lambda: run(config, FLAGS.workdir, folds))
   for row in summary["folds"]:
     print(f"fold {row['fold']}: {summary['metric']} {row[summary['metric']]:.4f}")
   print(f"mean +- std over {len(summary['folds'])} folds: {summary['mean']:.4f} +- "
         f"{summary['std']:.4f}, 95% interval [{summary['ci_low']:.4f}, {summary['ci_high']:.4f}] "
-        f"(table in {_WORKDIR.value}/cross_validation.md)")
+        f"(table in {FLAGS.workdir}/cross_validation.md)")
+
+
+def _define_flags():
+  config_flags.DEFINE_config_file("config", None, "Config with a data.protocol, e.g. "
+                                  "configs/biovid.py[:args].", lock_config=False)
+  flags.DEFINE_string("workdir", None, "Directory holding one workdir per fold.")
+  flags.DEFINE_list("folds", [], "Only these folds (default: all).")
+  flags.mark_flags_as_required(["config", "workdir"])
 
 
 if __name__ == "__main__":
+  _define_flags()
   cli.app_run(main)

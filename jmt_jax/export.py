@@ -24,10 +24,7 @@ from jmt_jax import train
 from jmt_jax.data import pipeline
 from jmt_jax.inference import predictor
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir (checkpoints/ and config.json).")
-_OUT = flags.DEFINE_string("out", None, "Directory to write the export to.")
-_PLATFORMS = flags.DEFINE_list("platforms", ["cpu", "cuda", "tpu"], "Platforms to lower for.")
-flags.mark_flags_as_required(["workdir", "out"])
+FLAGS = flags.FLAGS
 
 
 def export_workdir(workdir, out_dir, platforms=("cpu", "cuda", "tpu")):
@@ -64,10 +61,18 @@ def export_workdir(workdir, out_dir, platforms=("cpu", "cuda", "tpu")):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  signature = cli.run(None, lambda: export_workdir(_WORKDIR.value, _OUT.value, _PLATFORMS.value))
-  print(f"Exported step {signature['step']} to {_OUT.value}: inputs "
+  signature = cli.run(None, lambda: export_workdir(FLAGS.workdir, FLAGS.out, FLAGS.platforms))
+  print(f"Exported step {signature['step']} to {FLAGS.out}: inputs "
         f"{ {m: s['shape'] for m, s in signature['inputs'].items()} }")
 
 
+def _define_flags():
+  flags.DEFINE_string("workdir", None, "A training workdir (checkpoints/ and config.json).")
+  flags.DEFINE_string("out", None, "Directory to write the export to.")
+  flags.DEFINE_list("platforms", ["cpu", "cuda", "tpu"], "Platforms to lower for.")
+  flags.mark_flags_as_required(["workdir", "out"])
+
+
 if __name__ == "__main__":
+  _define_flags()
   cli.app_run(main)

@@ -17,8 +17,7 @@ from jmt_jax import cli
 from jmt_jax import features
 from jmt_jax import train
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config with feature_cache set.",
-                                          lock_config=True)
+FLAGS = flags.FLAGS
 
 
 def extract(config):
@@ -32,12 +31,18 @@ def extract(config):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  config = _CONFIG.value
+  config = FLAGS.config
   index = cli.run(config, lambda: extract(config))
   print(f"feature cache written to {config.feature_cache}: "
         f"{sum(len(r) for r in index['stores'].values())} recordings")
 
 
-if __name__ == "__main__":
+def _define_flags():
+  config_flags.DEFINE_config_file("config", None, "Config with feature_cache set.",
+                                  lock_config=True)
   flags.mark_flags_as_required(["config"])
+
+
+if __name__ == "__main__":
+  _define_flags()
   cli.app_run(main)

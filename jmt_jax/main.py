@@ -21,46 +21,51 @@ from jmt_jax import cli
 from jmt_jax import robustness
 from jmt_jax import train
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/demo.py[:variant].",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
-_MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "eval", "robustness", "submission"],
-    "train: train (or resume) then evaluate; eval: evaluate the newest checkpoint; "
-    "robustness: evaluate it with each modality removed and degraded (jmt_jax.robustness); "
-    "submission: write the ABAW submission file of --split.")
-_SPLIT = flags.DEFINE_string("split", None, "Split to evaluate or predict (default "
-                             "config.eval.split; 'test' for a submission).")
-_SAMPLE_FILE = flags.DEFINE_string("sample_file", "", "The organisers' sample submission CSV: "
-                                   "its rows fix the submission's rows and order.")
-_PER_VIDEO_TXT = flags.DEFINE_bool("per_video_txt", False, "Also write one <video>.txt per "
-                                   "video (older ABAW editions' format).")
-flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  config, workdir = _CONFIG.value, _WORKDIR.value
+  config, workdir = FLAGS.config, FLAGS.workdir
 
   def work():
-    if _MODE.value == "train":
+    if FLAGS.mode == "train":
       return train.train_and_evaluate(config, workdir)
-    if _MODE.value == "eval":
-      return train.evaluate_workdir(config, workdir, _SPLIT.value or config.eval.split)
-    if _MODE.value == "robustness":
-      rows = robustness.evaluate(config, workdir, _SPLIT.value or config.eval.split)
+    if FLAGS.mode == "eval":
+      return train.evaluate_workdir(config, workdir, FLAGS.split or config.eval.split)
+    if FLAGS.mode == "robustness":
+      rows = robustness.evaluate(config, workdir, FLAGS.split or config.eval.split)
       return {"conditions": len(rows), "table": os.path.join(workdir, "robustness")}
-    split = _SPLIT.value or "test"
+    split = FLAGS.split or "test"
     out = os.path.join(workdir, "submission", f"{split}.csv")
-    rows = train.write_submission(config, workdir, split, out, _SAMPLE_FILE.value,
+    rows = train.write_submission(config, workdir, split, out, FLAGS.sample_file,
                                   os.path.join(workdir, "submission", split)
-                                  if _PER_VIDEO_TXT.value else "")
+                                  if FLAGS.per_video_txt else "")
     return {"rows": rows, "file": out}
 
   scores = cli.run(config, work)
   print({k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()})
 
 
+def _define_flags():
+  config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/demo.py[:variant].",
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+  flags.DEFINE_enum(
+    "mode", "train", ["train", "eval", "robustness", "submission"],
+    "train: train (or resume) then evaluate; eval: evaluate the newest checkpoint; "
+    "robustness: evaluate it with each modality removed and degraded (jmt_jax.robustness); "
+    "submission: write the ABAW submission file of --split.")
+  flags.DEFINE_string("split", None, "Split to evaluate or predict (default "
+                      "config.eval.split; 'test' for a submission).")
+  flags.DEFINE_string("sample_file", "", "The organisers' sample submission CSV: "
+                      "its rows fix the submission's rows and order.")
+  flags.DEFINE_bool("per_video_txt", False, "Also write one <video>.txt per "
+                    "video (older ABAW editions' format).")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+
 if __name__ == "__main__":
+  _define_flags()
   cli.app_run(main)

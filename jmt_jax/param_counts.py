@@ -13,8 +13,7 @@ from ml_collections import config_flags
 from jmt_jax import cli
 from jmt_jax import weight_import
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config whose model to count.")
-_DEPTH = flags.DEFINE_integer("depth", 2, "Module nesting depth to break the counts down to.")
+FLAGS = flags.FLAGS
 
 
 def counts(params, depth):
@@ -43,9 +42,15 @@ def table(config, depth):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  print(table(_CONFIG.value, _DEPTH.value)[0])
+  print(table(FLAGS.config, FLAGS.depth)[0])
+
+
+def _define_flags():
+  config_flags.DEFINE_config_file("config", None, "Config whose model to count.")
+  flags.DEFINE_integer("depth", 2, "Module nesting depth to break the counts down to.")
+  flags.mark_flags_as_required(["config"])
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config"])
+  _define_flags()
   cli.app_run(main)

@@ -24,19 +24,7 @@ from jmt_jax import train
 from jmt_jax.inference import outputs
 from jmt_jax.inference import predictor
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir (checkpoints/ and "
-                               "config.json).")
-_VIDEO = flags.DEFINE_string("video", None, "The video file to predict on.")
-_BIOSIGNALS = flags.DEFINE_string("biosignals", "", "Tab-separated biosignal CSV, for models "
-                                  "that read one (BioVid).")
-_OUT = flags.DEFINE_string("out", None, "Directory for the CSV and the plot.")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file for workdirs without config.json (trained before it was "
-    "written), e.g. configs/demo.py:tiny.", lock_config=True)
-_FACES = flags.DEFINE_enum("faces", "largest", ["largest", "all"], "Predict for the largest "
-                           "face, or for every person in view (one CSV each).")
-_PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
-flags.mark_flags_as_required(["workdir", "video", "out"])
+FLAGS = flags.FLAGS
 
 
 def main(argv):
@@ -44,15 +32,15 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
 
   def work():
-    config = _CONFIG.value if _CONFIG.value is not None else train.read_config(_WORKDIR.value)
+    config = FLAGS.config if FLAGS.config is not None else train.read_config(FLAGS.workdir)
     cli.enable_compilation_cache(config.get("compilation_cache_dir"))
-    if not os.path.exists(_VIDEO.value):
-      raise FileNotFoundError(f"{_VIDEO.value}: no such video file")
-    model = predictor.Predictor(_WORKDIR.value, config)
-    results = model.predict_people(_VIDEO.value, _BIOSIGNALS.value or None, _PROGRESS.value,
-                                   _FACES.value)
-    stem = os.path.splitext(os.path.basename(_VIDEO.value))[0]
-    csv_paths, png_path = outputs.write(_OUT.value, stem, *results)
+    if not os.path.exists(FLAGS.video):
+      raise FileNotFoundError(f"{FLAGS.video}: no such video file")
+    model = predictor.Predictor(FLAGS.workdir, config)
+    results = model.predict_people(FLAGS.video, FLAGS.biosignals or None, FLAGS.progress,
+                                   FLAGS.faces)
+    stem = os.path.splitext(os.path.basename(FLAGS.video))[0]
+    csv_paths, png_path = outputs.write(FLAGS.out, stem, *results)
     summary = {"frames": results[0].num_frames, "fps": round(results[0].fps, 3)}
     for r, path in zip(results, csv_paths):
       who = f"person{r.person} " if r.person else ""
@@ -64,5 +52,22 @@ def main(argv):
   print(cli.run(None, work))
 
 
+def _define_flags():
+  flags.DEFINE_string("workdir", None, "A training workdir (checkpoints/ and "
+                      "config.json).")
+  flags.DEFINE_string("video", None, "The video file to predict on.")
+  flags.DEFINE_string("biosignals", "", "Tab-separated biosignal CSV, for models "
+                      "that read one (BioVid).")
+  flags.DEFINE_string("out", None, "Directory for the CSV and the plot.")
+  config_flags.DEFINE_config_file(
+    "config", None, "Config file for workdirs without config.json (trained before it was "
+    "written), e.g. configs/demo.py:tiny.", lock_config=True)
+  flags.DEFINE_enum("faces", "largest", ["largest", "all"], "Predict for the largest "
+                    "face, or for every person in view (one CSV each).")
+  flags.DEFINE_bool("progress", True, "Show progress bars.")
+  flags.mark_flags_as_required(["workdir", "video", "out"])
+
+
 if __name__ == "__main__":
+  _define_flags()
   cli.app_run(main)

@@ -35,20 +35,7 @@ from jmt_jax import robustness
 from jmt_jax import tasks
 from jmt_jax import train
 
-_CONFIG = flags.DEFINE_string("config", None, "Config file[:args], e.g. configs/demo.py or "
-                              "configs/affwild2.py:data_dir=DIR; each variant is put first "
-                              "in its args.")
-_VARIANTS = flags.DEFINE_list("variants", None, "Variants of the config to compare.")
-_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per variant (0 .. N-1).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one workdir per run.")
-_OVERRIDES = flags.DEFINE_multi_string("override", [], "FIELD=VALUE set in every run's "
-                                       "config, e.g. train.num_steps=600.")
-_REFERENCE = flags.DEFINE_string("reference", "jmt", "Variant the differences are taken to.")
-_ROBUSTNESS = flags.DEFINE_bool("robustness", False, "Also score every run with each "
-                                "modality removed and degraded (jmt_jax.robustness).")
-_SAMPLES = flags.DEFINE_integer("bootstrap_samples", comparison.NUM_SAMPLES,
-                                "Bootstrap replicates.")
-flags.mark_flags_as_required(["config", "variants", "workdir"])
+FLAGS = flags.FLAGS
 
 
 def apply_override(config, text):
@@ -251,16 +238,34 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
 
   def work():
-    first = run_config(_CONFIG.value, _VARIANTS.value[0], 0, _OVERRIDES.value)
+    first = run_config(FLAGS.config, FLAGS.variants[0], 0, FLAGS.override)
     cli.enable_compilation_cache(first.get("compilation_cache_dir"))
-    return sweep(_CONFIG.value, _VARIANTS.value, _SEEDS.value, _WORKDIR.value, _OVERRIDES.value,
-                 _REFERENCE.value, _ROBUSTNESS.value, _SAMPLES.value)
+    return sweep(FLAGS.config, FLAGS.variants, FLAGS.seeds, FLAGS.workdir, FLAGS.override,
+                 FLAGS.reference, FLAGS.robustness, FLAGS.bootstrap_samples)
 
   if cli.run(None, work) is not None:
-    with open(os.path.join(_WORKDIR.value, "comparison.md")) as f:
+    with open(os.path.join(FLAGS.workdir, "comparison.md")) as f:
       print(f.read())
-    print(f"(tables in {_WORKDIR.value}/comparison.{{md,csv,json}}, plot in comparison.png)")
+    print(f"(tables in {FLAGS.workdir}/comparison.{{md,csv,json}}, plot in comparison.png)")
+
+
+def _define_flags():
+  flags.DEFINE_string("config", None, "Config file[:args], e.g. configs/demo.py or "
+                      "configs/affwild2.py:data_dir=DIR; each variant is put first "
+                      "in its args.")
+  flags.DEFINE_list("variants", None, "Variants of the config to compare.")
+  flags.DEFINE_integer("seeds", 3, "Seeds per variant (0 .. N-1).")
+  flags.DEFINE_string("workdir", None, "Directory holding one workdir per run.")
+  flags.DEFINE_multi_string("override", [], "FIELD=VALUE set in every run's "
+                            "config, e.g. train.num_steps=600.")
+  flags.DEFINE_string("reference", "jmt", "Variant the differences are taken to.")
+  flags.DEFINE_bool("robustness", False, "Also score every run with each "
+                    "modality removed and degraded (jmt_jax.robustness).")
+  flags.DEFINE_integer("bootstrap_samples", comparison.NUM_SAMPLES,
+                       "Bootstrap replicates.")
+  flags.mark_flags_as_required(["config", "variants", "workdir"])
 
 
 if __name__ == "__main__":
+  _define_flags()
   cli.app_run(main)

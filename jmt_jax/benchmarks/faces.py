@@ -30,9 +30,7 @@ from jmt_jax.benchmarks import face_scenes
 from jmt_jax.faces import mtcnn
 from jmt_jax.faces import tracking
 
-_DETECTORS = flags.DEFINE_list("detectors", ["tracked", "mtcnn", "haar"], "Which to measure.")
-_FRAMES = flags.DEFINE_integer("frames", 30, "Frames per video.")
-_SIZES = flags.DEFINE_list("sizes", ["48", "64", "96", "160"], "Face widths, pixels.")
+FLAGS = flags.FLAGS
 
 RESOLUTIONS = ((360, 640), (720, 1280))
 COMPRESSIONS = {"raw": lambda f: f, "jpeg q75": face_scenes.jpeg, "h264": face_scenes.h264}
@@ -130,15 +128,15 @@ def main(argv):
   cv2.setNumThreads(1)
   people, backgrounds = face_scenes.people(), face_scenes.backgrounds()
   names = list(backgrounds)
-  runners = {d: _runner(d) for d in _DETECTORS.value}
-  n = _FRAMES.value
+  runners = {d: _runner(d) for d in FLAGS.detectors}
+  n = FLAGS.frames
   print(f"{n} frames a video; recall = true-face frames / face frames; one CPU thread")
   for h, w in RESOLUTIONS:
     timing = {what: {d: np.zeros(2) for d in runners} for what in ("face", "face-free")}
     rows = []
     for comp, squash in COMPRESSIONS.items():
       timed = lambda what: timing[what] if comp == "raw" else None  # pylint: disable=cell-var-from-loop
-      for size in map(int, _SIZES.value):
+      for size in map(int, FLAGS.sizes):
         counts = {d: np.zeros(3, np.int64) for d in runners}
         for k, person in enumerate(people):
           frames, truth = face_scenes.video(h, w, n, [person], size,
@@ -169,5 +167,12 @@ def main(argv):
   _lfw(runners)
 
 
+def _define_flags():
+  flags.DEFINE_list("detectors", ["tracked", "mtcnn", "haar"], "Which to measure.")
+  flags.DEFINE_integer("frames", 30, "Frames per video.")
+  flags.DEFINE_list("sizes", ["48", "64", "96", "160"], "Face widths, pixels.")
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -28,11 +28,7 @@ from jmt_jax import train
 from jmt_jax import train_step
 from jmt_jax.data import pipeline
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variant].",
-                                          lock_config=False)
-_CACHE = flags.DEFINE_string("cache_dir", "", "Where to extract the cache (default: a "
-                             "temporary directory).")
-flags.mark_flags_as_required(["config"])
+FLAGS = flags.FLAGS
 
 
 def epoch_seconds(setup, state):
@@ -57,10 +53,10 @@ def epoch_seconds(setup, state):
 def main(argv):
   del argv
   library_logs.quiet()
-  config = _CONFIG.value
+  config = FLAGS.config
   config.model.freeze_backbones = True
   config.input.augment = {}
-  config.feature_cache = _CACHE.value or tempfile.mkdtemp(prefix="jmt_jax_features_")
+  config.feature_cache = FLAGS.cache_dir or tempfile.mkdtemp(prefix="jmt_jax_features_")
   plain = config.copy_and_resolve_references()
   plain.feature_cache = ""
   end_to_end = train.Setup(plain, workdir=None)
@@ -83,5 +79,14 @@ def main(argv):
   print(f"peak host memory: {peak:.0f} MiB")
 
 
+def _define_flags():
+  config_flags.DEFINE_config_file("config", None, "Config file[:variant].",
+                                  lock_config=False)
+  flags.DEFINE_string("cache_dir", "", "Where to extract the cache (default: a "
+                      "temporary directory).")
+  flags.mark_flags_as_required(["config"])
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

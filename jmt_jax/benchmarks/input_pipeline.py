@@ -39,12 +39,7 @@ from jmt_jax.data import clips
 from jmt_jax.data import pipeline
 from jmt_jax.data import records
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variant].")
-_BATCH = flags.DEFINE_integer("batch_size", 4, "Batch size of the pipeline and the step.")
-_EXAMPLES = flags.DEFINE_integer("examples", 48, "Examples timed per measurement.")
-_STEPS = flags.DEFINE_integer("steps", 2, "Train steps timed (after one compiling step; 0: none).")
-_WORKERS = flags.DEFINE_integer("workers", 0, "Grain workers for 'all cores' (0: one per core).")
-flags.mark_flags_as_required(["config"])
+FLAGS = flags.FLAGS
 
 # Published dense peak FLOP/s of accelerators, by the dtype the paper configs train in on
 # them (bfloat16), and the utilisation assumed for the estimate.
@@ -156,8 +151,8 @@ def step_rate(config, batch, num_steps):
 def main(argv):
   del argv
   library_logs.quiet()
-  config = _CONFIG.value
-  batch_size = _BATCH.value
+  config = FLAGS.config
+  batch_size = FLAGS.batch_size
   cores = os.cpu_count() or 1
   dataset = pipeline.open_dataset(config.data)
   source = pipeline.window_source(dataset, "train", config.input, config.model.modalities,
@@ -173,21 +168,21 @@ def main(argv):
   print(f"a 112x112 photographic face crop, as {records.ENCODING}: "
         f"{photo / 1e3:.2f} KB, mean abs pixel error {error:.2f}")
 
-  seconds = breakdown(source, _EXAMPLES.value, batch_size, config.seed)
+  seconds = breakdown(source, FLAGS.examples, batch_size, config.seed)
   total = sum(seconds.values())
   print(f"host ms per example (one core): {total * 1e3:.1f} = " + ", ".join(
       f"{k} {v * 1e3:.1f}" for k, v in seconds.items()))
-  rate, batch = iterator_rate(source, batch_size, 0, _EXAMPLES.value, config.seed)
+  rate, batch = iterator_rate(source, batch_size, 0, FLAGS.examples, config.seed)
   print(f"input pipeline, one core (no worker process): {rate:8.1f} examples/s")
-  workers = _WORKERS.value or cores
-  rate_all, _ = iterator_rate(source, batch_size, workers, 2 * _EXAMPLES.value, config.seed)
+  workers = FLAGS.workers or cores
+  rate_all, _ = iterator_rate(source, batch_size, workers, 2 * FLAGS.examples, config.seed)
   print(f"input pipeline, {workers} worker processes:      {rate_all:8.1f} examples/s")
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(f"peak host memory of this process: {peak:.0f} MiB")
-  if not _STEPS.value:
+  if not FLAGS.steps:
     return
   batch = jax.tree.map(lambda x: x[:batch_size], batch)
-  step_examples, compile_s, gflop, step_s = step_rate(config, batch, _STEPS.value)
+  step_examples, compile_s, gflop, step_s = step_rate(config, batch, FLAGS.steps)
   per_example = gflop / batch_size
   print(f"train step on {jax.devices()[0].device_kind}: {step_examples:8.2f} examples/s "
         f"({step_s:.2f} s/step, {gflop:.1f} GFLOP/step = {gflop / step_s:.1f} GFLOP/s, "
@@ -199,5 +194,15 @@ def main(argv):
           f"{wanted / rate:.1f} host cores at this core's rate")
 
 
+def _define_flags():
+  config_flags.DEFINE_config_file("config", None, "Config file[:variant].")
+  flags.DEFINE_integer("batch_size", 4, "Batch size of the pipeline and the step.")
+  flags.DEFINE_integer("examples", 48, "Examples timed per measurement.")
+  flags.DEFINE_integer("steps", 2, "Train steps timed (after one compiling step; 0: none).")
+  flags.DEFINE_integer("workers", 0, "Grain workers for 'all cores' (0: one per core).")
+  flags.mark_flags_as_required(["config"])
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -26,13 +26,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A trained workdir.")
-_MINUTES = flags.DEFINE_list("minutes", ["0.5", "2", "6"], "Video lengths in minutes.")
-_FPS = flags.DEFINE_integer("fps", 25, "Frame rate of the videos.")
-_CHILD = flags.DEFINE_string("child_video", "", "(internal) predict on this video in this "
-                             "process and print its peak memory.")
-_OUT = flags.DEFINE_string("out", "", "Where the videos and predictions go (default: a "
-                           "temporary directory).")
+FLAGS = flags.FLAGS
 
 
 def write_long_video(path, seconds, fps, size=(240, 320), rate=16000):
@@ -74,24 +68,24 @@ def _child(video, workdir):
 
 def main(argv):
   del argv
-  if _CHILD.value:
-    return _child(_CHILD.value, _WORKDIR.value)
-  out = _OUT.value or tempfile.mkdtemp(prefix="jmt_jax_predict_memory_")
+  if FLAGS.child_video:
+    return _child(FLAGS.child_video, FLAGS.workdir)
+  out = FLAGS.out or tempfile.mkdtemp(prefix="jmt_jax_predict_memory_")
   os.makedirs(out, exist_ok=True)
   rows = []
-  for minutes in map(float, _MINUTES.value):
+  for minutes in map(float, FLAGS.minutes):
     path = os.path.join(out, f"long_{minutes:g}min.mp4")
     if not os.path.exists(path):
-      write_long_video(path, minutes * 60, _FPS.value)
+      write_long_video(path, minutes * 60, FLAGS.fps)
     run = subprocess.run([sys.executable, "-m", "jmt_jax.benchmarks.predict_memory",
-                          f"--workdir={_WORKDIR.value}", f"--child_video={path}"],
+                          f"--workdir={FLAGS.workdir}", f"--child_video={path}"],
                          capture_output=True, text=True, check=False)
     line = [l for l in run.stdout.splitlines() if l.startswith("RESULT")]
     if run.returncode or not line:
       sys.exit(f"error: predicting on {path} failed:\n{run.stderr[-2000:]}")
     frames, seconds, peak, faces = line[0].split()[1:]
     rows.append((minutes, int(frames), float(seconds), float(peak), int(faces)))
-  print(f"\nworkdir {_WORKDIR.value}, {_FPS.value} fps, 320x240 video")
+  print(f"\nworkdir {FLAGS.workdir}, {FLAGS.fps} fps, 320x240 video")
   print("| video | frames | faces found | seconds | frames/s | peak memory |")
   print("|---|---|---|---|---|---|")
   for minutes, frames, seconds, peak, faces in rows:
@@ -99,6 +93,17 @@ def main(argv):
           f"| {peak:,.0f} MiB |")
 
 
-if __name__ == "__main__":
+def _define_flags():
+  flags.DEFINE_string("workdir", None, "A trained workdir.")
+  flags.DEFINE_list("minutes", ["0.5", "2", "6"], "Video lengths in minutes.")
+  flags.DEFINE_integer("fps", 25, "Frame rate of the videos.")
+  flags.DEFINE_string("child_video", "", "(internal) predict on this video in this "
+                      "process and print its peak memory.")
+  flags.DEFINE_string("out", "", "Where the videos and predictions go (default: a "
+                      "temporary directory).")
   flags.mark_flags_as_required(["workdir"])
+
+
+if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -24,14 +24,7 @@ from ml_collections import config_flags
 from jmt_jax import library_logs
 from jmt_jax.benchmarks import step_timing
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variant].")
-_SETTINGS = flags.DEFINE_list("settings", ["frozen", "finetune"],
-                              "frozen (backbones frozen, the paper's Aff-Wild2 setting) and/or "
-                              "finetune (every parameter trained).")
-_DTYPES = flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Compute dtypes.")
-_BATCH = flags.DEFINE_integer("batch_size", 2, "Windows per step.")
-_STEPS = flags.DEFINE_integer("steps", 2, "Steps timed (after a warm one).")
-flags.mark_flags_as_required(["config"])
+FLAGS = flags.FLAGS
 
 # Published dense peak FLOP/s by device kind (a substring of jax's device_kind) and dtype.
 PEAKS = {
@@ -78,30 +71,42 @@ def main(argv):
   library_logs.quiet()
   device = jax.devices()[0]
   print(f"jax {jax.__version__} on {device.device_kind} ({device.platform}); batch "
-        f"{_BATCH.value}, {_STEPS.value} timed steps")
-  peaks = {dtype: peak(device, dtype) for dtype in _DTYPES.value}
+        f"{FLAGS.batch_size}, {FLAGS.steps} timed steps")
+  peaks = {dtype: peak(device, dtype) for dtype in FLAGS.dtypes}
   for dtype, (flops, source) in peaks.items():
     print(f"peak {dtype}: {flops / 1e12:.3f} TFLOP/s ({source})")
   header = (f"{'setting':9s} {'dtype':9s} {'compile s':>9s} {'s/step':>8s} {'examples/s':>10s} "
             f"{'GFLOP/step':>10s} {'TFLOP/s':>8s} {'MFU':>6s} {'memory GiB':>10s}")
   print(header)
-  for setting in _SETTINGS.value:
+  for setting in FLAGS.settings:
     if setting not in ("frozen", "finetune"):
       raise app.UsageError(f"--settings: unknown {setting!r}; use frozen, finetune")
-    for dtype in _DTYPES.value:
-      config = _CONFIG.value.copy_and_resolve_references()
+    for dtype in FLAGS.dtypes:
+      config = FLAGS.config.copy_and_resolve_references()
       config.model.freeze_backbones = setting == "frozen"
       config.compute_dtype = dtype
-      batch = step_timing.synthetic_batch(config, _BATCH.value, config.seed)
+      batch = step_timing.synthetic_batch(config, FLAGS.batch_size, config.seed)
       step = step_timing.compile_step(config, batch)
-      seconds = step.time(_STEPS.value)
+      seconds = step.time(FLAGS.steps)
       rate = step.flops / seconds
       memory, what = memory_in_use(device, step)
       print(f"{setting:9s} {dtype:9s} {step.compile_s:9.1f} {seconds:8.3f} "
-            f"{_BATCH.value / seconds:10.2f} {step.flops / 1e9:10.1f} {rate / 1e12:8.3f} "
+            f"{FLAGS.batch_size / seconds:10.2f} {step.flops / 1e9:10.1f} {rate / 1e12:8.3f} "
             f"{rate / peaks[dtype][0]:6.1%} {memory / 2**30:10.2f}  ({what})", flush=True)
       del step
 
 
+def _define_flags():
+  config_flags.DEFINE_config_file("config", None, "Config file[:variant].")
+  flags.DEFINE_list("settings", ["frozen", "finetune"],
+                    "frozen (backbones frozen, the paper's Aff-Wild2 setting) and/or "
+                    "finetune (every parameter trained).")
+  flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Compute dtypes.")
+  flags.DEFINE_integer("batch_size", 2, "Windows per step.")
+  flags.DEFINE_integer("steps", 2, "Steps timed (after a warm one).")
+  flags.mark_flags_as_required(["config"])
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -30,10 +30,7 @@ from jmt_jax import library_logs
 from jmt_jax.benchmarks import step_timing
 from jmt_jax.data import logmel
 
-_SETTINGS = flags.DEFINE_list("settings", ["frozen", "fusion"], "Steps to compare.")
-_ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternations of the two sides.")
-_THREADS = flags.DEFINE_integer("threads", 0, "PyTorch threads (0: every core).")
-_BFLOAT16 = flags.DEFINE_bool("bfloat16", True, "Also time jmt_jax in bfloat16.")
+FLAGS = flags.FLAGS
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # setting: (batch size, steps per timing)
@@ -153,14 +150,22 @@ def main(argv):
     sys.exit("error: this benchmark needs PyTorch (pip install torch, the CPU build)")
   sys.path.insert(0, os.path.join(_REPO, "tests"))
   import torch_reference as ref  # pylint: disable=import-outside-toplevel
-  torch.set_num_threads(_THREADS.value or os.cpu_count())
+  torch.set_num_threads(FLAGS.threads or os.cpu_count())
   print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({os.cpu_count()} host "
         f"cores); torch {torch.__version__} on {torch.get_num_threads()} threads")
-  for setting in _SETTINGS.value:
+  for setting in FLAGS.settings:
     if setting not in SETTINGS:
       sys.exit(f"error: --settings: unknown {setting!r}; use {sorted(SETTINGS)}")
-    compare(torch, ref, setting, _ROUNDS.value, _BFLOAT16.value)
+    compare(torch, ref, setting, FLAGS.rounds, FLAGS.bfloat16)
+
+
+def _define_flags():
+  flags.DEFINE_list("settings", ["frozen", "fusion"], "Steps to compare.")
+  flags.DEFINE_integer("rounds", 3, "Alternations of the two sides.")
+  flags.DEFINE_integer("threads", 0, "PyTorch threads (0: every core).")
+  flags.DEFINE_bool("bfloat16", True, "Also time jmt_jax in bfloat16.")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

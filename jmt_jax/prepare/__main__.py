@@ -19,20 +19,7 @@ from jmt_jax import library_logs
 from jmt_jax.prepare import driver
 from jmt_jax.prepare.errors import BadInput
 
-_RAW_DIR = flags.DEFINE_string("raw_dir", None, "The dataset's tree as the organisers publish it.")
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "Where shards, work files and manifest go.")
-_WORKERS = flags.DEFINE_integer("workers", max(1, (os.cpu_count() or 2) - 1),
-                                "Recordings decoded in parallel.")
-_FRAME_SIZE = flags.DEFINE_integer("frame_size", 112, "Side of the stored face crops.")
-_AUDIO_RATE = flags.DEFINE_integer("audio_rate", 44100, "Aff-Wild2: audio resampled to this rate.")
-_BIO_RATE = flags.DEFINE_integer("bio_rate", 512, "BioVid: the biosignals' sampling rate.")
-_TOLERANCE = flags.DEFINE_integer(
-    "frame_tolerance", 16, "Frames by which crops, audio or biosignals may disagree with the "
-    "labels' frame count before the recording is reported as broken.")
-_TEST_LIST = flags.DEFINE_string("test_list", "", "Aff-Wild2: the test-set list (default: the "
-                                 "one *test*set*.txt file found under --raw_dir).")
-_SEGMENT = flags.DEFINE_integer("segment_frames", 0, "Frames per record (0: the dataset's default).")
-flags.mark_flags_as_required(["raw_dir", "out_dir"])
+FLAGS = flags.FLAGS
 
 
 def main(argv):
@@ -41,21 +28,39 @@ def main(argv):
                          f"{{{'|'.join(driver.LAYOUTS)}}} --raw_dir=... --out_dir=...")
   library_logs.quiet()
   dataset = argv[1]
-  options = dict(frame_size=_FRAME_SIZE.value, frame_tolerance=_TOLERANCE.value)
+  options = dict(frame_size=FLAGS.frame_size, frame_tolerance=FLAGS.frame_tolerance)
   if dataset == "affwild2":
-    options.update(audio_rate=_AUDIO_RATE.value, test_list=_TEST_LIST.value)
+    options.update(audio_rate=FLAGS.audio_rate, test_list=FLAGS.test_list)
   else:
-    options.update(bio_rate=_BIO_RATE.value)
+    options.update(bio_rate=FLAGS.bio_rate)
   try:
-    manifest = driver.prepare(dataset, _RAW_DIR.value, _OUT_DIR.value, workers=_WORKERS.value,
-                              segment_frames=_SEGMENT.value, **options)
+    manifest = driver.prepare(dataset, FLAGS.raw_dir, FLAGS.out_dir, workers=FLAGS.workers,
+                              segment_frames=FLAGS.segment_frames, **options)
   except (BadInput, ValueError, OSError) as e:
     sys.exit(f"error: {e}")
   for split, c in manifest["counts"].items():
     print(f"{split}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
   print(f"{len(manifest['skipped'])} recording(s) skipped, {len(manifest['shards'])} shard(s); "
-        f"manifest: {os.path.join(os.path.abspath(_OUT_DIR.value), 'manifest.json')}")
+        f"manifest: {os.path.join(os.path.abspath(FLAGS.out_dir), 'manifest.json')}")
+
+
+def _define_flags():
+  flags.DEFINE_string("raw_dir", None, "The dataset's tree as the organisers publish it.")
+  flags.DEFINE_string("out_dir", None, "Where shards, work files and manifest go.")
+  flags.DEFINE_integer("workers", max(1, (os.cpu_count() or 2) - 1),
+                       "Recordings decoded in parallel.")
+  flags.DEFINE_integer("frame_size", 112, "Side of the stored face crops.")
+  flags.DEFINE_integer("audio_rate", 44100, "Aff-Wild2: audio resampled to this rate.")
+  flags.DEFINE_integer("bio_rate", 512, "BioVid: the biosignals' sampling rate.")
+  flags.DEFINE_integer(
+    "frame_tolerance", 16, "Frames by which crops, audio or biosignals may disagree with the "
+    "labels' frame count before the recording is reported as broken.")
+  flags.DEFINE_string("test_list", "", "Aff-Wild2: the test-set list (default: the "
+                      "one *test*set*.txt file found under --raw_dir).")
+  flags.DEFINE_integer("segment_frames", 0, "Frames per record (0: the dataset's default).")
+  flags.mark_flags_as_required(["raw_dir", "out_dir"])
 
 
 if __name__ == "__main__":
+  _define_flags()
   cli.app_run(main)
