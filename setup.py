@@ -18,7 +18,7 @@ setuptools.setup(
         "array-record>=0.8,<0.9",
         "av>=14,<19",  # PyAV: video and audio decoding with its bundled FFmpeg
         "chex>=0.1.90,<0.2",
-        "flatbuffers>=24",  # jax.export serialization (python -m jmt_jax.export)
+        "flatbuffers>=24",  # jax.export serialization (python -m jmt_jax.inference.export)
         "flax>=0.12,<0.13",
         "grain>=0.2.12,<0.3",
         "importlib_resources>=6,<7",

@@ -16,12 +16,12 @@ Arguments:
   video_reduction=max (default, the paper's), mean or flatten_linear (flatten the
     512x1x7x7 map + Linear(25088, 512), the authors' `vision_r2d1_fc`): R(2+1)D's
     per-clip embedding from its last feature map;
-  init_from=DIR: start from weights converted with `python -m jmt_jax.convert`, with the
+  init_from=DIR: start from weights converted with `python -m jmt_jax.weights.convert`, with the
     backbones frozen as in the paper (add freeze_backbones=false to fine-tune them):
       python -m jmt_jax.main --config=configs/affwild2.py:jmt,init_from=weights/affwild2 \
           --workdir=workdirs/affwild2
   feature_cache=DIR: with frozen backbones, read their embeddings from a cache written
-    once by `python -m jmt_jax.extract_features --config=<this config>` (no augmentation);
+    once by `python -m jmt_jax.data.extract_features --config=<this config>` (no augmentation);
   data_dir=DIR: the prepared data (default ~/jmt_jax_data/affwild2);
   synthetic: the built-in recordings rendered at Aff-Wild2's shapes (112x112 faces at
     30 fps, 44.1 kHz audio) instead, to run and time the paper-size model without the data;

@@ -8,13 +8,13 @@
 One run trains one fold of the protocol and evaluates on its held-out samples; every fold
 with a table of per-fold and mean +- std accuracy:
 
-  python -m jmt_jax.cross_validate --config=configs/biovid.py:data_dir=data/biovid \
+  python -m jmt_jax.training.cross_validate --config=configs/biovid.py:data_dir=data/biovid \
       --workdir=workdirs/biovid_cv
 
 Variants, `--config=configs/biovid.py:VARIANT[,tiny][,key=value...]`: jmt (default),
 vanilla (no joint branch), concat, jca (joint cross-attention), video, eda. The
 baselines are the paper's: Linear / backbone + head, no encoder. Arguments:
-  init_from=DIR: start from weights converted with `python -m jmt_jax.convert`;
+  init_from=DIR: start from weights converted with `python -m jmt_jax.weights.convert`;
   freeze_backbones: train the fusion and head only;
   video_fc: keep a Linear(512, 512) after R3D-18's pooling, as the authors' `Visual_model2`
     (the face model their BioVid feature concatenation loads) does; weights saved from

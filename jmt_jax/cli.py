@@ -12,10 +12,10 @@ from absl import flags
 from absl import logging
 
 from jmt_jax import config_args
-from jmt_jax import distributed
 from jmt_jax import library_logs
-from jmt_jax import preemption
-from jmt_jax.prepare.errors import BadInput
+from jmt_jax.errors import BadInput
+from jmt_jax.training import distributed
+from jmt_jax.training import preemption
 
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Join a multi-process cluster detected from the environment "

@@ -22,15 +22,15 @@ def base_config():
                  eval_every=500, checkpoint_every=200, keep_checkpoints=3, read_threads=2,
                  read_workers=-1)
   # smoothing: moving-average frames per dimension after clipping to [-1, 1] (0: none);
-  # ABAW entries commonly use valence=20, arousal=50 (see jmt_jax.abaw).
-  # robustness: the rates `--mode=robustness` degrades each modality at (jmt_jax.robustness).
+  # ABAW entries commonly use valence=20, arousal=50 (see jmt_jax.evaluation.abaw).
+  # robustness: the rates `--mode=robustness` degrades each modality at (jmt_jax.evaluation.robustness).
   c.eval = dict(split="validation", batch_size=32, smoothing=dict(valence=0, arousal=0),
                 robustness=dict(dropped=(0.25, 0.5), silenced=(0.25, 0.5), noise=(0.1, 0.3),
                                 span_seconds=0.5, seed=0))
   c.optimizer = dict(name="adamw", learning_rate=1e-3, warmup_steps=100, schedule="cosine",
                      weight_decay=1e-4, momentum=0.9, nesterov=True, grad_clip_norm=1.0)
   # Mesh axis name -> size (-1: all remaining devices); the batch is split over all axes.
-  # Train-state arrays take the first matching rule (see jmt_jax.sharding): with
+  # Train-state arrays take the first matching rule (see jmt_jax.training.sharding): with
   # mesh.fsdp > 1 the backbones' parameters and optimizer state are fully sharded.
   c.mesh = dict(data=-1, fsdp=1)
   c.sharding = dict(rules=(("_backbone/", "fsdp"), (".*", "replicate")), fsdp_axis="fsdp",
@@ -39,8 +39,8 @@ def base_config():
   # CPU, bfloat16 on GPUs and TPUs: models.model.resolve_compute_dtype).
   c.compute_dtype = "float32"
   c.compilation_cache_dir = "~/.cache/jmt_jax/xla"
-  c.init_from = ""  # a converted checkpoint (python -m jmt_jax.convert) to start from
-  # With frozen backbones: a cache written by `python -m jmt_jax.extract_features` that
+  c.init_from = ""  # a converted checkpoint (python -m jmt_jax.weights.convert) to start from
+  # With frozen backbones: a cache written by `python -m jmt_jax.data.extract_features` that
   # training and evaluation read embeddings from instead of running the backbones.
   c.feature_cache = ""
   return c
@@ -63,7 +63,7 @@ def prepared_data(name, data_dir, frame_size=112, audio_rate=0, bio_rate=0, prot
 
 
 def frames_input(frames_per_clip, face_crop="aligned", face_margin=0.2, missing_face="zeros"):
-  """Face crops. `face_crop`, `face_margin` and `missing_face` say how `jmt_jax.predict`
+  """Face crops. `face_crop`, `face_margin` and `missing_face` say how `jmt_jax.inference.predict`
   crops a new recording so that it matches the training crops (see faces.crops):
   'aligned' to the landmark template as Aff-Wild2's, or the 'box' (with `face_margin`)
   as BioVid's; 'zeros' where the data has a zero frame for no face, 'hold' where it

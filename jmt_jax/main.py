@@ -8,7 +8,7 @@
 
 Running the same training command again resumes from the newest checkpoint; after
 SIGTERM (preemption) training saves a checkpoint and exits with status 75.
-Notebooks can call `jmt_jax.train.train_and_evaluate(config, workdir)` directly.
+Notebooks can call `jmt_jax.training.train.train_and_evaluate(config, workdir)` directly.
 """
 
 import os
@@ -18,8 +18,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from jmt_jax import cli
-from jmt_jax import robustness
-from jmt_jax import train
+from jmt_jax.evaluation import robustness
+from jmt_jax.training import train
 
 FLAGS = flags.FLAGS
 
@@ -55,7 +55,7 @@ def _define_flags():
   flags.DEFINE_enum(
     "mode", "train", ["train", "eval", "robustness", "submission"],
     "train: train (or resume) then evaluate; eval: evaluate the newest checkpoint; "
-    "robustness: evaluate it with each modality removed and degraded (jmt_jax.robustness); "
+    "robustness: evaluate it with each modality removed and degraded (jmt_jax.evaluation.robustness); "
     "submission: write the ABAW submission file of --split.")
   flags.DEFINE_string("split", None, "Split to evaluate or predict (default "
                       "config.eval.split; 'test' for a submission).")

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jmt_jax import abaw
-from jmt_jax import metrics
 from jmt_jax.data.records import INVALID_LABEL
+from jmt_jax.evaluation import abaw
+from jmt_jax.evaluation import metrics
 
 
 class ValenceArousal:

@@ -6,7 +6,7 @@ import csv
 import numpy as np
 import pytest
 
-from jmt_jax import abaw
+from jmt_jax.evaluation import abaw
 
 
 def test_moving_average_by_hand():

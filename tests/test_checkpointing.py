@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jmt_jax import checkpointing
-from jmt_jax import train
-from jmt_jax import train_step
+from jmt_jax.training import checkpointing
+from jmt_jax.training import train
+from jmt_jax.training import train_step
 
 
 def make_iterator():

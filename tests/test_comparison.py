@@ -4,10 +4,10 @@ that concatenates the resampled recordings' frames and scores them with `metrics
 import numpy as np
 import pytest
 
-from jmt_jax import comparison
-from jmt_jax import metrics
 from jmt_jax import tasks
 from jmt_jax.data.records import INVALID_LABEL
+from jmt_jax.evaluation import comparison
+from jmt_jax.evaluation import metrics
 
 SAMPLES = 300
 

@@ -13,12 +13,12 @@ from conftest import CONFIG_DIR
 from conftest import load_config
 from conftest import load_config_module
 from jmt_jax import tasks
-from jmt_jax import train
-from jmt_jax import weight_import
 from jmt_jax.data import pipeline
 from jmt_jax.models import fusion as fusion_lib
 from jmt_jax.models import heads
 from jmt_jax.models import model as model_lib
+from jmt_jax.training import train
+from jmt_jax.weights import torch_import
 
 CONFIG_NAMES = sorted(os.path.splitext(os.path.basename(p))[0]
                       for p in glob.glob(os.path.join(CONFIG_DIR, "*.py")))
@@ -40,7 +40,7 @@ def _args(name):
 def test_every_variant_builds_at_full_size(name):
   """Full-size models are only shape-traced (no FLOPs), so paper sizes stay checked."""
   for arg in _args(name):
-    out = weight_import.abstract_variables(load_config(name, arg))
+    out = torch_import.abstract_variables(load_config(name, arg))
     assert out["params"], (name, arg)
 
 

@@ -18,7 +18,7 @@ from jmt_jax.data import prepared
 def test_every_fold_trained_and_tabulated(tmp_path, data_dir):
   workdir = tmp_path / "cv"
   proc = subprocess.run(
-      [sys.executable, "-m", "jmt_jax.cross_validate", "--config=configs/biovid.py:tiny",
+      [sys.executable, "-m", "jmt_jax.training.cross_validate", "--config=configs/biovid.py:tiny",
        f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
        "--config.compilation_cache_dir=" + str(tmp_path / "xla"), "--config.train.num_steps=2"],
       cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=900)

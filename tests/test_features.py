@@ -10,9 +10,9 @@ import pytest
 
 from conftest import ROOT
 from conftest import subprocess_env
-from jmt_jax import evaluation
-from jmt_jax import features
-from jmt_jax import train
+from jmt_jax.data import features
+from jmt_jax.evaluation import scoring
+from jmt_jax.training import train
 
 pytestmark = pytest.mark.xdist_group("features")  # its module fixtures are built once
 
@@ -32,7 +32,7 @@ def _config(tiny_config, cache_dir, **args):
 def cache(tmp_path_factory, data_dir):
   cache_dir = tmp_path_factory.mktemp("cache") / "features"
   proc = subprocess.run(
-      [sys.executable, "-m", "jmt_jax.extract_features", "--config=configs/affwild2.py:tiny",
+      [sys.executable, "-m", "jmt_jax.data.extract_features", "--config=configs/affwild2.py:tiny",
        f"--config.data.data_dir={data_dir}", f"--config.feature_cache={cache_dir}",
        "--config.model.freeze_backbones=true", "--config.compilation_cache_dir="],
       cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=600)
@@ -50,7 +50,7 @@ def test_cached_predictions_equal_end_to_end_frozen_predictions(tiny_config, cac
   results = []
   for setup in (end_to_end, cached):
     source = setup.source("validation", train=False)
-    results.append(evaluation.predict_split(
+    results.append(scoring.predict_split(
         lambda b, s=setup: s.predict(state.params, state.batch_stats, b), source,
         config.eval.batch_size, setup.make_global, 1))
   (p_e2e, l_e2e), (p_cache, l_cache) = results
@@ -82,7 +82,7 @@ def test_a_cache_of_other_backbones_is_refused(tiny_config, cache, tmp_path):
   with pytest.raises(ValueError, match="extracted with other backbones, inputs or data"):
     train.Setup(config, workdir=None)
   config = _config(tiny_config, tmp_path / "nothing")
-  with pytest.raises(FileNotFoundError, match="python -m jmt_jax.extract_features"):
+  with pytest.raises(FileNotFoundError, match="python -m jmt_jax.data.extract_features"):
     train.Setup(config, workdir=None)
 
 

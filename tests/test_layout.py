@@ -18,3 +18,11 @@ def _python(code):
 def test_every_module_imports_in_one_process():
   run = _python(_IMPORT_ALL)
   assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_prediction_does_not_import_dataset_preparation():
+  run = _python("import sys\n"
+                "import jmt_jax.inference.predict, jmt_jax.inference.export\n"
+                "print(sorted(m for m in sys.modules if m.startswith('jmt_jax.prepare')))")
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert run.stdout.strip() == "[]"

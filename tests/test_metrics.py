@@ -2,7 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jmt_jax import metrics
+from jmt_jax.evaluation import metrics
 
 
 def direct_ccc(x, y):

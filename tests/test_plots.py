@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from jmt_jax import plots
+from jmt_jax.evaluation import plots
 
 
 def test_read_metrics_keeps_the_last_row_of_a_step(tmp_path):

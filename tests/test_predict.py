@@ -1,4 +1,4 @@
-"""Prediction on a person's own recording (`python -m jmt_jax.predict`) and the export.
+"""Prediction on a person's own recording (`python -m jmt_jax.inference.predict`) and the export.
 
 Real files: the astronaut's face moved and scaled across an MP4 with a speech-like AAC
 track, an MKV with no audio stream, a WebM and an AVI, a face-free video, a BioVid-layout
@@ -18,18 +18,18 @@ import raw_trees
 from conftest import ROOT
 from conftest import load_config
 from conftest import subprocess_env
-from jmt_jax import abaw
-from jmt_jax import checkpointing
-from jmt_jax import export
-from jmt_jax import exported
-from jmt_jax import train
 from jmt_jax.benchmarks import face_scenes
 from jmt_jax.data import clips
+from jmt_jax.evaluation import abaw
 from jmt_jax.faces import crops
+from jmt_jax.inference import export
+from jmt_jax.inference import exported
 from jmt_jax.inference import outputs
-from jmt_jax.inference import stream
 from jmt_jax.inference import predictor as predictor_lib
-from jmt_jax.prepare import media
+from jmt_jax.inference import stream
+from jmt_jax.media import decode
+from jmt_jax.training import checkpointing
+from jmt_jax.training import train
 
 pytestmark = pytest.mark.xdist_group("predict")  # one worker trains the two models once
 
@@ -127,7 +127,7 @@ def test_predict_finds_the_face_on_real_photo_videos(va_model, photo_videos, siz
 def test_predict_all_faces_writes_a_csv_per_person(va_workdir, photo_videos, tmp_path):
   path, _, present = photo_videos["two"]
   out = tmp_path / "out"
-  run = subprocess.run([sys.executable, "-m", "jmt_jax.predict", f"--workdir={va_workdir}",
+  run = subprocess.run([sys.executable, "-m", "jmt_jax.inference.predict", f"--workdir={va_workdir}",
                         f"--video={path}", f"--out={out}", "--faces=all", "--noprogress"],
                        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
                        timeout=600)
@@ -145,16 +145,16 @@ def _whole_recording_outputs(model, video_path, biosignal=None):
   """The model on every window, read from the whole recording in memory as evaluation
   reads stored records: the reference the streamed prediction must equal."""
   config, spec = model.config, next(iter(model.modalities.values()))
-  with media.Video(video_path) as video:
+  with decode.Video(video_path) as video:
     fps, frames = video.fps, list(video.frames())
-  with media.Video(video_path) as video:
+  with decode.Video(video_path) as video:
     audio = video.audio(model.rates["audio_rate"]) if video.has_audio else np.zeros(0, np.int16)
   [(_, track)] = model.face_tracks(video_path, progress=False)
   cropper = crops.TrackCrops(track, spec["face_crop"], model.frame_size, spec["face_margin"],
                              spec["missing_face"])
   crops_ = np.stack([cropper(i, f) for i, f in enumerate(frames)])
   n = len(crops_)
-  fit = lambda x, rate: media.fit_length(x, round(n * rate / fps), "", "", tolerance=10**9)
+  fit = lambda x, rate: decode.fit_length(x, round(n * rate / fps), "", "", tolerance=10**9)
   signals = {"audio": stream.ArraySignal(fit(audio, model.rates["audio_rate"])),
              "biosignal": stream.ArraySignal(fit(
                  np.zeros((0, 3), np.float32) if biosignal is None else biosignal,
@@ -180,7 +180,7 @@ def _read_png_size(path):
 def test_predict_command_on_a_moving_face_with_speech(va_workdir, videos, tmp_path):
   path, has_face = videos["face.mp4"]
   out = tmp_path / "out"
-  run = subprocess.run([sys.executable, "-m", "jmt_jax.predict", f"--workdir={va_workdir}",
+  run = subprocess.run([sys.executable, "-m", "jmt_jax.inference.predict", f"--workdir={va_workdir}",
                         f"--video={path}", f"--out={out}"], cwd=ROOT, env=subprocess_env(),
                        capture_output=True, text=True, timeout=600)
   assert run.returncode == 0, run.stderr[-3000:]
@@ -277,7 +277,7 @@ def test_predict_errors_are_one_line(va_workdir, videos, tmp_path, case):
     word = "belongs to one person"
   else:
     args[0], word = f"--workdir={tmp_path}", "config.json"
-  run = subprocess.run([sys.executable, "-m", "jmt_jax.predict", "--noprogress", *args],
+  run = subprocess.run([sys.executable, "-m", "jmt_jax.inference.predict", "--noprogress", *args],
                        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
                        timeout=300)
   assert run.returncode != 0

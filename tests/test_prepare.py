@@ -352,7 +352,7 @@ def test_a_partial_tree_prepares_the_splits_it_has(tmp_path, capsys):
 
 
 def test_configs_train_from_prepared_shards(affwild2, biovid, tmp_path):
-  from jmt_jax import train  # pylint: disable=import-outside-toplevel
+  from jmt_jax.training import train  # pylint: disable=import-outside-toplevel
   for name, out, arg in (("affwild2", affwild2[1], "jmt,tiny"),
                          ("biovid", biovid[1], "jmt,tiny,protocol=loso,fold=1")):
     config = load_config(name, f"{arg},data_dir={out}")
@@ -365,7 +365,7 @@ def test_configs_train_from_prepared_shards(affwild2, biovid, tmp_path):
 
 def check_submission(config, workdir):
   """The ABAW submission of the test list's videos: every frame once, in order, in range."""
-  from jmt_jax import train  # pylint: disable=import-outside-toplevel
+  from jmt_jax.training import train  # pylint: disable=import-outside-toplevel
   table = pipeline.open_dataset(config.data).splits["test"].table
   expected = [f"{v}/{k:05d}.jpg" for v, n in sorted(zip(table.names, table.num_frames))
               for k in range(1, n + 1)]

@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT
 from conftest import subprocess_env
 from conftest import tiny_demo_command
-from jmt_jax import checkpointing
+from jmt_jax.training import checkpointing
 
 pytestmark = pytest.mark.xdist_group("resume")  # its module fixtures are built once
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from jmt_jax import robustness
-from jmt_jax import train
 from jmt_jax.data import clips
+from jmt_jax.evaluation import robustness
 from jmt_jax.inference import stream
+from jmt_jax.training import train
 
 RATES = {"audio_rate": 8000, "bio_rate": 64}
 FPS = 10.0

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from conftest import subprocess_env
 from conftest import tiny_demo_command
-from jmt_jax import sharding
+from jmt_jax.training import sharding
 
 STEPS = 4
 FLAGS = (f"--config.train.num_steps={STEPS}", "--config.train.batch_size=8",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from jmt_jax import state_dicts
+from jmt_jax.weights import state_dicts
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`jmt_jax.sweep`: variants x seeds through the training function, an interrupted sweep
+"""`jmt_jax.training.sweep`: variants x seeds through the training function, an interrupted sweep
 resumed without repeating finished runs, stale run directories refused, the tables."""
 
 import json
@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from jmt_jax import checkpointing
-from jmt_jax import preemption
-from jmt_jax import sweep
-from jmt_jax import train
+from jmt_jax.training import checkpointing
+from jmt_jax.training import preemption
+from jmt_jax.training import sweep
+from jmt_jax.training import train
 
 
 @pytest.mark.slow

@@ -14,12 +14,12 @@ from safetensors.numpy import save_file  # pylint: disable=wrong-import-position
 
 import torch_reference as ref  # pylint: disable=wrong-import-position
 from conftest import load_config  # pylint: disable=wrong-import-position
-from jmt_jax import param_counts  # pylint: disable=wrong-import-position
-from jmt_jax import weight_import  # pylint: disable=wrong-import-position
 from jmt_jax.models import frontends  # pylint: disable=wrong-import-position
 from jmt_jax.models import fusion as fusion_lib  # pylint: disable=wrong-import-position
 from jmt_jax.models import heads  # pylint: disable=wrong-import-position
 from jmt_jax.models import model as model_lib  # pylint: disable=wrong-import-position
+from jmt_jax.weights import param_counts  # pylint: disable=wrong-import-position
+from jmt_jax.weights import torch_import  # pylint: disable=wrong-import-position
 
 TOL = 1e-4
 
@@ -35,7 +35,7 @@ def _save(module, path):
 
 
 def _converted(config, groups, module, path):
-  variables, _ = weight_import.convert(config, [(groups, _save(module, path))])
+  variables, _ = torch_import.convert(config, [(groups, _save(module, path))])
   return variables
 
 
@@ -127,20 +127,20 @@ def test_r2plus1d_flatten_linear_matches_pytorch(tmp_path):
 
   trunk = _save(torch_model.vision_r2d1, tmp_path / "vision_r2d1.pth")
   fc = _save(torch_model.vision_r2d1_fc, tmp_path / "vision_r2d1_fc.pth")
-  apart, _ = weight_import.convert(config, [(("video_backbone",), (trunk, fc))])
+  apart, _ = torch_import.convert(config, [(("video_backbone",), (trunk, fc))])
   assert jax.tree.all(jax.tree.map(np.array_equal, apart, together))
 
-  with pytest.raises(weight_import.ConversionError,
+  with pytest.raises(torch_import.ConversionError,
                      match=r"missing keys: vision_r2d1_fc.bias, vision_r2d1_fc.weight; the "
                            r"authors save the flatten reduction's Linear apart, as "
                            r"vision_r2d1_fc.pt: give both files"):
-    weight_import.convert(config, [(("video_backbone",), trunk)])
+    torch_import.convert(config, [(("video_backbone",), trunk)])
   # A flatten-trained file for the paper's max reduction would drop a used layer.
-  with pytest.raises(weight_import.ConversionError,
+  with pytest.raises(torch_import.ConversionError,
                      match=r"vision_r2d1_fc.weight is the flatten reduction's Linear, which the "
                            r"configured 'max' reduction has no place for: convert with "
                            r"--config=configs/affwild2.py:video_reduction=flatten_linear"):
-    weight_import.convert(load_config("affwild2", "jmt"),
+    torch_import.convert(load_config("affwild2", "jmt"),
                           [(("video_backbone",), str(tmp_path / "all.pth"))])
 
 
@@ -154,22 +154,22 @@ def test_biovid_visual_model2_projection_is_kept(tmp_path):
   model2 = ref.randomize_batch_norm(ref.VisualModel2(), gen).eval()
   path2 = _save(model2, tmp_path / "visual_model2.pth")
   config = load_config("biovid", "jmt,video_fc")
-  variables, manifest = weight_import.convert(config, [(("video_backbone",), path2)])
+  variables, manifest = torch_import.convert(config, [(("video_backbone",), path2)])
   with torch.no_grad():
     want = model2.features(x).numpy()
   assert _max_diff(_video_features(config, variables, x), want) < TOL
   assert manifest["sources"][0]["outside_prefix"][0].startswith("out_layers.")
-  with pytest.raises(weight_import.ConversionError,
+  with pytest.raises(torch_import.ConversionError,
                      match=r"unknown keys: visual_model.fc.bias, visual_model.fc.weight; "
                            r"fc.weight \(512, 512\) is a projection after the pooling .* "
                            r"convert with --config=configs/biovid.py:video_fc"):
-    weight_import.convert(load_config("biovid", "jmt"), [(("video_backbone",), path2)])
+    torch_import.convert(load_config("biovid", "jmt"), [(("video_backbone",), path2)])
 
   classifier = ref.randomize_batch_norm(ref.ResNet("r3d", fc_out=2), gen).eval()
   wrapped = torch.nn.Module()
   wrapped.visual_model = classifier  # the authors' Visual_model
   path1 = _save(wrapped, tmp_path / "visual_model.pth")
-  variables, manifest = weight_import.convert(load_config("biovid", "jmt"),
+  variables, manifest = torch_import.convert(load_config("biovid", "jmt"),
                                               [(("video_backbone",), path1)])
   assert {"visual_model.fc.weight", "visual_model.fc.bias"} <= set(
       manifest["sources"][0]["ignored"])
@@ -177,17 +177,17 @@ def test_biovid_visual_model2_projection_is_kept(tmp_path):
   with torch.no_grad():
     want = classifier(x).numpy()
   assert _max_diff(_video_features(load_config("biovid", "jmt"), variables, x), want) < TOL
-  with pytest.raises(weight_import.ConversionError,
+  with pytest.raises(torch_import.ConversionError,
                      match=r"fc.weight \(2, 512\) is a classifier, not a projection"):
-    weight_import.convert(config, [(("video_backbone",), path1)])
+    torch_import.convert(config, [(("video_backbone",), path1)])
 
 
 def test_backbone_counts_equal_torchvision_published():
   """torchvision's published totals less the classifier: r2plus1d_18 31,505,325 - 205,200;
   r3d_18 33,371,472 - 205,200; resnet18 11,689,512 - 513,000 - 6,272 (1-channel stem)."""
-  af = param_counts.counts(weight_import.abstract_variables(load_config("affwild2", "jmt"))
+  af = param_counts.counts(torch_import.abstract_variables(load_config("affwild2", "jmt"))
                            ["params"], 1)
-  bv = param_counts.counts(weight_import.abstract_variables(load_config("biovid", "jmt"))
+  bv = param_counts.counts(torch_import.abstract_variables(load_config("biovid", "jmt"))
                            ["params"], 1)
   af, bv = {p[0]: n for p, n in af}, {p[0]: n for p, n in bv}
   assert af["video_backbone"] == 31_505_325 - 205_200
@@ -262,8 +262,8 @@ def test_unknown_missing_and_misshaped_keys_are_named(tmp_path):
   state["aregressor.0.weight"] = np.zeros((128, 511), np.float32)
   path = str(tmp_path / "bad.safetensors")
   save_file(state, path)
-  with pytest.raises(weight_import.ConversionError) as e:
-    weight_import.convert(config, [(("fusion", "head"), path)])
+  with pytest.raises(torch_import.ConversionError) as e:
+    torch_import.convert(config, [(("fusion", "head"), path)])
   msg = str(e.value)
   assert "\n" not in msg and path in msg
   assert "1 missing keys: vregressor.3.bias" in msg
@@ -279,7 +279,7 @@ def test_wrapped_and_prefixed_state_dicts_load(tmp_path):
   state = {f"module.resnet.{k}": v for k, v in torch_model.state_dict().items()}
   state["module.resnet.fc.1.weight"] = torch.zeros(17, 512)
   torch.save({"net": state}, tmp_path / "audio.pt")
-  variables, manifest = weight_import.convert(config, [(("audio_backbone",),
+  variables, manifest = torch_import.convert(config, [(("audio_backbone",),
                                                         str(tmp_path / "audio.pt"))])
   src = manifest["sources"][0]
   assert src["prefix"] == "resnet."
@@ -295,7 +295,7 @@ def test_rgb_imagenet_stem_becomes_the_log_mel_stem(tmp_path):
   conv1 is averaged over its input channels, as the authors' AudioModel does."""
   config = load_config("affwild2", "jmt")
   rgb = ref.ResNet("resnet2d", in_channels=3)
-  variables, manifest = weight_import.convert(
+  variables, manifest = torch_import.convert(
       config, [(("audio_backbone",), _save(rgb, tmp_path / "resnet18.pth"))])
   assert manifest["sources"][0]["adapted"] == ["conv1.weight: mean of the 3 input channels"]
   mean = rgb.conv1.weight.detach().numpy().mean(axis=1, keepdims=True)

@@ -7,8 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from jmt_jax import train
-from jmt_jax import train_step
+from jmt_jax.training import train
+from jmt_jax.training import train_step
 
 
 def _setup(tiny_config, name, **overrides):

@@ -15,9 +15,9 @@ torch = pytest.importorskip(
 import torch_reference as ref  # pylint: disable=wrong-import-position
 from conftest import ROOT  # pylint: disable=wrong-import-position
 from conftest import subprocess_env  # pylint: disable=wrong-import-position
-from jmt_jax import checkpointing  # pylint: disable=wrong-import-position
-from jmt_jax import train  # pylint: disable=wrong-import-position
-from jmt_jax import weight_import  # pylint: disable=wrong-import-position
+from jmt_jax.training import checkpointing  # pylint: disable=wrong-import-position
+from jmt_jax.training import train  # pylint: disable=wrong-import-position
+from jmt_jax.weights import torch_import  # pylint: disable=wrong-import-position
 
 TINY = dict(widths=(8, 8, 16, 16), blocks=(1, 1, 1, 1))
 
@@ -39,8 +39,8 @@ def _tiny_affwild2_state_dicts(tmp_path):
 def test_convert_train_save_restore(tiny_config, tmp_path):
   config = tiny_config("affwild2", "jmt,tiny,init_from=" + str(tmp_path / "converted"))
   assert config.model.freeze_backbones  # the paper's Aff-Wild2 setting with pretrained weights
-  variables, manifest = weight_import.convert(config, _tiny_affwild2_state_dicts(tmp_path))
-  weight_import.save(variables, manifest, config.init_from)
+  variables, manifest = torch_import.convert(config, _tiny_affwild2_state_dicts(tmp_path))
+  torch_import.save(variables, manifest, config.init_from)
 
   workdir = str(tmp_path / "run")
   scores = train.train_and_evaluate(config, workdir)
@@ -62,8 +62,8 @@ def test_convert_train_save_restore(tiny_config, tmp_path):
 
 def test_converted_weights_for_another_config_are_refused(tiny_config, tmp_path):
   config = tiny_config("affwild2", "jmt,tiny")
-  variables, manifest = weight_import.convert(config, _tiny_affwild2_state_dicts(tmp_path)[:1])
-  weight_import.save(variables, manifest, str(tmp_path / "converted"))
+  variables, manifest = torch_import.convert(config, _tiny_affwild2_state_dicts(tmp_path)[:1])
+  torch_import.save(variables, manifest, str(tmp_path / "converted"))
   other = tiny_config("affwild2", "jmt,tiny,init_from=" + str(tmp_path / "converted"))
   other.model.backbones.video.widths = (8, 16, 16, 16)
   with pytest.raises(ValueError, match="'video_backbone' does not fit this model"):
@@ -79,8 +79,8 @@ def test_one_file_for_several_groups_nested_apart(tiny_config, tmp_path):
   both = {f"vis_phy.vision_r2d1.{k}": v for k, v in torch.load(video).items()}
   both.update({f"vis_phy.audio_model.{k}": v for k, v in torch.load(audio).items()})
   torch.save(both, tmp_path / "all_backbones.pt")
-  apart, _ = weight_import.convert(config, sources)
-  together, manifest = weight_import.convert(
+  apart, _ = torch_import.convert(config, sources)
+  together, manifest = torch_import.convert(
       config, [(video_groups + audio_groups, str(tmp_path / "all_backbones.pt")), fusion])
   assert jax.tree.all(jax.tree.map(np.array_equal, apart, together))
   assert manifest["sources"][0]["prefix"] == ["vis_phy.audio_model.", "vis_phy.vision_r2d1."]
@@ -88,10 +88,10 @@ def test_one_file_for_several_groups_nested_apart(tiny_config, tmp_path):
 
 def test_a_file_of_another_backbone_names_the_config_that_fits(tiny_config, tmp_path):
   torch.save(ref.I3DTCN(tcn_widths=(16,) * 4).state_dict(), tmp_path / "i3d_tcn.pth")
-  with pytest.raises(weight_import.ConversionError,
+  with pytest.raises(torch_import.ConversionError,
                      match=r"holds an i3d_tcn backbone, not the configured r2plus1d: convert "
                            r"it with --config=configs/affwild2.py:video_backbone=i3d"):
-    weight_import.convert(tiny_config("affwild2", "jmt,tiny"),
+    torch_import.convert(tiny_config("affwild2", "jmt,tiny"),
                           [(("video_backbone",), str(tmp_path / "i3d_tcn.pth"))])
 
 
@@ -104,15 +104,15 @@ def test_convert_command(tmp_path):
   sources = _tiny_affwild2_state_dicts(tmp_path)
   weights = [f"--weights={'+'.join(g)}={p}" for g, p in sources]
   out = tmp_path / "converted"
-  proc = _run("jmt_jax.convert", "--config=configs/affwild2.py:jmt,tiny", f"--out={out}", *weights)
+  proc = _run("jmt_jax.weights.convert", "--config=configs/affwild2.py:jmt,tiny", f"--out={out}", *weights)
   assert proc.returncode == 0, proc.stderr
   assert "fusion+head: " in proc.stdout and "mm_transformer.final_encoder" in proc.stdout
-  variables, groups = weight_import.load(str(out))
+  variables, groups = torch_import.load(str(out))
   assert groups == ["audio_backbone", "fusion", "head", "video_backbone"]
   assert set(variables["batch_stats"]) == {"audio_backbone", "video_backbone"}
 
   # The fusion file given for a backbone: one line naming the file and the keys.
-  proc = _run("jmt_jax.convert", "--config=configs/affwild2.py:jmt,tiny", f"--out={out}2",
+  proc = _run("jmt_jax.weights.convert", "--config=configs/affwild2.py:jmt,tiny", f"--out={out}2",
               f"--weights=video_backbone={sources[2][1]}")
   assert proc.returncode == 1
   last = proc.stderr.strip().splitlines()[-1]
@@ -122,7 +122,7 @@ def test_convert_command(tmp_path):
 
   # Files read as one state dict (FILE,FILE): a key held by two of them is refused.
   video = sources[0][1]
-  proc = _run("jmt_jax.convert", "--config=configs/affwild2.py:jmt,tiny", f"--out={out}3",
+  proc = _run("jmt_jax.weights.convert", "--config=configs/affwild2.py:jmt,tiny", f"--out={out}3",
               f"--weights=video_backbone={video},{video}")
   assert proc.returncode == 1
   assert f"error: {video} and {video} both hold " in proc.stderr.strip().splitlines()[-1]
@@ -130,18 +130,18 @@ def test_convert_command(tmp_path):
   # The authors' fusion file for the head alone, then for the fusion alone: the other
   # group's keys are left for it, not refused or called unused.
   for group, other in (("head", "fusion"), ("fusion", "head")):
-    proc = _run("jmt_jax.convert", "--config=configs/affwild2.py:jmt,tiny",
+    proc = _run("jmt_jax.weights.convert", "--config=configs/affwild2.py:jmt,tiny",
                 f"--out={out}_{group}", f"--weights={group}={sources[2][1]}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"left for {other} (not converted from this file)" in proc.stdout
     assert "regressor" not in proc.stdout, proc.stdout  # the head's keys are not "unused"
-    alone, _ = weight_import.load(f"{out}_{group}")
+    alone, _ = torch_import.load(f"{out}_{group}")
     assert jax.tree.all(jax.tree.map(np.array_equal, alone["params"][group],
                                      variables["params"][group]))
 
 
 def test_param_counts_command():
-  proc = _run("jmt_jax.param_counts", "--config=configs/affwild2.py:jmt", "--depth=1")
+  proc = _run("jmt_jax.weights.param_counts", "--config=configs/affwild2.py:jmt", "--depth=1")
   assert proc.returncode == 0, proc.stderr
   rows = dict(line.rsplit(None, 1) for line in proc.stdout.strip().splitlines())
   assert rows["video_backbone"] == "31,300,125"

@@ -22,11 +22,11 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from jmt_jax import features
 from jmt_jax import library_logs
-from jmt_jax import train
-from jmt_jax import train_step
+from jmt_jax.data import features
 from jmt_jax.data import pipeline
+from jmt_jax.training import train
+from jmt_jax.training import train_step
 
 FLAGS = flags.FLAGS
 

@@ -1,4 +1,4 @@
-"""Peak memory and speed of `jmt_jax.predict` on long videos: the same trained workdir
+"""Peak memory and speed of `jmt_jax.inference.predict` on long videos: the same trained workdir
 on videos of several lengths, each predicted in its own process, side by side.
 
   python -m jmt_jax.benchmarks.predict_memory --workdir=workdirs/demo --minutes=0.5,2,6

@@ -7,9 +7,9 @@ import time
 import jax
 import numpy as np
 
-from jmt_jax import train
-from jmt_jax import train_step
 from jmt_jax.data import pipeline
+from jmt_jax.training import train
+from jmt_jax.training import train_step
 
 
 def synthetic_batch(config, batch_size, seed=0, embeddings=False):

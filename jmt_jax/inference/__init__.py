@@ -1,1 +1,1 @@
-"""Running a trained model on a person's own recordings (see `jmt_jax.predict`)."""
+"""Running a trained model on a person's own recordings (see `jmt_jax.inference.predict`)."""

@@ -1,11 +1,11 @@
-"""What `jmt_jax.predict` writes: a per-frame CSV and a plot of it."""
+"""What `jmt_jax.inference.predict` writes: a per-frame CSV and a plot of it."""
 
 import csv
 import os
 
 import numpy as np
 
-from jmt_jax import plots
+from jmt_jax.evaluation import plots
 
 
 def write_csv(path, prediction):

@@ -24,20 +24,20 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from jmt_jax import abaw
-from jmt_jax import features
-from jmt_jax import train
-from jmt_jax import train_step
 from jmt_jax.data import clips as clips_lib
+from jmt_jax.data import features
 from jmt_jax.data import pipeline
 from jmt_jax.data import records
 from jmt_jax.data import windows
+from jmt_jax.errors import BadInput
+from jmt_jax.evaluation import abaw
 from jmt_jax.faces import crops as crops_lib
 from jmt_jax.faces import tracking
 from jmt_jax.inference import stream
-from jmt_jax.prepare import biovid
-from jmt_jax.prepare import media
-from jmt_jax.prepare.errors import BadInput
+from jmt_jax.media import biosignals
+from jmt_jax.media import decode
+from jmt_jax.training import train
+from jmt_jax.training import train_step
 
 @dataclasses.dataclass
 class Prediction:
@@ -81,7 +81,7 @@ class Predictor:
     self.rates = {"audio_rate": signals.audio_rate, "bio_rate": signals.bio_rate}
     self.embed = jax.jit(lambda v, b: model.apply(v, b, train=False, embeddings_only=True))
     self.fuse = jax.jit(lambda v, e: model.apply(v, {"embeddings": e}, train=False))
-    # The whole model on a batch of windows: what `jmt_jax.export` writes.
+    # The whole model on a batch of windows: what `jmt_jax.inference.export` writes.
     self.apply = jax.jit(lambda v, b: model.apply(v, b, train=False))
 
   def uses(self, kind):
@@ -96,7 +96,7 @@ class Predictor:
     out = {}
     if self.uses("logmel"):
       audio = stream.DiskSignal(os.path.join(tmp, "audio.s16"))
-      with media.Video(video_path) as video:
+      with decode.Video(video_path) as video:
         if video.has_audio:
           for chunk in video.audio_chunks(int(self.rates["audio_rate"])):
             audio.append(chunk)
@@ -108,11 +108,11 @@ class Predictor:
       specs = [s for s in self.modalities.values() if s["kind"] == "biosignal"]
       width = max(max(s["channels"]) for s in specs) + 1
       if biosignals_path:
-        if width > len(biovid.BIO_CHANNELS):
+        if width > len(biosignals.CHANNELS):
           raise ValueError(f"the model reads biosignal channels {specs[0]['channels']}, "
-                           f"beyond BioVid's {list(biovid.BIO_CHANNELS)}")
-        names = biovid.BIO_CHANNELS[:width]
-        out["biosignal"] = stream.ArraySignal(biovid.read_biosignals(biosignals_path, names))
+                           f"beyond BioVid's {list(biosignals.CHANNELS)}")
+        names = biosignals.CHANNELS[:width]
+        out["biosignal"] = stream.ArraySignal(biosignals.read(biosignals_path, names))
       else:
         logging.warning("No --biosignals given: the biosignal is treated as missing (zeros), "
                         "as the sensor's drop-outs were in training, and flagged.")
@@ -145,7 +145,7 @@ class Predictor:
     """[(person, [mtcnn.Face or None] per frame)]: the largest face (person 0), or with
     faces="all" every person seen for at least half a second, numbered 1, 2, ... from
     the left; a video where no one is seen gives one track without a face."""
-    with media.Video(video_path) as video:
+    with decode.Video(video_path) as video:
       bar = tqdm.tqdm(total=video.num_frames_hint or None, unit="frame", desc="faces",
                       disable=not progress)
       tracks = tracking.Tracks.of_video(_counted(video.frames(), bar), tracking.Tracker(faces))
@@ -201,7 +201,7 @@ class Predictor:
                               self.model.config.backbones[m].embed_dim)
             for m in self.modalities}
     try:
-      with media.Video(video_path) as video:
+      with decode.Video(video_path) as video:
         fps = video.fps
         store = stream.StreamStore(fps, self.rates, signals, keep=clip + features.EMBED_BATCH)
         pending = []

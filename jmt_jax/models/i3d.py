@@ -4,7 +4,7 @@ TemporalConvNet(1024 -> [512] x 4, kernel 5)), channels-last.
 
 Submodule and parameter names mirror the PyTorch modules (`Conv3d_1a_7x7/conv3d`,
 `Mixed_4b/b1b/bn`, `temporal/network_0/conv1/weight_g`...) so state dicts map onto
-them by renaming alone (jmt_jax/torch_layout.py).
+them by renaming alone (jmt_jax/weights/torch_layout.py).
 """
 
 from typing import Sequence

@@ -62,7 +62,7 @@ class MultimodalModel(nn.Module):
   With `config.freeze_backbones` (the paper's Aff-Wild2 setting) the backbones always run
   in inference mode (BatchNorm running statistics, no dropout) and pass no gradient.
   `batch["embeddings"][modality]` (B, T, D), when present, stands in for the backbone's
-  output: what the feature cache (jmt_jax.features) stores and what prediction on a
+  output: what the feature cache (jmt_jax.data.features) stores and what prediction on a
   recording computes once per clip; training on it needs frozen backbones.
   `config.compute_dtype` is the dtype inputs are cast to; parameters come in the dtype
   the caller chooses (train_step casts float32 ones for bfloat16 compute).

@@ -16,8 +16,8 @@ from absl import flags
 
 from jmt_jax import cli
 from jmt_jax import library_logs
+from jmt_jax.errors import BadInput
 from jmt_jax.prepare import driver
-from jmt_jax.prepare.errors import BadInput
 
 FLAGS = flags.FLAGS
 

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from jmt_jax.data.records import INVALID_LABEL
-from jmt_jax.prepare import media
-from jmt_jax.prepare.errors import BadInput
+from jmt_jax.errors import BadInput
+from jmt_jax.media import decode
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set"}
@@ -163,7 +163,7 @@ def process(task):
   if not task["video"]:
     raise BadInput(f"{name}: no raw video named {raw_video_name(name)}.* "
                    f"({'/'.join(VIDEO_EXTENSIONS)}) under the raw tree")
-  with media.Video(task["video"]) as video:
+  with decode.Video(task["video"]) as video:
     if task["labels"]:
       labels = read_labels(task["labels"])
     else:  # test set: every frame the video or the crops have, unlabelled
@@ -175,7 +175,7 @@ def process(task):
                      f"to frame {max(crop_numbers)} (more than {tol} frames apart)")
     audio = video.audio(task["audio_rate"])
     rate = task["audio_rate"]
-    audio = media.fit_length(audio, int(round(n * rate / video.fps)), "the audio track",
+    audio = decode.fit_length(audio, int(round(n * rate / video.fps)), "the audio track",
                              task["video"], tolerance=int(round(tol * rate / video.fps)))
     fps = video.fps
   blobs, unreadable = [], []

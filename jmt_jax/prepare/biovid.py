@@ -6,21 +6,20 @@ every protocol. The subject's face is found and followed with `jmt_jax.faces` (t
 largest face) and cut as a box crop.
 """
 
-import math
 import os
 
 import cv2
 import numpy as np
 
 from jmt_jax.data.records import INVALID_LABEL
+from jmt_jax.errors import BadInput
 from jmt_jax.faces import crops as crops_lib
 from jmt_jax.faces import tracking
-from jmt_jax.prepare import media
-from jmt_jax.prepare.errors import BadInput
+from jmt_jax.media import biosignals
+from jmt_jax.media import decode
 
 SAMPLES_COLUMNS = ("subject_id", "subject_name", "class_id", "class_name", "sample_id",
                    "sample_name")
-BIO_CHANNELS = ("gsr", "ecg", "emg_trapezius")  # gsr (EDA) first: the paper uses channel 0
 SEGMENT_FRAMES = 150  # longer than a sample: one record each
 INPUTS = ("video", "bio")  # the task fields `process` reads
 VERSION = "2: MTCNN face tracker"  # of `process`: a new one redoes every work file
@@ -67,43 +66,16 @@ def tasks(raw_dir, bio_rate=512, frame_size=112, frame_tolerance=16, face_margin
   return out
 
 
-def read_biosignals(path, channels=BIO_CHANNELS):
-  """(samples, len(channels)) float32 of the named columns of a tab-separated `_bio.csv`
-  (by default gsr, ecg, emg_trapezius)."""
-  if not os.path.exists(path):
-    raise BadInput(f"{path}: the biosignal file is missing")
-  with open(path) as f:
-    lines = [line.rstrip("\r\n") for line in f if line.strip()]
-  header = [h.strip() for h in lines[0].split("\t")] if lines else []
-  missing = [c for c in ("time",) + tuple(channels) if c not in header]
-  if missing:
-    raise BadInput(f"{path}: the tab-separated header lacks {missing} (found {header[:6]})")
-  cols = [header.index(c) for c in channels]
-  values = np.empty((len(lines) - 1, len(cols)), np.float32)
-  for i, line in enumerate(lines[1:]):
-    parts = line.split("\t")
-    try:
-      row = [float(parts[c]) for c in cols]
-    except (ValueError, IndexError):
-      raise BadInput(f"{path}: line {i + 2} is not {len(header)} tab-separated numbers") from None
-    if any(math.isnan(x) or math.isinf(x) for x in row):
-      raise BadInput(f"{path}: line {i + 2} holds NaN or inf")
-    values[i] = row
-  if not len(values):
-    raise BadInput(f"{path}: no samples after the header")
-  return values
-
-
 def process(task):
   """Reads one sample: (arrays, frame blobs, table entry, stats) for `work.store`."""
-  bio = read_biosignals(task["bio"])
-  with media.Video(task["video"]) as video:
+  bio = biosignals.read(task["bio"])
+  with decode.Video(task["video"]) as video:
     frames = list(video.frames())
     fps = video.fps
   if not frames:
     raise BadInput(f"{task['video']}: no frames could be decoded")
   n, rate = len(frames), task["bio_rate"]
-  bio = media.fit_length(bio, int(round(n * rate / fps)), "the biosignal file", task["bio"],
+  bio = decode.fit_length(bio, int(round(n * rate / fps)), "the biosignal file", task["bio"],
                          tolerance=int(round(task["frame_tolerance"] * rate / fps)))
   track = tracking.Tracks.of_video(frames, tracking.Tracker("largest")).faces.get(0, [None] * n)
   cropper = crops_lib.TrackCrops(track, "box", task["frame_size"], task["face_margin"], "hold")

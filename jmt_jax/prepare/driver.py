@@ -17,6 +17,7 @@ from tensorflow_datasets.core import constants
 
 from jmt_jax.data import prepared
 from jmt_jax.data import records
+from jmt_jax.media import biosignals
 from jmt_jax.prepare import affwild2
 from jmt_jax.prepare import biovid
 from jmt_jax.prepare import builder
@@ -39,7 +40,7 @@ LAYOUTS = {
                        (("audio", 0),), affwild2.SEGMENT_FRAMES, affwild2.INPUTS,
                        affwild2.VERSION),
     "biovid": Layout(biovid.tasks, biovid.process, ("samples",),
-                     (("biosignal", len(biovid.BIO_CHANNELS)),), biovid.SEGMENT_FRAMES,
+                     (("biosignal", len(biosignals.CHANNELS)),), biovid.SEGMENT_FRAMES,
                      biovid.INPUTS, biovid.VERSION),
 }
 

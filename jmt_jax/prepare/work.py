@@ -30,7 +30,7 @@ import tqdm
 from absl import logging
 
 from jmt_jax.data import records
-from jmt_jax.prepare.errors import BadInput
+from jmt_jax.errors import BadInput
 
 
 def _paths(work_dir, name):

@@ -1,12 +1,12 @@
 """Extract the frozen backbones' embeddings of every clip into a feature cache.
 
-  python -m jmt_jax.extract_features \
+  python -m jmt_jax.data.extract_features \
       --config=configs/affwild2.py:init_from=weights/affwild2,feature_cache=cache/affwild2
   python -m jmt_jax.main \
       --config=configs/affwild2.py:init_from=weights/affwild2,feature_cache=cache/affwild2 \
       --workdir=workdirs/affwild2
 
-The backbones are the ones training would start from (`init_from`); see jmt_jax.features.
+The backbones are the ones training would start from (`init_from`); see jmt_jax.data.features.
 """
 
 from absl import app
@@ -14,8 +14,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from jmt_jax import cli
-from jmt_jax import features
-from jmt_jax import train
+from jmt_jax.data import features
+from jmt_jax.training import train
 
 FLAGS = flags.FLAGS
 

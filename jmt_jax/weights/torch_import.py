@@ -1,5 +1,5 @@
 """PyTorch state dicts -> jmt_jax initial weights (the library behind
-`python -m jmt_jax.convert`), and reading the converted checkpoints back."""
+`python -m jmt_jax.weights.convert`), and reading the converted checkpoints back."""
 
 import collections
 import dataclasses
@@ -11,10 +11,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jmt_jax import state_dicts
-from jmt_jax import torch_layout
 from jmt_jax.data import pipeline
 from jmt_jax.models import model as model_lib
+from jmt_jax.weights import state_dicts
+from jmt_jax.weights import torch_layout
 
 MANIFEST = "conversion.json"
 _SHOWN = 8  # names listed per kind of problem
@@ -294,7 +294,7 @@ def load(out_dir):
   manifest_path = os.path.join(out_dir, MANIFEST)
   if not os.path.isfile(manifest_path):
     raise FileNotFoundError(f"{out_dir} is not a converted checkpoint (no {MANIFEST}); "
-                            f"write one with python -m jmt_jax.convert")
+                            f"write one with python -m jmt_jax.weights.convert")
   with open(manifest_path) as f:
     groups = json.load(f)["groups"]
   variables = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(out_dir),

@@ -1,6 +1,6 @@
-"""Run a model exported by `python -m jmt_jax.export`, with JAX and numpy alone.
+"""Run a model exported by `python -m jmt_jax.inference.export`, with JAX and numpy alone.
 
-  from jmt_jax import exported            # or copy this file and `import exported`
+  from jmt_jax.inference import exported            # or copy this file and `import exported`
   model = exported.load("exported/demo")
   outputs = model({"video": clips, "audio": waves})   # shapes: model.signature["inputs"]
 

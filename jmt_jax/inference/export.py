@@ -1,11 +1,11 @@
 """Export a trained workdir's inference function as serialized StableHLO (`jax.export`).
 
-  python -m jmt_jax.export --workdir=workdirs/demo --out=exported/demo
+  python -m jmt_jax.inference.export --workdir=workdirs/demo --out=exported/demo
 
 Writes to --out: `model.jaxexport` (the model on a batch of windows, batch size
 symbolic, lowered for CPU, CUDA and TPU), `variables.npz` (its weights), `config.json`
 (the training config) and `signature.json` (input names, shapes and dtypes, outputs).
-`jmt_jax/exported.py` runs it with JAX and numpy alone; it imports nothing else of
+`jmt_jax/inference/exported.py` runs it with JAX and numpy alone; it imports nothing else of
 jmt_jax, so it can be copied next to the export and used without this package.
 """
 
@@ -19,10 +19,10 @@ from absl import flags
 from jax import export as jax_export
 
 from jmt_jax import cli
-from jmt_jax import exported
-from jmt_jax import train
 from jmt_jax.data import pipeline
+from jmt_jax.inference import exported
 from jmt_jax.inference import predictor
+from jmt_jax.training import train
 
 FLAGS = flags.FLAGS
 

@@ -11,7 +11,7 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
-from jmt_jax import abaw
+from jmt_jax.evaluation import abaw
 
 _DIM_COLOURS = {"valence": "tab:blue", "arousal": "tab:orange"}
 

@@ -8,7 +8,7 @@ start (an audio stream may start before or after the video stream in the contain
 import av
 import numpy as np
 
-from jmt_jax.prepare.errors import BadInput
+from jmt_jax.errors import BadInput
 
 
 def _open(path):

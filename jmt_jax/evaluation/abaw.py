@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from jmt_jax import metrics
+from jmt_jax.evaluation import metrics
 
 DIMENSIONS = ("valence", "arousal")
 

@@ -1,8 +1,8 @@
 """Every variant x seed of a config, trained and evaluated by the training function `main`
 runs, then compared: mean +- std over seeds, 95% bootstrap intervals over recordings and
-seeds, and each variant's paired difference to a reference (jmt_jax.comparison).
+seeds, and each variant's paired difference to a reference (jmt_jax.evaluation.comparison).
 
-  python -m jmt_jax.sweep --config=configs/demo.py --variants=jmt,vanilla,concat,video,audio \
+  python -m jmt_jax.training.sweep --config=configs/demo.py --variants=jmt,vanilla,concat,video,audio \
       --seeds=3 --workdir=workdirs/demo_sweep [--override=train.num_steps=600] [--robustness]
 
 Run (variant, seed k) trains in WORKDIR/<variant>/seed<k> with config.seed = k. Rerunning
@@ -27,13 +27,13 @@ from absl import logging
 from matplotlib.figure import Figure
 
 from jmt_jax import cli
-from jmt_jax import comparison
 from jmt_jax import config_args
-from jmt_jax import evaluation
-from jmt_jax import plots
-from jmt_jax import robustness
 from jmt_jax import tasks
-from jmt_jax import train
+from jmt_jax.evaluation import comparison
+from jmt_jax.evaluation import plots
+from jmt_jax.evaluation import robustness
+from jmt_jax.evaluation import scoring
+from jmt_jax.training import train
 
 FLAGS = flags.FLAGS
 
@@ -67,7 +67,7 @@ def run_config(spec, variant, seed, overrides):
   config.seed = seed
   if "protocol" in config.data:
     raise ValueError("a sweep compares runs on one split; for a cross-validation protocol "
-                     "run python -m jmt_jax.cross_validate per variant")
+                     "run python -m jmt_jax.training.cross_validate per variant")
   return config
 
 
@@ -137,7 +137,7 @@ def sweep(spec, variants, seeds, workdir, overrides=(), reference="jmt", with_ro
     jax.clear_caches()  # one run's compiled programs at a time (the disk cache keeps them)
     if jax.process_index() != 0:  # the statistics and tables are process 0's
       continue
-    run_names, run_stats, _ = evaluation.read_recording_stats(
+    run_names, run_stats, _ = scoring.read_recording_stats(
         os.path.join(rundir, record["recordings"]))
     if names is not None and run_names != names:
       raise ValueError(f"{rundir} was scored on other recordings than the first run "
@@ -219,7 +219,7 @@ def write_robustness_summary(workdir, variants, seeds, configs):
           cond = (row["condition"], row["modality"], row["rate"])
           for metric in tasks.get(configs[(v, k)].task).metrics:
             means.setdefault((metric, cond), {}).setdefault(v, []).append(row[metric])
-  lines = [f"Mean +- std over {seeds} seeds (jmt_jax.robustness)."]
+  lines = [f"Mean +- std over {seeds} seeds (jmt_jax.evaluation.robustness)."]
   for metric in dict.fromkeys(m for m, _ in means):
     lines += ["", f"**{metric}**", "", "| condition | modality | rate | " + " | ".join(variants)
               + " |", "|---|---|---|" + "---|" * len(variants)]
@@ -260,7 +260,7 @@ def _define_flags():
                             "config, e.g. train.num_steps=600.")
   flags.DEFINE_string("reference", "jmt", "Variant the differences are taken to.")
   flags.DEFINE_bool("robustness", False, "Also score every run with each "
-                    "modality removed and degraded (jmt_jax.robustness).")
+                    "modality removed and degraded (jmt_jax.evaluation.robustness).")
   flags.DEFINE_integer("bootstrap_samples", comparison.NUM_SAMPLES,
                        "Bootstrap replicates.")
   flags.mark_flags_as_required(["config", "variants", "workdir"])

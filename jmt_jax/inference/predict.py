@@ -1,9 +1,9 @@
 """Predict per-frame emotion (or pain) on your own recording with a trained workdir.
 
-  python -m jmt_jax.predict --workdir=workdirs/demo --video=me.mp4 --out=predictions
-  python -m jmt_jax.predict --workdir=workdirs/biovid --video=s.mp4 --biosignals=s_bio.csv --out=p
+  python -m jmt_jax.inference.predict --workdir=workdirs/demo --video=me.mp4 --out=predictions
+  python -m jmt_jax.inference.predict --workdir=workdirs/biovid --video=s.mp4 --biosignals=s_bio.csv --out=p
 
-  python -m jmt_jax.predict --workdir=workdirs/demo --video=talk.mp4 --faces=all --out=p
+  python -m jmt_jax.inference.predict --workdir=workdirs/demo --video=talk.mp4 --faces=all --out=p
 
 Any container FFmpeg reads (MP4, AVI, MKV, WebM...) at its own frame rate. Writes
 `<out>/<video name>.csv` (one row per frame: frame, time_s, face_found, <modality>_found,
@@ -20,9 +20,9 @@ from absl import flags
 from ml_collections import config_flags
 
 from jmt_jax import cli
-from jmt_jax import train
 from jmt_jax.inference import outputs
 from jmt_jax.inference import predictor
+from jmt_jax.training import train
 
 FLAGS = flags.FLAGS
 

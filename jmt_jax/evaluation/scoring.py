@@ -3,7 +3,7 @@
 Valence/arousal: every frame is predicted exactly once (see data.windows.eval_windows);
 the predictions are reassembled per video, post-processed as `config.eval.smoothing`
 says (clipped to [-1, 1]; a moving average of that many frames per dimension; see
-jmt_jax.abaw) and scored by CCC over all frames of all videos, -5 labels excluded.
+jmt_jax.evaluation.abaw) and scored by CCC over all frames of all videos, -5 labels excluded.
 Pain: accuracy over windows. Each task says how (jmt_jax.tasks).
 """
 

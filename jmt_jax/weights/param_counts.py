@@ -1,7 +1,7 @@
 """Print a model's parameter counts per module and in total (PyTorch's convention:
 trainable parameters, not BatchNorm statistics).
 
-  python -m jmt_jax.param_counts --config=configs/affwild2.py:jmt [--depth=2]
+  python -m jmt_jax.weights.param_counts --config=configs/affwild2.py:jmt [--depth=2]
 """
 
 import math
@@ -11,7 +11,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from jmt_jax import cli
-from jmt_jax import weight_import
+from jmt_jax.weights import torch_import
 
 FLAGS = flags.FLAGS
 
@@ -32,7 +32,7 @@ def counts(params, depth):
 
 
 def table(config, depth):
-  params = weight_import.abstract_variables(config)["params"]
+  params = torch_import.abstract_variables(config)["params"]
   rows = counts(params, depth)
   total = sum(n for p, n in rows if len(p) == 1)
   lines = [f"{'  ' * (len(p) - 1)}{p[-1]:<{40 - 2 * (len(p) - 1)}} {n:>14,}" for p, n in rows]

@@ -10,19 +10,19 @@ import ml_collections
 import optax
 from absl import logging
 
-from jmt_jax import abaw
-from jmt_jax import checkpointing
-from jmt_jax import evaluation
-from jmt_jax import features
-from jmt_jax import metric_writers
-from jmt_jax import plots
-from jmt_jax import preemption
-from jmt_jax import sharding
 from jmt_jax import tasks
-from jmt_jax import train_step as step_lib
-from jmt_jax import weight_import
+from jmt_jax.data import features
 from jmt_jax.data import pipeline
+from jmt_jax.evaluation import abaw
+from jmt_jax.evaluation import plots
+from jmt_jax.evaluation import scoring
 from jmt_jax.models import model as model_lib
+from jmt_jax.training import checkpointing
+from jmt_jax.training import metric_writers
+from jmt_jax.training import preemption
+from jmt_jax.training import sharding
+from jmt_jax.training import train_step as step_lib
+from jmt_jax.weights import torch_import
 
 
 CONFIG_FILE = "config.json"
@@ -57,7 +57,7 @@ def make_optimizer(cfg, num_steps, freeze_backbones=False):
 def init_from_converted(state, path, abstract_state):
   """`state` with the parameter groups of the converted checkpoint at `path` replacing
   the random ones; every replaced leaf must match in shape."""
-  variables, groups = weight_import.load(path)
+  variables, groups = torch_import.load(path)
   params, batch_stats = dict(state.params), dict(state.batch_stats)
   for collection, target, abstract in (("params", params, abstract_state.params),
                                        ("batch_stats", batch_stats, abstract_state.batch_stats)):
@@ -150,11 +150,11 @@ class Setup:
 
   def evaluate(self, state, split, source, step, writer=None):
     t0 = time.time()
-    scores, details = evaluation.evaluate(
+    scores, details = scoring.evaluate(
         lambda b: self.predict(state.params, state.batch_stats, b), source, self.config,
         self.make_global)
-    path = evaluation.write_json(self.workdir, split, step, scores)
-    evaluation.write_recording_stats(self.workdir, split, step, self.config.task, details)
+    path = scoring.write_json(self.workdir, split, step, scores)
+    scoring.write_recording_stats(self.workdir, split, step, self.config.task, details)
     if writer is not None:
       writer.write(step, {f"{split}/{k}": v for k, v in scores.items()})
     if jax.process_index() == 0:
@@ -307,7 +307,7 @@ def train_and_evaluate(config, workdir):
 
 
 def write_config(config, workdir):
-  """workdir/config.json: what `jmt_jax.predict` and `jmt_jax.export` rebuild the model
+  """workdir/config.json: what `jmt_jax.inference.predict` and `jmt_jax.inference.export` rebuild the model
   from, so a trained workdir is usable without its config file."""
   path = os.path.join(workdir, CONFIG_FILE)
   with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -356,7 +356,7 @@ def write_submission(config, workdir, split, out_path, sample_file="", per_video
     raise ValueError("submission files are for valence/arousal (Aff-Wild2) models")
   setup, step, state = restore_for_eval(config, workdir)
   source = setup.source(split, train=False)
-  preds, labels = evaluation.predict_split(
+  preds, labels = scoring.predict_split(
       lambda b: setup.predict(state.params, state.batch_stats, b),
       source, config.eval.batch_size, setup.make_global, config.train.read_threads)
   predictions, _ = abaw.per_video(source.table, preds, labels)

@@ -27,12 +27,12 @@ import jax
 import numpy as np
 from absl import logging
 
-from jmt_jax import evaluation
 from jmt_jax import tasks
-from jmt_jax import train
 from jmt_jax.data import clips as clips_lib
 from jmt_jax.data import pipeline
 from jmt_jax.data import records
+from jmt_jax.evaluation import scoring
+from jmt_jax.training import train
 
 FRAMES = "frames"  # what a frames modality reads from a store (signals go by their key)
 
@@ -151,7 +151,7 @@ def evaluate(config, workdir, split):
     if condition != "clean":
       degraded.store = DegradedStore(source.store, stored_key(specs[modality]), condition,
                                      rate, settings["span_seconds"], settings["seed"])
-    scores, _ = evaluation.evaluate(predict, degraded, config, setup.make_global)
+    scores, _ = scoring.evaluate(predict, degraded, config, setup.make_global)
     rows.append({"condition": condition, "modality": modality, "rate": rate,
                  **{k: scores[k] for k in tasks.get(config.task).metrics}})
     logging.info("Robustness on %s, %s %s %.2f: %s", split, condition, modality, rate,

@@ -3,7 +3,7 @@
 With frozen backbones (the paper's Aff-Wild2 setting) a clip's embedding never changes,
 so every clip a window can hold is embedded once:
 
-  python -m jmt_jax.extract_features --config=configs/affwild2.py:init_from=weights/affwild2,feature_cache=DIR
+  python -m jmt_jax.data.extract_features --config=configs/affwild2.py:init_from=weights/affwild2,feature_cache=DIR
 
 The clips stored are those the windows use: on the training split, the clip ends of the
 training windows (one frame in `clip_frames` on Aff-Wild2); on the others, every frame
@@ -33,11 +33,11 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from jax.experimental import multihost_utils
 
 from jmt_jax import config_common as cc
-from jmt_jax import train_step
 from jmt_jax.data import clips as clips_lib
 from jmt_jax.data import pipeline
 from jmt_jax.data import windows as windows_lib
 from jmt_jax.models import model as model_lib
+from jmt_jax.training import train_step
 
 CHUNK = 128  # clip ends per stored record
 EMBED_BATCH = 16  # clips per backbone call while extracting
@@ -194,7 +194,7 @@ def extract(setup, out_dir, state):
 
 
 def _how_to_extract(directory):
-  return (f"extract it first with: python -m jmt_jax.extract_features --config=<the same "
+  return (f"extract it first with: python -m jmt_jax.data.extract_features --config=<the same "
           f"config, with feature_cache={directory}>")
 
 

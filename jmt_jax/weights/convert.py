@@ -1,6 +1,6 @@
 """Convert PyTorch state dicts into a jmt_jax checkpoint of initial weights.
 
-  python -m jmt_jax.convert --config=configs/affwild2.py:jmt --out=weights/affwild2 \\
+  python -m jmt_jax.weights.convert --config=configs/affwild2.py:jmt --out=weights/affwild2 \\
       --weights=video_backbone=vision_r2d1.pt --weights=audio_backbone=audio_resnet18.pt \\
       --weights=fusion+head=fusion_w.pt
 
@@ -8,7 +8,7 @@ Each `--weights=GROUPS=FILE[,FILE...]` fills the parameter groups GROUPS (`+`-se
 `<modality>_backbone`, `fusion`, `head`) from FILE (.safetensors; .pth/.pt when PyTorch is
 installed); several files are read as one state dict, as for the authors' flatten
 reduction, saved apart from its backbone:
-`--weights=video_backbone=vision_r2d1.pt,vision_r2d1_fc.pt`. Key names and layouts: jmt_jax/torch_layout.py. A file must provide every
+`--weights=video_backbone=vision_r2d1.pt,vision_r2d1_fc.pt`. Key names and layouts: jmt_jax/weights/torch_layout.py. A file must provide every
 parameter of its groups with the right shape; keys it has beyond those are an error
 unless the public code is known to carry them unused (classifier heads, BatchNorm
 counters...), and those are listed. Train from the result with
@@ -24,7 +24,7 @@ from ml_collections import config_flags
 
 from jmt_jax import cli
 from jmt_jax import library_logs
-from jmt_jax import weight_import
+from jmt_jax.weights import torch_import
 
 FLAGS = flags.FLAGS
 
@@ -34,12 +34,12 @@ def _parse_weights(specs):
   for spec in specs:
     groups, sep, path = spec.partition("=")
     if not sep or not groups or not path:
-      raise weight_import.ConversionError(
+      raise torch_import.ConversionError(
           f"--weights={spec!r}: expected GROUPS=FILE[,FILE...], e.g. "
           f"video_backbone=r2plus1d.pth")
     sources.append((tuple(groups.split("+")), tuple(path.split(","))))
   if not sources:
-    raise weight_import.ConversionError("no --weights given")
+    raise torch_import.ConversionError("no --weights given")
   return sources
 
 
@@ -48,10 +48,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   library_logs.quiet()
   try:
-    variables, manifest = weight_import.convert(FLAGS.config, _parse_weights(FLAGS.weights))
+    variables, manifest = torch_import.convert(FLAGS.config, _parse_weights(FLAGS.weights))
   except (ValueError, OSError) as e:
     sys.exit(f"error: {e}")
-  weight_import.save(variables, manifest, FLAGS.out)
+  torch_import.save(variables, manifest, FLAGS.out)
   for src in manifest["sources"]:
     print(f"{'+'.join(src['groups'])}: {src['loaded']} tensors from {src['file']}"
           + (f" (prefix {src['prefix']!r})" if src["prefix"] else ""))
@@ -62,11 +62,11 @@ def main(argv):
     if counters:
       print(f"  ignored {len(counters)} BatchNorm step counters (num_batches_tracked)")
     if unused:
-      print(f"  ignored, unused by the public code: {weight_import.names(unused)}")
+      print(f"  ignored, unused by the public code: {torch_import.names(unused)}")
     for group, n in src["left_for"].items():
       print(f"  left for {group} (not converted from this file): {n} tensors")
     if src["outside_prefix"]:
-      print(f"  ignored, outside the prefix: {weight_import.names(src['outside_prefix'])}")
+      print(f"  ignored, outside the prefix: {torch_import.names(src['outside_prefix'])}")
   print(f"wrote {os.path.abspath(FLAGS.out)}")
 
 

@@ -1,13 +1,13 @@
 """Train and evaluate every fold of a cross-validation protocol, then tabulate.
 
-  python -m jmt_jax.cross_validate --config=configs/biovid.py:data_dir=data/biovid,protocol=loso \
+  python -m jmt_jax.training.cross_validate --config=configs/biovid.py:data_dir=data/biovid,protocol=loso \
       --workdir=workdirs/biovid_loso
 
 Fold K trains in WORKDIR/fold_K (rerunning resumes unfinished folds and re-scores
 finished ones from their last checkpoint). WORKDIR/cross_validation.csv and .md hold
 each fold's accuracy, the mean and standard deviation over folds (ddof=1) and a 95%
 interval of the mean from a bootstrap over the folds and the recordings each holds out
-(jmt_jax.comparison); cross_validation.json holds the same with the protocol.
+(jmt_jax.evaluation.comparison); cross_validation.json holds the same with the protocol.
 """
 
 import csv
@@ -21,12 +21,12 @@ from absl import logging
 from ml_collections import config_flags
 
 from jmt_jax import cli
-from jmt_jax import comparison
-from jmt_jax import evaluation
 from jmt_jax import tasks
-from jmt_jax import train
 from jmt_jax.data import pipeline
 from jmt_jax.data import prepared
+from jmt_jax.evaluation import comparison
+from jmt_jax.evaluation import scoring
+from jmt_jax.training import train
 
 FLAGS = flags.FLAGS
 
@@ -53,7 +53,7 @@ def run(config, workdir, folds=None):
     fold_dir = os.path.join(workdir, f"fold_{fold}")
     scores = train.train_and_evaluate(fold_config, fold_dir)
     rows.append({"fold": fold, **scores})
-    stats.append(evaluation.read_recording_stats(os.path.join(
+    stats.append(scoring.read_recording_stats(os.path.join(
         fold_dir, "eval", f"{config.eval.split}_step{config.train.num_steps}_recordings.npz"))[1])
   # Each fold holds out its own recordings: each is resampled on its own.
   row = comparison.compare(config.task, {"folds": stats}, list(range(len(folds))))[metric][0]

@@ -1,0 +1,1 @@
+"""Scoring: predicting a split, the paper's metrics, ABAW files, comparisons with intervals, robustness, plots."""

@@ -1,0 +1,1 @@
+"""Reading a person's recordings: video and audio decoding, biosignal files."""
