@@ -12,6 +12,7 @@ from conftest import ROOT
 from conftest import subprocess_env
 from jmt_jax.data import features
 from jmt_jax.evaluation import scoring
+from jmt_jax.training import experiment
 from jmt_jax.training import train
 
 pytestmark = pytest.mark.xdist_group("features")  # its module fixtures are built once
@@ -43,16 +44,18 @@ def cache(tmp_path_factory, data_dir):
 
 def test_cached_predictions_equal_end_to_end_frozen_predictions(tiny_config, cache):
   config = _config(tiny_config, cache)
-  end_to_end = train.Setup(_config(tiny_config, ""), workdir=None)
-  cached = train.Setup(config, workdir=None)
-  state = train.initial_state(end_to_end)
-  cached.cache.check_backbones(state)
+  model = experiment.build_model(config)
+  variables = experiment.starting_variables(model, config)
+  end_to_end = experiment.Data(_config(tiny_config, ""))
+  cached = experiment.Data(config)
+  cached.cache.check_backbones(variables["params"], variables["batch_stats"])
+  mesh = experiment.Mesh(config)
   results = []
-  for setup in (end_to_end, cached):
-    source = setup.source("validation", train=False)
+  for data in (end_to_end, cached):
+    predict = experiment.make_predict(model, config.task, data.from_embeddings)
     results.append(scoring.predict_split(
-        lambda b, s=setup: s.predict(state.params, state.batch_stats, b), source,
-        config.eval.batch_size, setup.make_global, 1))
+        lambda b, p=predict: p(variables, b), data.source("validation", train=False),
+        config.eval.batch_size, mesh.make_global, 1))
   (p_e2e, l_e2e), (p_cache, l_cache) = results
   assert type(cached.source("validation", train=False)).__name__ == "CachedWindowSource"
   for k in l_e2e:
@@ -80,10 +83,10 @@ def test_a_cache_of_other_backbones_is_refused(tiny_config, cache, tmp_path):
   config = _config(tiny_config, cache)
   config.input.modalities.audio.n_mels = 8
   with pytest.raises(ValueError, match="extracted with other backbones, inputs or data"):
-    train.Setup(config, workdir=None)
+    experiment.Data(config)
   config = _config(tiny_config, tmp_path / "nothing")
   with pytest.raises(FileNotFoundError, match="python -m jmt_jax.data.extract_features"):
-    train.Setup(config, workdir=None)
+    experiment.Data(config)
 
 
 def test_clip_ends_round_trip_through_runs():

@@ -29,6 +29,7 @@ from jmt_jax.inference import predictor as predictor_lib
 from jmt_jax.inference import stream
 from jmt_jax.media import decode
 from jmt_jax.training import checkpointing
+from jmt_jax.training import experiment
 from jmt_jax.training import train
 
 pytestmark = pytest.mark.xdist_group("predict")  # one worker trains the two models once
@@ -45,10 +46,11 @@ def _workdir(tmp_path_factory, data_dir, arg):
   config.data.data_dir = data_dir
   config.compilation_cache_dir = ""
   workdir = str(tmp_path_factory.mktemp("workdir"))
-  setup = train.Setup(config, workdir, with_data=False)
+  model = experiment.build_model(config)
+  tx = train.make_optimizer(config.optimizer, config.train.num_steps)
   train.write_config(config, workdir)
   mngr = checkpointing.manager(os.path.join(workdir, "checkpoints"), keep=1)
-  checkpointing.save(mngr, 1, train.initial_state(setup), None)
+  checkpointing.save(mngr, 1, train.initial_state(model, tx, config, None), None)
   mngr.wait_until_finished()
   mngr.close()
   return workdir
@@ -302,7 +304,7 @@ def test_exported_function_equals_the_model_in_process(va_model, va_workdir, vid
   with pytest.raises(ValueError, match="input 'video'"):
     loaded({**batch, "video": batch["video"][:, :, :2]})
   # The loader alone, with no jmt_jax importable: copied next to the export.
-  shutil.copy(os.path.join(ROOT, "jmt_jax", "exported.py"), tmp_path / "exported.py")
+  shutil.copy(os.path.join(ROOT, "jmt_jax", "inference", "exported.py"), tmp_path / "exported.py")
   np.savez(tmp_path / "batch.npz", **batch)
   code = ("import sys; sys.path.insert(0, '.')\n"
           "import numpy as np, exported\n"

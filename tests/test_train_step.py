@@ -7,6 +7,7 @@ import numpy as np
 import optax
 import pytest
 
+from jmt_jax.training import experiment
 from jmt_jax.training import train
 from jmt_jax.training import train_step
 
@@ -18,16 +19,17 @@ def _setup(tiny_config, name, **overrides):
   config.train.batch_size = 8
   for k, v in overrides.items():
     config[k] = v
-  setup = train.Setup(config, workdir=None)
-  state = train.initial_state(setup)
-  src = setup.source("train", train=False)
+  model = experiment.build_model(config)
+  tx = train.make_optimizer(config.optimizer, config.train.num_steps, True)
+  state = train.initial_state(model, tx, config, None)
+  src = experiment.Data(config).source("train", train=False)
   batch = jax.tree.map(lambda *x: np.stack(x), *[src[i] for i in range(8)])
-  return config, setup, state, batch
+  return config, (model, tx), state, batch
 
 
 def _grads(setup, config, state, batch, accum_steps):
   sgd = optax.sgd(1.0)  # the update is -grad: the step's gradient is old - new params
-  step = jax.jit(train_step.make_train_step(setup.model, sgd, config.task, accum_steps))
+  step = jax.jit(train_step.make_train_step(setup[0], sgd, config.task, accum_steps))
   state = state.replace(opt_state=sgd.init(state.params))
   new, logs = step(state, batch)
   return jax.tree.map(lambda a, b: np.asarray(a - b), state.params, new.params), logs
@@ -49,8 +51,8 @@ def test_accumulated_gradient_equals_whole_batch_gradient(tiny_config, name):
 def test_bfloat16_compute_keeps_float32_parameters(tiny_config):
   config, setup, state, batch = _setup(tiny_config, "biovid")
   _, setup16, _, _ = _setup(tiny_config, "biovid", compute_dtype="bfloat16")
-  step32 = train_step.make_train_step(setup.model, setup.tx, config.task)
-  step16 = train_step.make_train_step(setup16.model, setup.tx, config.task)
+  step32 = train_step.make_train_step(*setup, config.task)
+  step16 = train_step.make_train_step(setup16[0], setup[1], config.task)
   jaxpr = str(jax.make_jaxpr(step16)(state, batch))
   assert "conv_general_dilated" in jaxpr and "bf16[" in jaxpr
   convs = [l for l in jaxpr.splitlines() if "= conv_general_dilated" in l]
@@ -64,7 +66,7 @@ def test_bfloat16_compute_keeps_float32_parameters(tiny_config):
 
 def test_non_finite_step_leaves_the_state_alone(tiny_config):
   config, setup, state, batch = _setup(tiny_config, "demo")
-  step = jax.jit(train_step.make_train_step(setup.model, setup.tx, config.task))
+  step = jax.jit(train_step.make_train_step(*setup, config.task))
   bad = dict(batch, valence=np.full_like(batch["valence"], np.nan))
   new, logs = step(state, bad)
   assert not bool(logs["finite"])

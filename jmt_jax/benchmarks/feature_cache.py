@@ -25,27 +25,30 @@ from ml_collections import config_flags
 from jmt_jax import library_logs
 from jmt_jax.data import features
 from jmt_jax.data import pipeline
+from jmt_jax.training import experiment
 from jmt_jax.training import train
 from jmt_jax.training import train_step
 
 FLAGS = flags.FLAGS
 
 
-def epoch_seconds(setup, state):
-  """(seconds for one epoch, steps) of the jitted train step over `setup`'s training data."""
-  config = setup.config
-  source = setup.source("train", train=True)
+def epoch_seconds(config, model, tx, state):
+  """(seconds for one epoch, steps) of the jitted train step over `config`'s training
+  data (from its feature cache when it names one)."""
+  data = experiment.Data(config)
+  source = data.source("train", train=True)
   batch_size = config.train.batch_size
   steps = max(1, len(source) // batch_size)
-  step = jax.jit(train_step.make_train_step(setup.model, setup.tx, config.task,
-                                            config.train.grad_accum_steps), donate_argnums=0)
+  step = jax.jit(train_step.make_train_step(model, tx, config.task,
+                                            config.train.grad_accum_steps,
+                                            data.from_embeddings), donate_argnums=0)
   it = pipeline.train_iterator(source, batch_size, seed=config.seed, process_index=0,
                                process_count=1, read_threads=config.train.read_threads)
-  state, logs = step(state, setup.make_global(next(it)))  # compiles
+  state, logs = step(state, jax.device_put(next(it)))  # compiles
   jax.block_until_ready(logs)
   t0 = time.perf_counter()
   for _ in range(steps):
-    state, logs = step(state, setup.make_global(next(it)))
+    state, logs = step(state, jax.device_put(next(it)))
   jax.block_until_ready(logs)
   return time.perf_counter() - t0, steps
 
@@ -59,15 +62,14 @@ def main(argv):
   config.feature_cache = FLAGS.cache_dir or tempfile.mkdtemp(prefix="jmt_jax_features_")
   plain = config.copy_and_resolve_references()
   plain.feature_cache = ""
-  end_to_end = train.Setup(plain, workdir=None)
-  state = train.initial_state(end_to_end)
+  model = experiment.build_model(plain)
+  tx = train.make_optimizer(plain.optimizer, plain.train.num_steps, True)
   print(f"devices: {jax.devices()}")
 
-  index = features.extract(end_to_end, config.feature_cache, state)
-  cached = train.Setup(config, workdir=None)
-
-  e2e_s, steps = epoch_seconds(end_to_end, train.initial_state(end_to_end))
-  cache_s, _ = epoch_seconds(cached, train.initial_state(end_to_end))
+  index = features.extract(plain, model, experiment.starting_variables(model, plain),
+                           config.feature_cache)
+  e2e_s, steps = epoch_seconds(plain, model, tx, train.initial_state(model, tx, plain, None))
+  cache_s, _ = epoch_seconds(config, model, tx, train.initial_state(model, tx, plain, None))
   print(f"one epoch = {steps} steps of batch {config.train.batch_size}")
   print(f"frozen backbones run every step: {e2e_s:9.2f} s/epoch")
   print(f"embeddings from the cache:       {cache_s:9.2f} s/epoch ({e2e_s / cache_s:.0f}x faster)")

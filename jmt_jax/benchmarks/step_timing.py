@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from jmt_jax.data import pipeline
+from jmt_jax.training import experiment
 from jmt_jax.training import train
 from jmt_jax.training import train_step
 
@@ -59,13 +60,17 @@ class CompiledStep:
     return (time.perf_counter() - t0) / steps
 
 
-def compile_step(config, batch):
-  """The config's jitted train step compiled for `batch`, run once (warm)."""
-  setup = train.Setup(config, workdir=None, with_cache=False, with_data=False)
-  state = train.initial_state(setup)
+def compile_step(config, batch, from_embeddings=False):
+  """The config's jitted train step compiled for `batch` (of inputs, or with
+  `from_embeddings` of the backbones' embeddings), run once (warm)."""
+  model = experiment.build_model(config)
+  tx = train.make_optimizer(config.optimizer, config.train.num_steps,
+                            config.model.get("freeze_backbones", False))
+  state = train.initial_state(model, tx, config, None)
   batch = jax.device_put(batch)
-  step = jax.jit(train_step.make_train_step(setup.model, setup.tx, config.task,
-                                            config.train.grad_accum_steps), donate_argnums=0)
+  step = jax.jit(train_step.make_train_step(model, tx, config.task,
+                                            config.train.grad_accum_steps, from_embeddings),
+                 donate_argnums=0)
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0

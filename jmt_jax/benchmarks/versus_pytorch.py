@@ -112,9 +112,11 @@ def compare(torch, ref, setting, rounds, with_bf16):
   config = jax_config(setting, "float32")
   batch = step_timing.synthetic_batch(config, batch_size, embeddings=setting == "fusion")
   clips = batch_size * config.input.num_clips
-  sides = {"jmt_jax float32": step_timing.compile_step(config, batch)}
+  fusion = setting == "fusion"
+  sides = {"jmt_jax float32": step_timing.compile_step(config, batch, fusion)}
   if with_bf16:
-    sides["jmt_jax bfloat16"] = step_timing.compile_step(jax_config(setting, "bfloat16"), batch)
+    sides["jmt_jax bfloat16"] = step_timing.compile_step(jax_config(setting, "bfloat16"), batch,
+                                                             fusion)
   torch_step = TorchStep(torch, ref, config, setting, batch)
   torch_step()  # warm-up
 

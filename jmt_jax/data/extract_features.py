@@ -15,7 +15,7 @@ from ml_collections import config_flags
 
 from jmt_jax import cli
 from jmt_jax.data import features
-from jmt_jax.training import train
+from jmt_jax.training import experiment
 
 FLAGS = flags.FLAGS
 
@@ -24,8 +24,9 @@ def extract(config):
   """Extracts the cache `config.feature_cache` names; returns its index."""
   if not config.get("feature_cache"):
     raise ValueError("set the cache directory in the config (feature_cache=DIR)")
-  setup = train.Setup(config, workdir=None, with_cache=False)
-  return features.extract(setup, config.feature_cache, train.initial_state(setup))
+  model = experiment.build_model(config)
+  return features.extract(config, model, experiment.starting_variables(model, config),
+                          config.feature_cache)
 
 
 def main(argv):

@@ -137,10 +137,10 @@ def _encode(arrays):
   return buf.getvalue()
 
 
-def extract(setup, out_dir, state):
-  """Writes the cache of every split of the data of `setup` (a train.Setup) to `out_dir`,
-  embedding with the backbones in `state` (as training starts: random or `init_from`)."""
-  config, model, dataset = setup.config, setup.model, setup.dataset
+def extract(config, model, variables, out_dir):
+  """Writes the cache of every split of `config.data` to `out_dir`, embedding with the
+  backbones in `variables` ({params, batch_stats}: as training starts, random or
+  `init_from`)."""
   if not config.model.get("freeze_backbones"):
     raise ValueError("a feature cache needs frozen backbones (config.model.freeze_backbones): "
                      "fine-tuned backbones change their embeddings every step")
@@ -148,10 +148,13 @@ def extract(setup, out_dir, state):
     raise ValueError("extract the feature cache in one process (without --distributed); "
                      "training on any number of processes reads it")
 
+  dataset = pipeline.open_dataset(config.data)
+
   @jax.jit
-  def embed(params, batch_stats, batch):
-    return model.apply(train_step.inference_variables(model, params, batch_stats), batch,
-                       train=False, embeddings_only=True)
+  def embed(batch):
+    return model.apply(train_step.inference_variables(model, variables["params"],
+                                                      variables["batch_stats"]),
+                       batch, method=model.embed)
 
   os.makedirs(out_dir, exist_ok=True)
   stores = clips_to_cache(dataset, config.input)
@@ -159,7 +162,7 @@ def extract(setup, out_dir, state):
            for key in [id(part.source)]}
   specs = {m: config.input.modalities[m].to_dict() for m in config.model.modalities}
   index = {"version": VERSION, "chunk": CHUNK, "input": _input_fingerprint(config),
-           "backbones": backbone_fingerprint(state.params, state.batch_stats),
+           "backbones": backbone_fingerprint(variables["params"], variables["batch_stats"]),
            "splits": {s: files[id(p.source)] for s, p in dataset.splits.items()},
            "stores": {}, "seconds": {}}
   for key, (split, ends) in stores.items():
@@ -172,7 +175,7 @@ def extract(setup, out_dir, state):
       for first in range(0, len(ends[r]), CHUNK):
         chunk_ends = ends[r][first:first + CHUNK]
         clips = clips_lib.read_clips(store, r, chunk_ends, specs, config.input.clip_frames)
-        parts = [jax.device_get(embed(state.params, state.batch_stats, batch))
+        parts = [jax.device_get(embed(batch))
                  for batch in clip_batches({m: clips[m] for m in config.model.modalities})]
         record = {m: np.concatenate([p[m][0] for p in parts])[:len(chunk_ends)]
                   .astype(np.float32) for m in parts[0]}
@@ -216,8 +219,8 @@ class FeatureCache:
     self.modalities = tuple(config.model.modalities)
     self._sources = {}
 
-  def check_backbones(self, state):
-    if backbone_fingerprint(state.params, state.batch_stats) != self.index["backbones"]:
+  def check_backbones(self, params, batch_stats):
+    if backbone_fingerprint(params, batch_stats) != self.index["backbones"]:
       raise ValueError(f"the feature cache in {self.directory} was extracted with other "
                        f"backbone weights than this run's: " + _how_to_extract(self.directory))
 

@@ -1,1 +1,2 @@
-"""Scoring: predicting a split, the paper's metrics, ABAW files, comparisons with intervals, robustness, plots."""
+"""Scoring: predicting a split, the paper's metrics, ABAW files, comparisons with intervals,
+robustness, plots."""

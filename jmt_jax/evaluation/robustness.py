@@ -32,7 +32,7 @@ from jmt_jax.data import clips as clips_lib
 from jmt_jax.data import pipeline
 from jmt_jax.data import records
 from jmt_jax.evaluation import scoring
-from jmt_jax.training import train
+from jmt_jax.training import experiment
 
 FRAMES = "frames"  # what a frames modality reads from a store (signals go by their key)
 
@@ -140,18 +140,21 @@ def evaluate(config, workdir, split):
     raise ValueError("config.eval has no robustness rates (a workdir trained before they "
                      "existed): pass the config file with --config")
   settings = config.eval.robustness.to_dict()
-  setup, step, state = train.restore_for_eval(config, workdir)
-  source = pipeline.window_source(setup.dataset, split, config.input, config.model.modalities,
-                                  train=False)
+  run = experiment.Evaluation(config, workdir)
+  step = run.step
+  # The inputs themselves, never a feature cache's embeddings: they are what is degraded.
+  source = pipeline.window_source(run.data.dataset, split, config.input,
+                                  config.model.modalities, train=False)
   specs = source.modalities
-  predict = lambda b: setup.predict(state.params, state.batch_stats, b)
+  predict_fn = experiment.make_predict(run.model, config.task)
+  predict = lambda b: predict_fn(run.variables, b)
   rows = []
   for condition, modality, rate in conditions(specs, settings):
     degraded = copy.copy(source)
     if condition != "clean":
       degraded.store = DegradedStore(source.store, stored_key(specs[modality]), condition,
                                      rate, settings["span_seconds"], settings["seed"])
-    scores, _ = scoring.evaluate(predict, degraded, config, setup.make_global)
+    scores, _ = scoring.evaluate(predict, degraded, config, run.mesh.make_global)
     rows.append({"condition": condition, "modality": modality, "rate": rate,
                  **{k: scores[k] for k in tasks.get(config.task).metrics}})
     logging.info("Robustness on %s, %s %s %.2f: %s", split, condition, modality, rate,

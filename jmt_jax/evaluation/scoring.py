@@ -10,13 +10,16 @@ Pain: accuracy over windows. Each task says how (jmt_jax.tasks).
 import json
 import math
 import os
+import time
 
 import jax
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 
 from jmt_jax import tasks
 from jmt_jax.data import pipeline
+from jmt_jax.evaluation import plots
 
 
 def _gather(tree):
@@ -53,6 +56,28 @@ def evaluate(predict_fn, source, config, make_global):
   preds, labels = predict_split(predict_fn, source, config.eval.batch_size, make_global,
                                 config.train.read_threads)
   return tasks.get(config.task).score(preds, labels, source.table, config)
+
+
+def evaluate_and_record(predict_fn, source, config, workdir, split, step, make_global,
+                        writer=None):
+  """`evaluate`, and what a workdir keeps of it: eval/<split>_step<N>.json and its
+  per-recording statistics, the scores in `writer`'s metrics, and (process 0) plots/:
+  training curves so far and the task's figure of this evaluation, each file showing the
+  latest. Returns the scores."""
+  t0 = time.time()
+  scores, details = evaluate(predict_fn, source, config, make_global)
+  path = write_json(workdir, split, step, scores)
+  write_recording_stats(workdir, split, step, config.task, details)
+  if writer is not None:
+    writer.write(step, {f"{split}/{k}": v for k, v in scores.items()})
+  if jax.process_index() == 0:
+    out = os.path.join(workdir, "plots")
+    plots.save(plots.training_curves(plots.read_metrics(workdir)), os.path.join(out, "curves.png"))
+    name, fig = tasks.get(config.task).plot(details, config)
+    plots.save(fig, os.path.join(out, f"{split}_{name}.png"))
+  logging.info("Eval at step %d on %s (%.1fs): %s -> %s", step, split, time.time() - t0,
+               {k: round(v, 4) for k, v in scores.items()}, path)
+  return scores
 
 
 def write_json(workdir, split, step, scores):

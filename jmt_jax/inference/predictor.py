@@ -24,18 +24,18 @@ import numpy as np
 import tqdm
 from absl import logging
 
+from jmt_jax import tasks
 from jmt_jax.data import clips as clips_lib
 from jmt_jax.data import features
 from jmt_jax.data import pipeline
 from jmt_jax.data import records
-from jmt_jax.data import windows
 from jmt_jax.errors import BadInput
-from jmt_jax.evaluation import abaw
 from jmt_jax.faces import crops as crops_lib
 from jmt_jax.faces import tracking
 from jmt_jax.inference import stream
 from jmt_jax.media import biosignals
 from jmt_jax.media import decode
+from jmt_jax.training import experiment
 from jmt_jax.training import train
 from jmt_jax.training import train_step
 
@@ -69,20 +69,20 @@ class Predictor:
 
   def __init__(self, workdir, config=None):
     self.config = config if config is not None else train.read_config(workdir)
-    setup, self.step, state = train.restore_for_eval(self.config, workdir, with_data=False)
-    model = self.model = setup.model
-    self.variables = jax.device_put(jax.device_get(
-        train_step.inference_variables(model, state.params, state.batch_stats)),
-                                    jax.devices()[0])
+    self.task = tasks.get(self.config.task)
+    model = self.model = experiment.build_model(self.config)
+    self.step, variables = experiment.restore_variables(self.config, workdir, model)
+    self.variables = train_step.inference_variables(model, variables["params"],
+                                                    variables["batch_stats"])
     self.modalities = {m: self.config.input.modalities[m].to_dict()
                        for m in self.config.model.modalities}
     signals = pipeline.signal_config(self.config)
     self.frame_size = int(signals.frame_size)
     self.rates = {"audio_rate": signals.audio_rate, "bio_rate": signals.bio_rate}
-    self.embed = jax.jit(lambda v, b: model.apply(v, b, train=False, embeddings_only=True))
-    self.fuse = jax.jit(lambda v, e: model.apply(v, {"embeddings": e}, train=False))
+    self.embed = jax.jit(lambda v, b: model.apply(v, b, method=model.embed))
+    self.fuse = jax.jit(lambda v, e: model.apply(v, e, method=model.fuse))
     # The whole model on a batch of windows: what `jmt_jax.inference.export` writes.
-    self.apply = jax.jit(lambda v, b: model.apply(v, b, train=False))
+    self.apply = jax.jit(model.apply)
 
   def uses(self, kind):
     return any(s["kind"] == kind for s in self.modalities.values())
@@ -134,11 +134,8 @@ class Predictor:
   def _window_ends(self, num_frames):
     """(W, T) clip ends of the windows that predict every frame."""
     clip, clips = self.config.input.clip_frames, self.config.input.num_clips
-    if self.config.task == "pain":  # the window whose last clip ends on each frame
-      starts = np.arange(num_frames) - clip * clips + 1
-    else:
-      starts = np.sort(windows.eval_windows([num_frames], [0], clip, clips)[:, 1])
-    return clips_lib.clip_ends(starts, clip, clips)
+    return clips_lib.clip_ends(self.task.frame_window_starts(num_frames, clip, clips), clip,
+                               clips)
 
   # ------------------------------------------------------------------ pass 0: faces
   def face_tracks(self, video_path, faces="largest", progress=True):
@@ -258,15 +255,7 @@ class Predictor:
       out = jax.device_get(self.fuse(self.variables, emb))
       outputs.append({k: v[:len(part)] for k, v in out.items()})
     out = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
-    if self.config.task == "pain":
-      probs = np.asarray(jax.nn.softmax(out["logits"], axis=-1))
-      names = train.class_names(self.config)
-      values = {"pain_probability": 1.0 - probs[:, 0]}
-      values.update({f"p_{name.replace(' ', '_')}": probs[:, k] for k, name in enumerate(names)})
-      return values
-    per_dim = {d: abaw.reassemble(["recording"], [num_frames], np.zeros(ends.shape, np.int64),
-                                  ends, out[d])["recording"] for d in abaw.DIMENSIONS}
-    return abaw.postprocess({"recording": per_dim}, dict(self.config.eval.smoothing))["recording"]
+    return self.task.frame_values(out, ends, num_frames, self.config)
 
 
 def _counted(frames, bar):

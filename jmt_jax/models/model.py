@@ -36,7 +36,7 @@ def _rematerialised(cls, policy):
   return nn.remat(cls, policy=getattr(jax.checkpoint_policies, policy), static_argnums=(2,))
 
 
-def build_backbone(cfg, name):
+def build_backbone(cfg, name=None):
   """The backbone of `cfg`; call it as backbone(x, train)."""
   remat = cfg.get("remat", "")
   if cfg.kind in ("resnet2d", "r3d", "r2plus1d"):
@@ -57,13 +57,14 @@ def build_backbone(cfg, name):
 
 
 class MultimodalModel(nn.Module):
-  """batch[modality]: (B, T, ...) per-clip inputs -> head outputs per clip or window.
+  """Three entry points: `embed` (batch[modality] (B, T, ...) per-clip inputs -> {modality:
+  (B, T, D)} backbone embeddings), `fuse` (those embeddings -> head outputs) and the whole
+  model, `__call__(batch)` = `fuse(embed(batch))`. `fuse` on stored embeddings is what
+  training on the feature cache (jmt_jax.data.features) and prediction on a recording
+  (which embeds each clip once) run.
 
   With `config.freeze_backbones` (the paper's Aff-Wild2 setting) the backbones always run
   in inference mode (BatchNorm running statistics, no dropout) and pass no gradient.
-  `batch["embeddings"][modality]` (B, T, D), when present, stands in for the backbone's
-  output: what the feature cache (jmt_jax.data.features) stores and what prediction on a
-  recording computes once per clip; training on it needs frozen backbones.
   `config.compute_dtype` is the dtype inputs are cast to; parameters come in the dtype
   the caller chooses (train_step casts float32 ones for bfloat16 compute).
   `config.inputs` ({modality: input config}) and `config.rates` say what the stored inputs
@@ -73,48 +74,48 @@ class MultimodalModel(nn.Module):
 
   config: ml_collections.FrozenConfigDict
 
-  def _embed(self, batch, train):
+  def setup(self):
+    cfg = self.config
+    self.fusion, arity = fusion_lib.build_fusion(cfg.fusion)
+    if len(cfg.modalities) != arity:
+      raise ValueError(f"fusion {cfg.fusion.kind!r} takes {arity} modalities, "
+                       f"config.model.modalities has {list(cfg.modalities)}")
+    # Parameter groups are named `<modality>_backbone`, as the converted checkpoints are.
+    for m in cfg.modalities:
+      setattr(self, f"{m}_backbone", build_backbone(cfg.backbones[m]))
+    self.head = heads.build_head(cfg.head)
+
+  def embed(self, batch, train=False):
     cfg = self.config
     dtype = jnp.dtype(cfg.get("compute_dtype", "float32"))
     frozen = cfg.get("freeze_backbones", False)
-    cached = batch.get("embeddings", {})
-    embeddings = []
+    embeddings = {}
     for m in cfg.modalities:
-      if m in cached:
-        if train and not frozen:
-          raise ValueError("training on cached backbone embeddings needs "
-                           "config.model.freeze_backbones")
-        embeddings.append(cached[m].astype(dtype))
-        continue
       x = batch[m]
       b, t = x.shape[:2]
       aug = batch.get("augment", {}).get(m) if train else None
       x = frontends.prepare(x.reshape((b * t,) + x.shape[2:]), cfg.backbones[m],
                             cfg.get("inputs", {}).get(m), cfg.get("rates"),
                             None if aug is None else aug.reshape(b * t, -1)).astype(dtype)
-      e = build_backbone(cfg.backbones[m], name=f"{m}_backbone")(x, train and not frozen)
+      e = getattr(self, f"{m}_backbone")(x, train and not frozen)
       if frozen:
         e = jax.lax.stop_gradient(e)
-      embeddings.append(e.reshape(b, t, -1))
+      embeddings[m] = e.reshape(b, t, -1)
     return embeddings
 
-  @nn.compact
-  def __call__(self, batch, train=False, embeddings_only=False):
-    """Head outputs; with `embeddings_only`, {modality: (B, T, D)} backbone embeddings."""
+  def fuse(self, embeddings, train=False):
     cfg = self.config
-    fusion, arity = fusion_lib.build_fusion(cfg.fusion)
-    if len(cfg.modalities) != arity:
-      raise ValueError(f"fusion {cfg.fusion.kind!r} takes {arity} modalities, "
-                       f"config.model.modalities has {list(cfg.modalities)}")
-    embeddings = self._embed(batch, train)
-    if embeddings_only:
-      return dict(zip(cfg.modalities, embeddings))
-    dims = {e.shape[-1] for e in embeddings}
+    dtype = jnp.dtype(cfg.get("compute_dtype", "float32"))
+    dims = {embeddings[m].shape[-1] for m in cfg.modalities}
     if len(dims) != 1:
       raise ValueError(f"backbone embeddings of {list(cfg.modalities)} differ in width: "
-                       f"{[e.shape[-1] for e in embeddings]}")
-    outputs = heads.build_head(cfg.head)(fusion(*embeddings), train=train)
+                       f"{[embeddings[m].shape[-1] for m in cfg.modalities]}")
+    fused = self.fusion(*(embeddings[m].astype(dtype) for m in cfg.modalities))
+    outputs = self.head(fused, train=train)
     return jax.tree.map(lambda x: x.astype(jnp.float32), outputs)
+
+  def __call__(self, batch, train=False):
+    return self.fuse(self.embed(batch, train), train)
 
 
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")

@@ -24,13 +24,20 @@ def save(mngr, step, state, data_iterator, force=False):
   return mngr.save(step, args=ocp.args.Composite(**args), force=force)
 
 
-def restore_latest(mngr, abstract_state, data_iterator):
+def restore_latest(mngr, abstract_state, data_iterator, partial=False):
   """(step, state) from the newest readable checkpoint, or (None, None) if there is none.
 
-  `data_iterator`, when given, is moved to the position saved with that state.
+  `data_iterator`, when given, is moved to the position saved with that state. With
+  `partial`, `abstract_state` names a part of the saved state ({"params": ...,
+  "batch_stats": ...} for inference) and only that part is read.
   """
   for step in sorted(mngr.all_steps(), reverse=True):
-    args = {"state": ocp.args.StandardRestore(abstract_state)}
+    if partial:
+      args = {"state": ocp.args.PyTreeRestore(
+          abstract_state, ocp.checkpoint_utils.construct_restore_args(abstract_state),
+          partial_restore=True)}
+    else:
+      args = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iterator is not None:
       args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
     try:

@@ -1,28 +1,26 @@
-"""Training and evaluation of a jmt_jax model: one linear function per mode."""
+"""Training (`train_and_evaluate`: mesh, input, model, optimizer and state, step,
+checkpoint, eval, loop, each built under its banner), and evaluation of a trained
+workdir (`experiment.Evaluation`: no optimizer)."""
 
 import json
 import os
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import optax
 from absl import logging
 
 from jmt_jax import tasks
-from jmt_jax.data import features
 from jmt_jax.data import pipeline
-from jmt_jax.evaluation import abaw
-from jmt_jax.evaluation import plots
 from jmt_jax.evaluation import scoring
 from jmt_jax.models import model as model_lib
 from jmt_jax.training import checkpointing
+from jmt_jax.training import experiment
 from jmt_jax.training import metric_writers
 from jmt_jax.training import preemption
 from jmt_jax.training import sharding
 from jmt_jax.training import train_step as step_lib
-from jmt_jax.weights import torch_import
 
 
 CONFIG_FILE = "config.json"
@@ -54,27 +52,6 @@ def make_optimizer(cfg, num_steps, freeze_backbones=False):
   return tx
 
 
-def init_from_converted(state, path, abstract_state):
-  """`state` with the parameter groups of the converted checkpoint at `path` replacing
-  the random ones; every replaced leaf must match in shape."""
-  variables, groups = torch_import.load(path)
-  params, batch_stats = dict(state.params), dict(state.batch_stats)
-  for collection, target, abstract in (("params", params, abstract_state.params),
-                                       ("batch_stats", batch_stats, abstract_state.batch_stats)):
-    for g, tree in variables.get(collection, {}).items():
-      if g not in abstract:
-        raise ValueError(f"{path}: parameter group {g!r} is not in this model "
-                         f"(it has {sorted(abstract)})")
-      want = jax.tree.map(lambda x: x.shape, abstract[g])
-      got = jax.tree.map(lambda x: x.shape, tree)
-      if want != got:
-        raise ValueError(f"{path}: parameter group {g!r} does not fit this model's config "
-                         f"(converted for another config?)")
-      target[g] = jax.tree.map(lambda x, ref: jnp.asarray(x, ref.dtype), tree, abstract[g])
-  logging.info("Initialised %s from the converted checkpoint %s.", sorted(groups), path)
-  return state.replace(params=params, batch_stats=batch_stats)
-
-
 def read_workers(config):
   """Grain worker processes of the training input (config.train.read_workers; -1: the
   default for this host's cores and backend)."""
@@ -86,113 +63,16 @@ def _format_seconds(s):
   return f"{int(s // 60)}m{int(s % 60):02d}s"
 
 
-def example_inputs(config):
-  """A one-window batch of zeros with the model's input shapes, for initialisation."""
-  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), pipeline.input_spec(config))
-
-
-def _with_shardings(abstract, shardings):
-  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                      abstract, shardings)
-
-
-class Setup:
-  """What training and evaluation share: mesh, model, data, train-state layout, prediction."""
-
-  def __init__(self, config, workdir, with_cache=True, with_data=True):
-    self.workdir = workdir
-    self.mesh = sharding.make_mesh(config.mesh)
-    self.model = model_lib.build_model(config.model, config.compute_dtype,
-                                       *pipeline.model_inputs(config))
-    # Prediction on a user's recording needs neither the dataset nor its cache.
-    self.dataset = pipeline.open_dataset(config.data) if with_data else None
-    self.config = config
-    if config.task == "pain" and with_data:
-      self._check_classes()
-    self.cache = (features.open_cache(config) if with_cache and config.get("feature_cache")
-                  else None)
-    self.batch_shard = sharding.batch_sharding(self.mesh)
-    self.replicated = sharding.replicated(self.mesh)
-    self.tx = make_optimizer(config.optimizer, config.train.num_steps,
-                             config.model.get("freeze_backbones", False))
-    self.init_state = step_lib.make_init_fn(self.model, self.tx, example_inputs(config))
-    abstract = jax.eval_shape(self.init_state, jax.random.PRNGKey(config.seed))
-    self.state_shardings = sharding.state_shardings(abstract, self.mesh, config.sharding)
-    self.abstract_state = _with_shardings(abstract, self.state_shardings)
-    model, keys = self.model, (*tasks.get(config.task).label_keys, "recording", "frame")
-
-    @jax.jit
-    def predict(params, batch_stats, batch):
-      out = model.apply(step_lib.inference_variables(model, params, batch_stats), batch,
-                        train=False)
-      return out, {k: batch[k] for k in keys}
-
-    self.predict = predict
-
-  def _check_classes(self):
-    config = self.config
-    levels = sorted({int(p) for s in self.dataset.splits.values()
-                     for p in s.table.pain[s.recordings]})
-    needed = len(config.input.pain_classes) if config.input.pain_classes else levels[-1] + 1
-    if config.model.head.num_classes != needed:
-      raise ValueError(f"config.model.head.num_classes={config.model.head.num_classes} but the "
-                       f"labels need {needed} (pain_classes={list(config.input.pain_classes)}, "
-                       f"levels in the data: {levels})")
-
-  def source(self, split, train):
-    """Windows of `split`, read from the feature cache when the config names one."""
-    src = pipeline.window_source(self.dataset, split, self.config.input,
-                                 self.config.model.modalities, train)
-    return src if self.cache is None else self.cache.source(split, src)
-
-  def make_global(self, local_batch):
-    return sharding.global_batch(local_batch, self.batch_shard)
-
-  def evaluate(self, state, split, source, step, writer=None):
-    t0 = time.time()
-    scores, details = scoring.evaluate(
-        lambda b: self.predict(state.params, state.batch_stats, b), source, self.config,
-        self.make_global)
-    path = scoring.write_json(self.workdir, split, step, scores)
-    scoring.write_recording_stats(self.workdir, split, step, self.config.task, details)
-    if writer is not None:
-      writer.write(step, {f"{split}/{k}": v for k, v in scores.items()})
-    if jax.process_index() == 0:
-      self._plot(split, details)
-    logging.info("Eval at step %d on %s (%.1fs): %s -> %s", step, split, time.time() - t0,
-                 {k: round(v, 4) for k, v in scores.items()}, path)
-    return scores
-
-
-  def _plot(self, split, details):
-    """workdir/plots/: training curves so far, and this evaluation's trajectories (valence/
-    arousal) or confusion matrix (pain); each file shows the latest evaluation."""
-    out = os.path.join(self.workdir, "plots")
-    plots.save(plots.training_curves(plots.read_metrics(self.workdir)),
-               os.path.join(out, "curves.png"))
-    if "predictions" in details:
-      fig = plots.trajectories(details["predictions"], details["targets"])
-      plots.save(fig, os.path.join(out, f"{split}_trajectories.png"))
-    else:
-      fig = plots.confusion_matrix(details["logits"], details["labels"],
-                                   class_names(self.config))
-      plots.save(fig, os.path.join(out, f"{split}_confusion.png"))
-
-
-def class_names(config):
-  """Names of a pain model's output classes: the pain levels they stand for."""
-  levels = config.input.pain_classes or range(config.model.head.num_classes)
-  return [f"level {int(p)}" for p in levels]
-
-
-def initial_state(setup):
-  """The train state a run starts from: random, then `config.init_from` if set."""
-  config = setup.config
-  state = jax.jit(setup.init_state, out_shardings=setup.state_shardings)(
-      jax.random.PRNGKey(config.seed))
+def initial_state(model, tx, config, state_shardings):
+  """The train state a run starts from: `experiment.starting_variables` and a fresh
+  optimizer state, laid out by `state_shardings` (None: on the default device)."""
+  init_state = step_lib.make_init_fn(model, tx, experiment.example_inputs(config))
+  placed = {} if state_shardings is None else {"out_shardings": state_shardings}
+  state = jax.jit(init_state, **placed)(jax.random.PRNGKey(config.seed))
   if config.get("init_from"):
-    state = jax.device_put(init_from_converted(state, config.init_from, setup.abstract_state),
-                           setup.state_shardings)
+    variables = experiment.init_from_converted(
+        {"params": state.params, "batch_stats": state.batch_stats}, config.init_from)
+    state = jax.device_put(state.replace(**variables), state_shardings)
   return state
 
 
@@ -210,42 +90,62 @@ def train_and_evaluate(config, workdir):
   global_batch_size = config.train.batch_size
 
   # ---------------------------------------------------------------- Mesh
-  setup = Setup(config, workdir)
+  mesh = experiment.Mesh(config)
   if global_batch_size % (jax.device_count() * config.train.grad_accum_steps):
     raise ValueError(f"config.train.batch_size={global_batch_size} must split into "
                      f"config.train.grad_accum_steps={config.train.grad_accum_steps} "
                      f"micro-batches divisible by the {jax.device_count()} devices")
-  logging.info("Mesh %s over %d devices in %d processes.", dict(setup.mesh.shape),
+  logging.info("Mesh %s over %d devices in %d processes.", dict(mesh.mesh.shape),
                jax.device_count(), jax.process_count())
 
   # ---------------------------------------------------------------- Input
-  train_source = setup.source("train", train=True)
-  eval_source = setup.source(config.eval.split, train=False)
+  data = experiment.Data(config)
+  train_source = data.source("train", train=True)
+  eval_source = data.source(config.eval.split, train=False)
   logging.info("Train: %s. Eval (%s): %s.", train_source, config.eval.split, eval_source)
   train_iter = pipeline.train_iterator(
       train_source, global_batch_size // jax.process_count(), seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
       read_threads=config.train.read_threads, workers=read_workers(config))
 
-  # ---------------------------------------------------------------- Model and optimizer
-  logging.info("Parameters: %s", f"{sum(x.size for x in jax.tree.leaves(setup.abstract_state.params)):,}")
+  # ---------------------------------------------------------------- Model
+  model = experiment.build_model(config)
+
+  # ---------------------------------------------------------------- Optimizer and state
+  tx = make_optimizer(config.optimizer, num_steps, config.model.get("freeze_backbones", False))
+  abstract = jax.eval_shape(step_lib.make_init_fn(model, tx, experiment.example_inputs(config)),
+                            jax.random.PRNGKey(config.seed))
+  state_shardings = sharding.state_shardings(abstract, mesh.mesh, config.sharding)
+  logging.info("Parameters: %s", f"{sum(x.size for x in jax.tree.leaves(abstract.params)):,}")
+
+  # ---------------------------------------------------------------- Step
   train_step = jax.jit(
-      step_lib.make_train_step(setup.model, setup.tx, config.task,
-                               config.train.grad_accum_steps),
-      in_shardings=(setup.state_shardings, setup.batch_shard),
-      out_shardings=(setup.state_shardings, setup.replicated), donate_argnums=0)
+      step_lib.make_train_step(model, tx, config.task, config.train.grad_accum_steps,
+                               data.from_embeddings),
+      in_shardings=(state_shardings, mesh.batch_sharding),
+      out_shardings=(state_shardings, mesh.replicated), donate_argnums=0)
 
   # ---------------------------------------------------------------- Checkpoint
   mngr = checkpointing.manager(os.path.join(os.path.abspath(workdir), "checkpoints"),
                                keep=config.train.keep_checkpoints)
-  start_step, state = checkpointing.restore_latest(mngr, setup.abstract_state, train_iter)
+  start_step, state = checkpointing.restore_latest(
+      mngr, experiment.with_shardings(abstract, state_shardings), train_iter)
   if state is None:
-    start_step, state = 0, initial_state(setup)
+    start_step, state = 0, initial_state(model, tx, config, state_shardings)
     logging.info("No checkpoint in %s: starting from step 0.", workdir)
   else:
     logging.info("Resumed from the checkpoint at step %d.", start_step)
-  if setup.cache is not None:
-    setup.cache.check_backbones(state)
+  if data.cache is not None:
+    data.cache.check_backbones(state.params, state.batch_stats)
+
+  # ---------------------------------------------------------------- Eval
+  predict = experiment.make_predict(model, config.task, data.from_embeddings)
+
+  def evaluate(state, step):
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    return scoring.evaluate_and_record(lambda b: predict(variables, b), eval_source, config,
+                                       workdir, config.eval.split, step, mesh.make_global,
+                                       writer)
 
   # ---------------------------------------------------------------- Loop
   writer = metric_writers.MetricWriter(workdir)
@@ -266,7 +166,7 @@ def train_and_evaluate(config, workdir):
   try:
     t_last, step_last = time.time(), start_step
     for step in range(start_step + 1, num_steps + 1):
-      batch = setup.make_global(next(train_iter))
+      batch = mesh.make_global(next(train_iter))
       state, logs = train_step(state, batch)
       check_finite()  # the previous step's; this one keeps running meanwhile
       unchecked = (step, logs)
@@ -293,12 +193,11 @@ def train_and_evaluate(config, workdir):
                                    f"checkpoint in {mngr.directory}; run the same command "
                                    f"to resume")
       if step % config.train.eval_every == 0 or step == num_steps:
-        scores = setup.evaluate(state, config.eval.split, eval_source, step, writer)
+        scores = evaluate(state, step)
         t_last = time.time()  # evaluation time is not training speed
     mngr.wait_until_finished()
     if scores is None:  # resumed a finished run: report its final state again
-      scores = setup.evaluate(state, config.eval.split, eval_source,
-                              int(jax.device_get(state.step)), writer)
+      scores = evaluate(state, int(jax.device_get(state.step)))
   finally:
     stop.close()
     writer.close()
@@ -307,8 +206,8 @@ def train_and_evaluate(config, workdir):
 
 
 def write_config(config, workdir):
-  """workdir/config.json: what `jmt_jax.inference.predict` and `jmt_jax.inference.export` rebuild the model
-  from, so a trained workdir is usable without its config file."""
+  """workdir/config.json: what `jmt_jax.inference.predict` and `jmt_jax.inference.export`
+  rebuild the model from, so a trained workdir is usable without its config file."""
   path = os.path.join(workdir, CONFIG_FILE)
   with open(path + ".tmp", "w", encoding="utf-8") as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
@@ -328,45 +227,29 @@ def read_config(workdir):
       raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
-def restore_for_eval(config, workdir, with_data=True):
-  """(setup, step, state) of the newest readable checkpoint of `workdir`."""
-  setup = Setup(config, workdir, with_cache=with_data, with_data=with_data)
-  mngr = checkpointing.manager(os.path.join(os.path.abspath(workdir), "checkpoints"), keep=None)
-  step, state = checkpointing.restore_latest(mngr, setup.abstract_state, None)
-  mngr.close()
-  if state is None:
-    raise FileNotFoundError(f"no readable checkpoint in {workdir}/checkpoints: train first with "
-                            f"--mode=train and the same --config and --workdir")
-  if setup.cache is not None:
-    setup.cache.check_backbones(state)
-  return setup, step, state
-
-
 def evaluate_workdir(config, workdir, split):
   """Scores the newest readable checkpoint of `workdir` on `split`; writes JSON."""
-  setup, step, state = restore_for_eval(config, workdir)
-  return setup.evaluate(state, split, setup.source(split, train=False), step)
+  run = experiment.Evaluation(config, workdir)
+  return scoring.evaluate_and_record(run.predict, run.source(split), config, workdir, split,
+                                     run.step, run.mesh.make_global)
 
 
 def write_submission(config, workdir, split, out_path, sample_file="", per_video_dir=""):
-  """The ABAW submission CSV (and optionally per-video .txt files) of `split`, predicted
-  by the newest checkpoint of `workdir` and post-processed as `config.eval.smoothing`
-  says. Returns the number of CSV rows."""
-  if config.task != "valence_arousal":
-    raise ValueError("submission files are for valence/arousal (Aff-Wild2) models")
-  setup, step, state = restore_for_eval(config, workdir)
-  source = setup.source(split, train=False)
-  preds, labels = scoring.predict_split(
-      lambda b: setup.predict(state.params, state.batch_stats, b),
-      source, config.eval.batch_size, setup.make_global, config.train.read_threads)
-  predictions, _ = abaw.per_video(source.table, preds, labels)
-  predictions = abaw.postprocess(predictions, dict(config.eval.smoothing))
+  """The submission file(s) of `split` in the task's format (ABAW's CSV, and optionally
+  per-video .txt files, for valence/arousal), predicted by the newest checkpoint of
+  `workdir`. Returns the number of rows written."""
+  task = tasks.get(config.task)
+  if not hasattr(task, "write_submission"):
+    raise ValueError(f"{task.name} models have no submission format (valence/arousal, "
+                     f"Aff-Wild2, has ABAW's)")
+  run = experiment.Evaluation(config, workdir)
+  source = run.source(split)
+  preds, labels = scoring.predict_split(run.predict, source, config.eval.batch_size,
+                                        run.mesh.make_global, config.train.read_threads)
   if jax.process_index() != 0:
     return 0
-  frame_list = abaw.read_sample_file(sample_file) if sample_file else None
-  rows = abaw.write_submission(out_path, predictions, frame_list)
-  if per_video_dir:
-    abaw.write_per_video_txt(per_video_dir, predictions)
-  logging.info("Wrote %d rows for %d videos of %s (step %d) to %s.", rows, len(predictions),
-               split, step, out_path)
+  rows, recordings = task.write_submission(preds, labels, source.table, config, out_path,
+                                           sample_file, per_video_dir)
+  logging.info("Wrote %d rows for %d recordings of %s (step %d) to %s.", rows, recordings,
+               split, run.step, out_path)
   return rows

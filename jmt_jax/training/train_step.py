@@ -51,15 +51,28 @@ def inference_variables(model, params, batch_stats):
   return {"params": cast_floats(params, compute_dtype(model)), "batch_stats": batch_stats}
 
 
+def init_variables(model, example, rng):
+  """({params, batch_stats}, the rng left for the train state) of a random start."""
+  init_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
+  variables = model.init({"params": init_rng, "dropout": dropout_rng}, example, train=False)
+  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}, state_rng
+
+
 def make_init_fn(model, tx, example):
   def init_state(rng):
-    init_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
-    variables = model.init({"params": init_rng, "dropout": dropout_rng}, example, train=False)
-    params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-                      rng=state_rng)
+    variables, state_rng = init_variables(model, example, rng)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                      batch_stats=variables["batch_stats"],
+                      opt_state=tx.init(variables["params"]), rng=state_rng)
   return init_state
+
+
+def apply_model(model, variables, batch, from_embeddings, **kwargs):
+  """The model on `batch`: `fuse` on its stored backbone `embeddings` (a feature cache's
+  windows) or the whole model on its inputs."""
+  if from_embeddings:
+    return model.apply(variables, batch["embeddings"], method=model.fuse, **kwargs)
+  return model.apply(variables, batch, **kwargs)
 
 
 def _microbatches(batch, n):
@@ -72,7 +85,7 @@ def _microbatches(batch, n):
   return jax.tree.map(split, batch)
 
 
-def make_train_step(model, tx, task, accum_steps=1):
+def make_train_step(model, tx, task, accum_steps=1, from_embeddings=False):
   """(state, batch) -> (state, logs): one optimizer step on one global batch.
 
   Parameters stay float32; for a model built with compute_dtype='bfloat16' the forward
@@ -81,11 +94,15 @@ def make_train_step(model, tx, task, accum_steps=1):
   With frozen backbones (model.config.freeze_backbones) only the other groups are
   differentiated, updated and checked: the backbones' parameters pass through untouched,
   rather than as zero gradients, zero updates and copies of 40M parameters a step.
-  `task` is a config's task name (jmt_jax.tasks).
+  `task` is a config's task name (jmt_jax.tasks); with `from_embeddings` batches hold a
+  feature cache's backbone embeddings, which only frozen backbones can train on.
   """
   task = tasks.get(task)
   dtype = compute_dtype(model)
   frozen = model.config.get("freeze_backbones", False)
+  if from_embeddings and not frozen:
+    raise ValueError("training on cached backbone embeddings needs "
+                     "config.model.freeze_backbones")
 
   def split(params):
     """(trained groups, fixed groups) of `params`."""
@@ -93,9 +110,9 @@ def make_train_step(model, tx, task, accum_steps=1):
     return {k: v for k, v in params.items() if k not in fixed}, fixed
 
   def forward(trained, fixed, batch_stats, batch, rng):
-    outputs, updates = model.apply(
-        {"params": cast_floats({**trained, **fixed}, dtype), "batch_stats": batch_stats}, batch,
-        train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
+    outputs, updates = apply_model(
+        model, {"params": cast_floats({**trained, **fixed}, dtype), "batch_stats": batch_stats},
+        batch, from_embeddings, train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
     return task.loss_sums(outputs, batch), updates.get("batch_stats", {})
 
   def whole_batch_grads(trained, fixed, batch_stats, batch, rng):

@@ -1,1 +1,2 @@
-"""Pretrained weights: the PyTorch checkpoints' layouts and their conversion into this model's parameters."""
+"""Pretrained weights: the PyTorch checkpoints' layouts and their conversion into this
+model's parameters."""

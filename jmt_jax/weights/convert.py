@@ -8,7 +8,8 @@ Each `--weights=GROUPS=FILE[,FILE...]` fills the parameter groups GROUPS (`+`-se
 `<modality>_backbone`, `fusion`, `head`) from FILE (.safetensors; .pth/.pt when PyTorch is
 installed); several files are read as one state dict, as for the authors' flatten
 reduction, saved apart from its backbone:
-`--weights=video_backbone=vision_r2d1.pt,vision_r2d1_fc.pt`. Key names and layouts: jmt_jax/weights/torch_layout.py. A file must provide every
+`--weights=video_backbone=vision_r2d1.pt,vision_r2d1_fc.pt`. Key names and layouts:
+jmt_jax/weights/torch_layout.py. A file must provide every
 parameter of its groups with the right shape; keys it has beyond those are an error
 unless the public code is known to carry them unused (classifier heads, BatchNorm
 counters...), and those are listed. Train from the result with
