@@ -85,8 +85,11 @@ def parse_flags(argv):
     sys.exit(f"error: {_one_line(e)}")
 
 
-def app_run(main):
-  """`app.run(main)` with `parse_flags`, and usage errors in one line too."""
+def app_run(main, define_flags):
+  """`app.run(main)` after `define_flags()` (a command line defines its flags only when
+  run, so that any module imports beside any other), with `parse_flags`, and usage errors
+  in one line too."""
+  define_flags()
 
   def checked(argv):
     try:

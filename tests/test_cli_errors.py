@@ -4,6 +4,8 @@ file, and no traceback (it is logged at --verbosity=1)."""
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 from conftest import subprocess_env
 
@@ -52,6 +54,7 @@ def _mistakes(tmp):
   ]
 
 
+@pytest.mark.slow
 def test_every_command_says_a_mistake_in_one_line(tmp_path):
   cases = _mistakes(str(tmp_path))
   runs = [subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, env=subprocess_env(),

@@ -84,6 +84,7 @@ def test_auto_picks_per_tap_on_cpu():
 
 @pytest.mark.parametrize("config_name,arg", [("affwild2", "jmt,tiny"), ("biovid", "jmt,tiny"),
                                              ("affwild2", "jmt,tiny,video_backbone=i3d")])
+@pytest.mark.slow
 def test_video_backbones_agree_across_implementations(config_name, arg):
   """Each config's video backbone, tiny, gives one embedding with either implementation."""
   cfg = load_config(config_name, arg).model.backbones.video
@@ -116,6 +117,7 @@ def test_every_config_trains_its_tiny_variant_alike_with_each_implementation(nam
     assert _close(a, b) < TOL, jax.tree_util.keystr(path)
 
 
+@pytest.mark.slow
 def test_rematerialised_backbone_gives_the_same_gradient():
   cfg = load_config("affwild2", "jmt,tiny").model.backbones.video
   x = jax.random.normal(jax.random.key(0), (2, 4, 16, 16, 3))

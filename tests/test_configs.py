@@ -44,6 +44,7 @@ def test_every_variant_builds_at_full_size(name):
     assert out["params"], (name, arg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_every_tiny_variant_fusion_and_head_take_a_gradient_step(name, tiny_config):
   """Each variant's fusion and head on random embeddings and a real batch's labels: a
@@ -81,6 +82,7 @@ def test_every_tiny_variant_fusion_and_head_take_a_gradient_step(name, tiny_conf
       assert np.isfinite(norm) and (norm > 0 or not jax.tree.leaves(g)), (name, arg, group)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_tiny_variant_trains_one_step(name, tiny_config, tmp_path):
   config = tiny_config(name, "tiny")

@@ -15,6 +15,7 @@ from jmt_jax.data import pipeline
 from jmt_jax.data import prepared
 
 
+@pytest.mark.slow
 def test_every_fold_trained_and_tabulated(tmp_path, data_dir):
   workdir = tmp_path / "cv"
   proc = subprocess.run(

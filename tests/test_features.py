@@ -15,7 +15,8 @@ from jmt_jax.evaluation import scoring
 from jmt_jax.training import experiment
 from jmt_jax.training import train
 
-pytestmark = pytest.mark.xdist_group("features")  # its module fixtures are built once
+pytestmark = [pytest.mark.slow,  # extraction and training end to end
+              pytest.mark.xdist_group("features")]  # its module fixtures are built once
 
 
 def _config(tiny_config, cache_dir, **args):

@@ -32,6 +32,7 @@ def test_every_notebook_is_tested():
   assert found == sorted(NOTEBOOKS)
 
 
+@pytest.mark.slow
 def test_notebooks_run_top_to_bottom(tmp_path, data_dir, monkeypatch):
   workdir = tmp_path / "workdir"
   monkeypatch.setenv("JMT_JAX_NOTEBOOK_TINY", "1")

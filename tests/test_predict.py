@@ -117,6 +117,7 @@ def photo_videos(tmp_path_factory):
   return paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", ["640x360", "1280x720"])
 def test_predict_finds_the_face_on_real_photo_videos(va_model, photo_videos, size):
   path, truth, _ = photo_videos[size]
@@ -126,6 +127,7 @@ def test_predict_finds_the_face_on_real_photo_videos(va_model, photo_videos, siz
   assert all(face_scenes.matches(f.box, truth.boxes[i, 0]) for i, f in enumerate(track) if f)
 
 
+@pytest.mark.slow
 def test_predict_all_faces_writes_a_csv_per_person(va_workdir, photo_videos, tmp_path):
   path, _, present = photo_videos["two"]
   out = tmp_path / "out"
@@ -179,6 +181,7 @@ def _read_png_size(path):
   return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
+@pytest.mark.slow
 def test_predict_command_on_a_moving_face_with_speech(va_workdir, videos, tmp_path):
   path, has_face = videos["face.mp4"]
   out = tmp_path / "out"
@@ -236,6 +239,7 @@ def pain_model(tmp_path_factory, data_dir):
   return predictor_lib.Predictor(_workdir(tmp_path_factory, data_dir, "pain,tiny"))
 
 
+@pytest.mark.slow
 def test_pain_model_predicts_per_frame_from_video_and_biosignals(pain_model, videos, tmp_path):
   path, has_face = videos["face.mp4"]
   rate = pain_model.rates["bio_rate"]

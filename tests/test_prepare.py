@@ -351,6 +351,7 @@ def test_a_partial_tree_prepares_the_splits_it_has(tmp_path, capsys):
   assert prepare()["shards"] == m["shards"] and not os.path.exists(leftover)
 
 
+@pytest.mark.slow
 def test_configs_train_from_prepared_shards(affwild2, biovid, tmp_path):
   from jmt_jax.training import train  # pylint: disable=import-outside-toplevel
   for name, out, arg in (("affwild2", affwild2[1], "jmt,tiny"),

@@ -21,7 +21,8 @@ from conftest import subprocess_env
 from conftest import tiny_demo_command
 from jmt_jax.training import checkpointing
 
-pytestmark = pytest.mark.xdist_group("resume")  # its module fixtures are built once
+pytestmark = [pytest.mark.slow,  # kill-and-resume runs train several models
+              pytest.mark.xdist_group("resume")]  # its module fixtures are built once
 
 NUM_STEPS = 30
 

@@ -35,6 +35,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_same_losses_on_one_device_eight_devices_and_two_processes(tmp_path, data_dir):
   cache = str(tmp_path / "xla")
   one = subprocess.run(tiny_demo_command(tmp_path / "one", data_dir, *FLAGS, cache_dir=cache),

@@ -48,6 +48,7 @@ def test_accumulated_gradient_equals_whole_batch_gradient(tiny_config, name):
   assert all((norms[g] == 0) == g.endswith("_backbone") for g in norms), norms
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_parameters(tiny_config):
   config, setup, state, batch = _setup(tiny_config, "biovid")
   _, setup16, _, _ = _setup(tiny_config, "biovid", compute_dtype="bfloat16")

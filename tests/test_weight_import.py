@@ -36,6 +36,7 @@ def _tiny_affwild2_state_dicts(tmp_path):
           (("fusion", "head"), str(paths["fusion"]))]
 
 
+@pytest.mark.slow
 def test_convert_train_save_restore(tiny_config, tmp_path):
   config = tiny_config("affwild2", "jmt,tiny,init_from=" + str(tmp_path / "converted"))
   assert config.model.freeze_backbones  # the paper's Aff-Wild2 setting with pretrained weights
@@ -100,6 +101,7 @@ def _run(*args):
                         capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.slow
 def test_convert_command(tmp_path):
   sources = _tiny_affwild2_state_dicts(tmp_path)
   weights = [f"--weights={'+'.join(g)}={p}" for g, p in sources]

@@ -26,6 +26,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from jmt_jax import cli
 from jmt_jax.benchmarks import face_scenes
 from jmt_jax.faces import mtcnn
 from jmt_jax.faces import tracking
@@ -174,5 +175,4 @@ def _define_flags():
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  cli.app_run(main, _define_flags)

@@ -18,10 +18,10 @@ import tempfile
 import time
 
 import jax
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from jmt_jax import cli
 from jmt_jax import library_logs
 from jmt_jax.data import features
 from jmt_jax.data import pipeline
@@ -90,5 +90,4 @@ def _define_flags():
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  cli.app_run(main, _define_flags)

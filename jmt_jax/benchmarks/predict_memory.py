@@ -23,8 +23,9 @@ import time
 import av
 import cv2
 import numpy as np
-from absl import app
 from absl import flags
+
+from jmt_jax import cli
 
 FLAGS = flags.FLAGS
 
@@ -105,5 +106,4 @@ def _define_flags():
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  cli.app_run(main, _define_flags)

@@ -22,9 +22,9 @@ import time
 
 import jax
 import numpy as np
-from absl import app
 from absl import flags
 
+from jmt_jax import cli
 from jmt_jax import config_args
 from jmt_jax import library_logs
 from jmt_jax.benchmarks import step_timing
@@ -169,5 +169,4 @@ def _define_flags():
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  cli.app_run(main, _define_flags)

@@ -69,5 +69,4 @@ def _define_flags():
 
 
 if __name__ == "__main__":
-  _define_flags()
-  cli.app_run(main)
+  cli.app_run(main, _define_flags)

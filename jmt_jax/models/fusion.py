@@ -70,7 +70,20 @@ def cross_attention_maps(intermediates):
           for n in CROSS_OUTPUTS}
 
 
-class JointMultimodalTransformer(nn.Module):
+class _EncoderFusion(nn.Module):
+  """What the transformer fusions share: their encoders' depth, heads and width, and
+  whether the embeddings are layer-normalised first."""
+
+  num_layers: int
+  num_heads: int
+  ffn_dim: int
+  normalize_inputs: bool = True
+
+  def encoder(self, name, ffn_dim=None):
+    return Encoder(self.num_layers, self.num_heads, ffn_dim or self.ffn_dim, name=name)
+
+
+class JointMultimodalTransformer(_EncoderFusion):
   """JMT: joint branch, per-source encoders, key-based cross-attention, then one of the
   public code's output formats:
     'tokens' (Aff-Wild2, SELF_ATTEN): six tokens per clip -> encoder -> self-attention
@@ -79,19 +92,15 @@ class JointMultimodalTransformer(nn.Module):
     'fc'     (Aff-Wild2, FC): (B, T, 6d) -> Linear(6d -> 2d), (B, T, 2d).
   """
 
-  num_layers: int
-  num_heads: int
-  ffn_dim: int
   output: str = "tokens"
   concat_ffn_dim: int = 512
-  normalize_inputs: bool = True
 
   @nn.compact
   def __call__(self, v, a):
     v, a = inputs(self.normalize_inputs, v, a)
     d = v.shape[-1]
     j = nn.Dense(d, name="joint")(jnp.concatenate([v, a], axis=-1))
-    enc = lambda name, ffn=self.ffn_dim: Encoder(self.num_layers, self.num_heads, ffn, name=name)
+    enc = self.encoder
     v, a, j = enc("v_encoder")(v), enc("a_encoder")(a), enc("j_encoder")(j)
     outs = KeyBasedCrossAttention(self.num_heads, name="cross_attention")(v, a, j)
     if self.output == "tokens":
@@ -108,52 +117,36 @@ class JointMultimodalTransformer(nn.Module):
     raise ValueError(f"unknown JMT output {self.output!r}; use 'tokens', 'concat' or 'fc'")
 
 
-class VanillaMultimodalTransformer(nn.Module):
+class VanillaMultimodalTransformer(_EncoderFusion):
   """The paper's "vanilla multimodal transformer": JMT without the joint branch.
   V and A encoders, v_a and a_v cross-attention, concat, Linear(2d -> d)."""
-
-  num_layers: int
-  num_heads: int
-  ffn_dim: int
-  normalize_inputs: bool = True
 
   @nn.compact
   def __call__(self, v, a):
     v, a = inputs(self.normalize_inputs, v, a)
-    enc = lambda name: Encoder(self.num_layers, self.num_heads, self.ffn_dim, name=name)
-    v, a = enc("v_encoder")(v), enc("a_encoder")(a)
+    v, a = self.encoder("v_encoder")(v), self.encoder("a_encoder")(a)
     v_a = MultiHeadAttention(self.num_heads, name="v_attn")(v, a)
     a_v = MultiHeadAttention(self.num_heads, name="a_attn")(a, v)
     return nn.Dense(v.shape[-1], name="proj")(jnp.concatenate([v_a, a_v], axis=-1))
 
 
-class FeatureConcat(nn.Module):
+class FeatureConcat(_EncoderFusion):
   """Linear([v; a] -> d), then `num_layers` encoder layers (0 in the paper's configs)."""
-
-  num_layers: int
-  num_heads: int
-  ffn_dim: int
-  normalize_inputs: bool = True
 
   @nn.compact
   def __call__(self, v, a):
     x = jnp.concatenate(inputs(self.normalize_inputs, v, a), axis=-1)
     x = nn.Dense(v.shape[-1], name="proj")(x)
-    return Encoder(self.num_layers, self.num_heads, self.ffn_dim, name="encoder")(x)
+    return self.encoder("encoder")(x)
 
 
-class Unimodal(nn.Module):
+class Unimodal(_EncoderFusion):
   """One modality, then `num_layers` encoder layers (0 in the paper's configs)."""
-
-  num_layers: int
-  num_heads: int
-  ffn_dim: int
-  normalize_inputs: bool = True
 
   @nn.compact
   def __call__(self, x):
     x, = inputs(self.normalize_inputs, x)
-    return Encoder(self.num_layers, self.num_heads, self.ffn_dim, name="encoder")(x)
+    return self.encoder("encoder")(x)
 
 
 class JointCrossAttention(nn.Module):
