@@ -15,8 +15,7 @@ from jmt_jax.evaluation import scoring
 from jmt_jax.training import experiment
 from jmt_jax.training import train
 
-pytestmark = [pytest.mark.slow,  # extraction and training end to end
-              pytest.mark.xdist_group("features")]  # its module fixtures are built once
+pytestmark = pytest.mark.xdist_group("features")  # its module fixtures are built once
 
 
 def _config(tiny_config, cache_dir, **args):
@@ -43,6 +42,7 @@ def cache(tmp_path_factory, data_dir):
   return cache_dir
 
 
+@pytest.mark.slow
 def test_cached_predictions_equal_end_to_end_frozen_predictions(tiny_config, cache):
   config = _config(tiny_config, cache)
   model = experiment.build_model(config)
@@ -66,6 +66,7 @@ def test_cached_predictions_equal_end_to_end_frozen_predictions(tiny_config, cac
   assert len(l_e2e["frame"]) > 0
 
 
+@pytest.mark.slow
 def test_training_from_the_cache_matches_end_to_end(tiny_config, cache, tmp_path):
   scores = {}
   for name, cache_dir in (("end_to_end", ""), ("cached", cache)):
@@ -77,6 +78,7 @@ def test_training_from_the_cache_matches_end_to_end(tiny_config, cache, tmp_path
   assert scores["cached"] == pytest.approx(scores["end_to_end"], rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_cache_of_other_backbones_is_refused(tiny_config, cache, tmp_path):
   config = _config(tiny_config, cache, seed=7)  # other random backbones than the cache's
   with pytest.raises(ValueError, match="other backbone weights than this run's"):
