@@ -151,8 +151,7 @@ class Evaluation:
     self.mesh = Mesh(config)
     self.data = Data(config)
     self.model = build_model(config)
-    self.step, self.variables = restore_variables(config, workdir, self.model,
-                                                             self.mesh)
+    self.step, self.variables = restore_variables(config, workdir, self.model, self.mesh)
     if self.data.cache is not None:
       self.data.cache.check_backbones(self.variables["params"], self.variables["batch_stats"])
     predict = make_predict(self.model, config.task, self.data.from_embeddings)
