@@ -240,8 +240,8 @@ def write_submission(config, workdir, split, out_path, sample_file="", per_video
   `workdir`. Returns the number of rows written."""
   task = tasks.get(config.task)
   if not hasattr(task, "write_submission"):
-    raise ValueError(f"{task.name} models have no submission format (valence/arousal, "
-                     f"Aff-Wild2, has ABAW's)")
+    raise ValueError(f"{task.name} models have no submission file: ABAW's format is for "
+                     f"valence/arousal (Aff-Wild2) models")
   run = experiment.Evaluation(config, workdir)
   source = run.source(split)
   preds, labels = scoring.predict_split(run.predict, source, config.eval.batch_size,
