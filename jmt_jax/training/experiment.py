@@ -147,7 +147,6 @@ class Evaluation:
   and its trained variables (no optimizer state)."""
 
   def __init__(self, config, workdir):
-    self.config, self.workdir = config, workdir
     self.mesh = Mesh(config)
     self.data = Data(config)
     self.model = build_model(config)
