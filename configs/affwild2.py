@@ -99,8 +99,8 @@ def get_config(arg=None):
     if synthetic:
       c.data.split_sizes = {"train": 2, "validation": 1}
       c.data.segment_frames = 16
-      c.data.render.update(frame_size=16, fps=8.0, audio_rate=8000, bio_rate=64,
-                           min_frames=24, max_frames=32)
+      c.data.signals.update(frame_size=16, audio_rate=8000, bio_rate=64)
+      c.data.render.update(fps=8.0, min_frames=24, max_frames=32)
     c.input.update(clip_frames=4, num_clips=4, train_stride=4)
     c.input.modalities.video.frames_per_clip = 2
     c.input.modalities.audio.update(window_seconds=0.5, n_fft=256, win_length=200,

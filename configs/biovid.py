@@ -102,7 +102,8 @@ def get_config(arg=None):
       c.data.split_sizes = {"samples": 6}
       c.data.protocol.num_folds = 3
       c.data.segment_frames = 16
-      c.data.render.update(frame_size=16, fps=10.0, bio_rate=64, min_frames=30, max_frames=30)
+      c.data.signals.update(frame_size=16, bio_rate=64)
+      c.data.render.update(fps=10.0, min_frames=30, max_frames=30)
       c.input.pain_classes = ()
       c.model.head.num_classes = 5  # all synthetic levels: a 4-recording split may lack 0 or 4
     c.input.update(clip_frames=6, num_clips=2, train_stride=6)

@@ -63,7 +63,8 @@ def get_config(arg=None):
 
   if a.tiny:
     c.data.split_sizes = {"train": 4, "validation": 2}
-    c.data.render.update(frame_size=16, min_frames=40, max_frames=60)
+    c.data.signals.frame_size = 16
+    c.data.render.update(min_frames=40, max_frames=60)
     c.data.segment_frames = 16
     c.train.update(num_steps=4, batch_size=4, log_every=2, eval_every=4, checkpoint_every=2)
     c.eval.batch_size = 8

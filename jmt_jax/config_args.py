@@ -44,10 +44,28 @@ def find(spec):
   return path + sep + arg
 
 
+def override(config, values):
+  """Sets each dotted field of `values` ({"train.num_steps": 600}: what `--config.FIELD=VALUE`
+  flags give, `config_flags.get_override_values`) in `config`; every field must exist."""
+  for key, value in values.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+      node = node.get(p) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      raise ValueError(f"the config has no field {key!r}")
+    node[leaf] = value
+
+
+def module(path):
+  """The config file at `path` as a module (found as `find` finds it)."""
+  module_spec = importlib.util.spec_from_file_location("jmt_jax_config", find(path))
+  out = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(out)
+  return out
+
+
 def load(spec):
   """The config of `spec` ("configs/demo.py:tiny"), as `--config=` loads it (`find`)."""
-  path, _, arg = find(spec).partition(":")
-  module_spec = importlib.util.spec_from_file_location("jmt_jax_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  path, _, arg = spec.partition(":")
+  return module(path).get_config(arg or None)

@@ -30,7 +30,7 @@ def base_config():
   c.optimizer = dict(name="adamw", learning_rate=1e-3, warmup_steps=100, schedule="cosine",
                      weight_decay=1e-4, momentum=0.9, nesterov=True, grad_clip_norm=1.0)
   # Mesh axis name -> size (-1: all remaining devices); the batch is split over all axes.
-  # Train-state arrays take the first matching rule (see jmt_jax.training.sharding): with
+  # Train-state arrays take the first matching rule (see jmt_jax.runtime.sharding): with
   # mesh.fsdp > 1 the backbones' parameters and optimizer state are fully sharded.
   c.mesh = dict(data=-1, fsdp=1)
   c.sharding = dict(rules=(("_backbone/", "fsdp"), (".*", "replicate")), fsdp_axis="fsdp",
@@ -46,10 +46,13 @@ def base_config():
   return c
 
 
-def synthetic_data(split_sizes, segment_frames, **render):
-  """The built-in dataset (jmt_jax.data.synthetic), rendered as `render` says."""
+# Every dataset config has `signals`: the frame size and the signal rates its records
+# hold, what the model's input shapes follow (models.model.input_spec).
+def synthetic_data(split_sizes, segment_frames, frame_size, audio_rate, bio_rate, **render):
+  """The built-in dataset (jmt_jax.data.synthetic) at `signals`, rendered as `render` says."""
   return dict(name="synthetic", data_dir="", seed=0, segment_frames=segment_frames,
-              split_sizes=split_sizes, render=render)
+              split_sizes=split_sizes, render=render,
+              signals=dict(frame_size=frame_size, audio_rate=audio_rate, bio_rate=bio_rate))
 
 
 def prepared_data(name, data_dir, frame_size=112, audio_rate=0, bio_rate=0, protocol=None):
@@ -126,12 +129,13 @@ def fusion(kind, num_layers=1, num_heads=1, ffn_dim=512, output="tokens", concat
               attn_hidden=attn_hidden, normalize_inputs=normalize_inputs)
 
 
+# The head's sizes; which head it is follows `config.task`.
 def valence_arousal_head(hidden=128, dropout=0.1):
-  return dict(kind="valence_arousal", hidden=hidden, dropout=dropout, mlp=(), num_classes=0)
+  return dict(hidden=hidden, dropout=dropout, mlp=(), num_classes=0)
 
 
 def pain_head(num_classes, mlp=()):
-  return dict(kind="pain", hidden=0, dropout=0.0, mlp=mlp, num_classes=num_classes)
+  return dict(hidden=0, dropout=0.0, mlp=mlp, num_classes=num_classes)
 
 
 FUSION_VARIANTS = ("jmt", "vanilla", "concat", "jca")

@@ -17,8 +17,10 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from jmt_jax import cli
 from jmt_jax.evaluation import robustness
+from jmt_jax.evaluation import scoring
+from jmt_jax.evaluation import submission
+from jmt_jax.runtime import cli
 from jmt_jax.training import train
 
 FLAGS = flags.FLAGS
@@ -33,15 +35,14 @@ def main(argv):
     if FLAGS.mode == "train":
       return train.train_and_evaluate(config, workdir)
     if FLAGS.mode == "eval":
-      return train.evaluate_workdir(config, workdir, FLAGS.split or config.eval.split)
+      return scoring.evaluate_workdir(config, workdir, FLAGS.split or config.eval.split)
     if FLAGS.mode == "robustness":
       rows = robustness.evaluate(config, workdir, FLAGS.split or config.eval.split)
       return {"conditions": len(rows), "table": os.path.join(workdir, "robustness")}
     split = FLAGS.split or "test"
-    out = os.path.join(workdir, "submission", f"{split}.csv")
-    rows = train.write_submission(config, workdir, split, out, FLAGS.sample_file,
-                                  os.path.join(workdir, "submission", split)
-                                  if FLAGS.per_video_txt else "")
+    out, per_video_dir = submission.paths(workdir, split)
+    rows = submission.write(config, workdir, split, out, FLAGS.sample_file,
+                            per_video_dir if FLAGS.per_video_txt else "")
     return {"rows": rows, "file": out}
 
   scores = cli.run(config, work)

@@ -1,35 +1,42 @@
-"""Shared fixtures and helpers: one tiny synthetic dataset directory for the whole
-session, config loading, and the tiny demo's command line."""
+"""Shared fixtures and helpers: one tiny synthetic dataset directory and one persistent
+compilation cache for the whole session (xdist workers and the subprocesses tests start
+share both), config loading, and the tiny demo's command line."""
 
-import importlib.util
 import os
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_DIR = os.path.join(ROOT, "configs")
+sys.path.insert(0, ROOT)
+
+from jmt_jax import config_args  # pylint: disable=wrong-import-position
+
+# Set by the first process of a session (pytest's, before it starts xdist workers), then
+# inherited by the workers and every subprocess: compiled programs are shared by all.
+_CACHE = "JAX_COMPILATION_CACHE_DIR"
 
 
-def load_config_module(name):
-  """The module of `configs/<name>.py`, loaded from its path as config_flags does."""
-  path = os.path.join(CONFIG_DIR, f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+def pytest_configure(config):
+  del config
+  if _CACHE not in os.environ:
+    os.environ[_CACHE] = tempfile.mkdtemp(prefix="jmt_jax_test_xla_")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 
 def load_config(name, arg="tiny"):
-  """`configs/<name>.py:<arg>` as ml_collections loads it on the command line."""
-  return load_config_module(name).get_config(arg)
+  """`configs/<name>.py:<arg>` as `--config=` loads it."""
+  return config_args.load(f"configs/{name}.py:{arg}")
 
 
-def tiny_demo_command(workdir, data_dir, *flags, cache_dir=""):
-  """`python -m jmt_jax.main` on the tiny demo config, with its data in `data_dir`."""
+def tiny_demo_command(workdir, data_dir, *flags):
+  """`python -m jmt_jax.main` on the tiny demo config, with its data in `data_dir` (and
+  the session's compilation cache, from the environment)."""
   return [sys.executable, "-m", "jmt_jax.main", "--config=configs/demo.py:tiny",
           f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
-          f"--config.compilation_cache_dir={cache_dir}", *flags]
+          "--config.compilation_cache_dir=", *flags]
 
 
 def subprocess_env(**extra):
@@ -47,9 +54,6 @@ def tiny_config(data_dir):
   def make(name="demo", arg="tiny"):
     c = load_config(name, arg)
     c.data.data_dir = data_dir
-    c.compilation_cache_dir = ""
+    c.compilation_cache_dir = ""  # the session's cache (the environment's) stays in force
     return c
   return make
-
-
-sys.path.insert(0, ROOT)

@@ -9,19 +9,21 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import CONFIG_DIR
+from conftest import ROOT
 from conftest import load_config
-from conftest import load_config_module
+from jmt_jax import config_args
 from jmt_jax import tasks
+from jmt_jax import workdir as workdir_lib
 from jmt_jax.data import pipeline
+from jmt_jax.evaluation import scoring
 from jmt_jax.models import fusion as fusion_lib
 from jmt_jax.models import heads
 from jmt_jax.models import model as model_lib
+from jmt_jax.models import variables
 from jmt_jax.training import train
-from jmt_jax.weights import torch_import
 
 CONFIG_NAMES = sorted(os.path.splitext(os.path.basename(p))[0]
-                      for p in glob.glob(os.path.join(CONFIG_DIR, "*.py")))
+                      for p in glob.glob(os.path.join(ROOT, "configs", "*.py")))
 
 
 def test_all_configs_found():
@@ -33,14 +35,15 @@ EXTRA_ARGS = {"affwild2": ("jmt,video_backbone=i3d",)}
 
 
 def _args(name):
-  return tuple(load_config_module(name).VARIANTS) + EXTRA_ARGS.get(name, ())
+  return tuple(config_args.module(f"configs/{name}.py").VARIANTS) + EXTRA_ARGS.get(name, ())
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_every_variant_builds_at_full_size(name):
   """Full-size models are only shape-traced (no FLOPs), so paper sizes stay checked."""
   for arg in _args(name):
-    out = torch_import.abstract_variables(load_config(name, arg))
+    config = load_config(name, arg)
+    out = variables.abstract(model_lib.build_model(config), config)
     assert out["params"], (name, arg)
 
 
@@ -57,13 +60,13 @@ def test_every_tiny_variant_fusion_and_head_take_a_gradient_step(name, tiny_conf
                                     train=True)
     batch = jax.tree.map(lambda x: np.asarray(x)[None], source[0])
     # The config-only input shapes (used to convert weights) are what the readers produce.
-    for m, spec in pipeline.input_spec(config).items():
+    for m, spec in model_lib.input_spec(config).items():
       assert (batch[m].shape, batch[m].dtype) == (spec.shape, spec.dtype), (name, arg, m)
     t = config.input.num_clips
     embeddings = [jax.random.normal(jax.random.key(i), (1, t, model_lib.build_backbone(
         config.model.backbones[m], m).out_dim)) for i, m in enumerate(config.model.modalities)]
     fusion, _ = fusion_lib.build_fusion(config.model.fusion)
-    head = heads.build_head(config.model.head)
+    head = heads.build_head(config.task, config.model.head)
     rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
     fused, fusion_vars = fusion.init_with_output(rngs, *embeddings)
     # The paper's unimodal baselines have no fusion parameters (backbone + head).
@@ -73,7 +76,8 @@ def test_every_tiny_variant_fusion_and_head_take_a_gradient_step(name, tiny_conf
       out = head.apply({"params": p["head"]},  # pylint: disable=cell-var-from-loop
                        fusion.apply({"params": p["fusion"]}, *embeddings),  # pylint: disable=cell-var-from-loop
                        train=True, rngs={"dropout": jax.random.key(2)})
-      return tasks.loss(tasks.get(config.task), out, batch)[0]  # pylint: disable=cell-var-from-loop
+      task = tasks.get(config.task)  # pylint: disable=cell-var-from-loop
+      return task.loss_from_sums(task.loss_sums(out, batch))[0]
 
     loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params)
     assert np.isfinite(loss), (name, arg)
@@ -95,10 +99,10 @@ def test_tiny_variant_trains_one_step(name, tiny_config, tmp_path):
   lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert any("train/loss" in json.loads(line) for line in lines)
   assert glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
-  assert train.read_config(str(tmp_path)).to_dict() == json.loads(config.to_json_best_effort())
+  assert workdir_lib.read_config(str(tmp_path)).to_dict() == json.loads(config.to_json_best_effort())
   picture = "trajectories" if config.task == "valence_arousal" else "confusion"
   for name in ("curves.png", f"{config.eval.split}_{picture}.png"):
     assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
   # --mode=eval on the trained workdir scores the same checkpoint the same way.
-  again = train.evaluate_workdir(config, str(tmp_path), config.eval.split)
+  again = scoring.evaluate_workdir(config, str(tmp_path), config.eval.split)
   assert again == pytest.approx(scores, nan_ok=True)

@@ -21,13 +21,16 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from jmt_jax import cli
-from jmt_jax import library_logs
-from jmt_jax.data import features
+from jmt_jax import experiment
 from jmt_jax.data import pipeline
-from jmt_jax.training import experiment
+from jmt_jax.features import cache
+from jmt_jax.features import extract
+from jmt_jax.models import model as model_lib
+from jmt_jax.runtime import cli
+from jmt_jax.runtime import library_logs
 from jmt_jax.training import train
 from jmt_jax.training import train_step
+from jmt_jax.weights import init_from
 
 FLAGS = flags.FLAGS
 
@@ -62,19 +65,19 @@ def main(argv):
   config.feature_cache = FLAGS.cache_dir or tempfile.mkdtemp(prefix="jmt_jax_features_")
   plain = config.copy_and_resolve_references()
   plain.feature_cache = ""
-  model = experiment.build_model(plain)
+  model = model_lib.build_model(plain)
   tx = train.make_optimizer(plain.optimizer, plain.train.num_steps, True)
   print(f"devices: {jax.devices()}")
 
-  index = features.extract(plain, model, experiment.starting_variables(model, plain),
-                           config.feature_cache)
+  index = extract.extract(plain, model, init_from.starting_variables(model, plain),
+                          config.feature_cache)
   e2e_s, steps = epoch_seconds(plain, model, tx, train.initial_state(model, tx, plain, None))
   cache_s, _ = epoch_seconds(config, model, tx, train.initial_state(model, tx, plain, None))
   print(f"one epoch = {steps} steps of batch {config.train.batch_size}")
   print(f"frozen backbones run every step: {e2e_s:9.2f} s/epoch")
   print(f"embeddings from the cache:       {cache_s:9.2f} s/epoch ({e2e_s / cache_s:.0f}x faster)")
   for name, seconds in index["seconds"].items():
-    clips = sum(len(features.unruns(r["ends"]))
+    clips = sum(len(cache.unruns(r["ends"]))
                 for r in index["stores"][name].values())
     print(f"extracting {name} (once): {seconds:9.1f} s for {clips} clips")
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

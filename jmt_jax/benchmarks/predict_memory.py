@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from absl import flags
 
-from jmt_jax import cli
+from jmt_jax.runtime import cli
 
 FLAGS = flags.FLAGS
 
@@ -55,7 +55,7 @@ def write_long_video(path, seconds, fps, size=(240, 320), rate=16000):
 
 
 def _child(video, workdir):
-  from jmt_jax import library_logs  # pylint: disable=import-outside-toplevel
+  from jmt_jax.runtime import library_logs  # pylint: disable=import-outside-toplevel
   from jmt_jax.inference import predictor  # pylint: disable=import-outside-toplevel
   library_logs.quiet()
   model = predictor.Predictor(workdir)

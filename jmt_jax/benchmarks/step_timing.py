@@ -7,8 +7,8 @@ import time
 import jax
 import numpy as np
 
-from jmt_jax.data import pipeline
-from jmt_jax.training import experiment
+from jmt_jax.data.records import DIMENSIONS
+from jmt_jax.models import model as model_lib
 from jmt_jax.training import train
 from jmt_jax.training import train_step
 
@@ -21,7 +21,7 @@ def synthetic_batch(config, batch_size, seed=0, embeddings=False):
   rng = np.random.default_rng(seed)
   t = config.input.num_clips
   batch = {}
-  for m, s in ({} if embeddings else pipeline.input_spec(config)).items():
+  for m, s in ({} if embeddings else model_lib.input_spec(config)).items():
     shape = (batch_size,) + s.shape[1:]
     if s.dtype == np.uint8:
       batch[m] = rng.integers(0, 256, shape, np.uint8)
@@ -34,8 +34,8 @@ def synthetic_batch(config, batch_size, seed=0, embeddings=False):
   if embeddings:
     batch["embeddings"] = {m: rng.standard_normal((batch_size, t, config.model.backbones[m].get(
         "embed_dim", 512))).astype(np.float32) for m in config.model.modalities}
-  batch["valence"] = rng.uniform(-1, 1, (batch_size, t)).astype(np.float32)
-  batch["arousal"] = rng.uniform(-1, 1, (batch_size, t)).astype(np.float32)
+  for d in DIMENSIONS:
+    batch[d] = rng.uniform(-1, 1, (batch_size, t)).astype(np.float32)
   batch["pain"] = rng.integers(0, config.model.head.num_classes or 1, batch_size).astype(np.int32)
   batch["valid"] = np.ones(batch_size, np.float32)
   return batch
@@ -63,7 +63,7 @@ class CompiledStep:
 def compile_step(config, batch, from_embeddings=False):
   """The config's jitted train step compiled for `batch` (of inputs, or with
   `from_embeddings` of the backbones' embeddings), run once (warm)."""
-  model = experiment.build_model(config)
+  model = model_lib.build_model(config)
   tx = train.make_optimizer(config.optimizer, config.train.num_steps,
                             config.model.get("freeze_backbones", False))
   state = train.initial_state(model, tx, config, None)

@@ -24,11 +24,11 @@ import jax
 import numpy as np
 from absl import flags
 
-from jmt_jax import cli
+from jmt_jax.runtime import cli
 from jmt_jax import config_args
-from jmt_jax import library_logs
+from jmt_jax.runtime import library_logs
 from jmt_jax.benchmarks import step_timing
-from jmt_jax.data import logmel
+from jmt_jax.models import frontends
 
 FLAGS = flags.FLAGS
 
@@ -63,8 +63,8 @@ class TorchStep:
     self.std = torch.tensor(video.std).view(1, 3, 1, 1, 1)
     spec = config.input.modalities.audio
     self.spec = spec
-    self.window = torch.from_numpy(logmel.window(spec.n_fft, spec.win_length).astype(np.float32))
-    self.mel = torch.from_numpy(logmel.mel_filterbank(config.data.render.audio_rate, spec.n_fft,
+    self.window = torch.from_numpy(frontends.window(spec.n_fft, spec.win_length).astype(np.float32))
+    self.mel = torch.from_numpy(frontends.mel_filterbank(config.data.signals.audio_rate, spec.n_fft,
                                                       spec.n_mels).astype(np.float32))
     frames = torch.from_numpy(batch["video"])  # (B, T, F, H, W, 3) uint8
     self.inputs = [frames.flatten(0, 1).permute(0, 4, 1, 2, 3).contiguous(),

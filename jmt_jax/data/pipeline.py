@@ -29,7 +29,7 @@ def open_dataset(data_config):
                      f"{list(prepared.DATASETS)}")
   builder = synthetic_builder.prepare(
       data_dir=data_config.data_dir or DEFAULT_DATA_DIR,
-      spec=synthetic.RenderSpec(**data_config.render),
+      spec=synthetic.RenderSpec(**data_config.render, **data_config.signals),
       split_sizes=tuple(data_config.split_sizes.items()),
       seed=data_config.seed,
       segment_frames=data_config.segment_frames,
@@ -44,7 +44,7 @@ def open_dataset(data_config):
     else:
       splits[s] = records.Split(sources[s], table, np.arange(len(table)))
   return records.Dataset(splits=splits, rates=dict(meta["rates"]),
-                         frame_size=data_config.render.frame_size)
+                         frame_size=data_config.signals.frame_size)
 
 
 def window_source(dataset, split, input_config, modalities, train):
@@ -148,38 +148,3 @@ def eval_batches(dataset, batch_size, read_threads, num_batches):
       batch = {k: np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
                for k, v in batch.items()}
     yield batch
-
-
-def signal_config(config):
-  """`frame_size`, `audio_rate` and `bio_rate` of the data `config` trains on."""
-  return config.data.render if config.data.name == "synthetic" else config.data.signals
-
-
-def model_inputs(config):
-  """({modality: input config}, signal rates): what `models.model.build_model` needs to
-  turn the stored inputs `data.clips` reads into the backbones' inputs."""
-  render = signal_config(config)
-  inputs = {m: config.input.modalities[m].to_dict() for m in config.model.modalities}
-  return inputs, {"audio_rate": render.audio_rate, "bio_rate": render.bio_rate}
-
-
-def input_spec(config):
-  """{modality: jax.ShapeDtypeStruct} of a one-window batch, from the config alone (for
-  shapes without opening the data): what `clips.read_clips` produces."""
-  c = config.input
-  render = signal_config(config)
-  spec = {}
-  for m in config.model.modalities:
-    s = c.modalities[m]
-    if s.kind == "frames":
-      shape = (1, c.num_clips, s.frames_per_clip, render.frame_size, render.frame_size, 3)
-      spec[m] = jax.ShapeDtypeStruct(shape, np.uint8)
-    elif s.kind == "logmel":
-      n = clips.signal_window(s, render)
-      spec[m] = jax.ShapeDtypeStruct((1, c.num_clips, n), np.int16)
-    elif s.kind == "biosignal":
-      n = clips.signal_window(s, render)
-      spec[m] = jax.ShapeDtypeStruct((1, c.num_clips, n, len(s.channels)), np.float32)
-    else:
-      raise ValueError(f"unknown input kind {s.kind!r} for modality {m!r}")
-  return spec

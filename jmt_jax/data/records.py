@@ -23,6 +23,8 @@ from tensorflow_datasets.core.features import Encoding
 from tensorflow_datasets.proto import tf_example_pb2
 
 INVALID_LABEL = -5.0
+# The affect dimensions every frame is labelled with, in the order frame records store them.
+DIMENSIONS = ("valence", "arousal")
 # Version of this layout, written into manifests and builder configs; shards of another
 # version are refused with the command that rewrites them (data.prepared).
 FORMAT = 2

@@ -1,2 +1,2 @@
-"""Scoring: predicting a split, the paper's metrics, ABAW files, comparisons with intervals,
-robustness, plots."""
+"""Scoring a trained model: predicting a split and recording its scores, submission files,
+comparisons with intervals, robustness to missing and degraded modalities."""

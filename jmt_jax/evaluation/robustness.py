@@ -18,21 +18,19 @@ of their own. The table goes to W/robustness/<split>_step<N>.{csv,md,json}.
 """
 
 import copy
-import csv
-import json
-import os
 import zlib
 
 import jax
 import numpy as np
 from absl import logging
 
+from jmt_jax import experiment
 from jmt_jax import tasks
+from jmt_jax import workdir as workdir_lib
 from jmt_jax.data import clips as clips_lib
-from jmt_jax.data import pipeline
 from jmt_jax.data import records
 from jmt_jax.evaluation import scoring
-from jmt_jax.training import experiment
+from jmt_jax.reports import tables
 
 FRAMES = "frames"  # what a frames modality reads from a store (signals go by their key)
 
@@ -135,19 +133,18 @@ class DegradedStore:
 
 def evaluate(config, workdir, split):
   """Scores of the newest checkpoint of `workdir` on `split` under every condition;
-  writes the table and returns its rows."""
+  writes the table (workdir/robustness/<split>_step<N>) and returns its rows."""
   if "robustness" not in config.eval:
     raise ValueError("config.eval has no robustness rates (a workdir trained before they "
                      "existed): pass the config file with --config")
   settings = config.eval.robustness.to_dict()
   run = experiment.Evaluation(config, workdir)
-  step = run.step
   # The inputs themselves, never a feature cache's embeddings: they are what is degraded.
-  source = pipeline.window_source(run.data.dataset, split, config.input,
-                                  config.model.modalities, train=False)
+  source = run.data.inputs(split, train=False)
   specs = source.modalities
   predict_fn = experiment.make_predict(run.model, config.task)
   predict = lambda b: predict_fn(run.variables, b)
+  metrics = tasks.get(config.task).metrics
   rows = []
   for condition, modality, rate in conditions(specs, settings):
     degraded = copy.copy(source)
@@ -156,29 +153,13 @@ def evaluate(config, workdir, split):
                                      rate, settings["span_seconds"], settings["seed"])
     scores, _ = scoring.evaluate(predict, degraded, config, run.mesh.make_global)
     rows.append({"condition": condition, "modality": modality, "rate": rate,
-                 **{k: scores[k] for k in tasks.get(config.task).metrics}})
+                 **{k: scores[k] for k in metrics}})
     logging.info("Robustness on %s, %s %s %.2f: %s", split, condition, modality, rate,
                  {k: round(v, 4) for k, v in rows[-1].items() if isinstance(v, float)})
   if jax.process_index() == 0:
-    write_table(os.path.join(workdir, "robustness", f"{split}_step{step}"), rows, step)
+    lines = tables.markdown(["condition", "modality", "rate", *metrics],
+                            [[r["condition"], r["modality"] or "-", f"{r['rate']:g}",
+                              *(f"{r[k]:.4f}" for k in metrics)] for r in rows])
+    tables.write(workdir_lib.result_stem(workdir, "robustness", split, run.step), rows, lines,
+                 {"step": int(run.step), "rows": rows})
   return rows
-
-
-def write_table(stem, rows, step):
-  """stem.csv, stem.md and stem.json of the rows of `evaluate`."""
-  os.makedirs(os.path.dirname(stem), exist_ok=True)
-  keys = list(rows[0])
-  with open(stem + ".csv", "w", newline="") as f:
-    writer = csv.DictWriter(f, keys)
-    writer.writeheader()
-    writer.writerows(rows)
-  metric_keys = keys[3:]
-  lines = [f"| condition | modality | rate | {' | '.join(metric_keys)} |",
-           "|---" * (3 + len(metric_keys)) + "|"]
-  for r in rows:
-    lines.append(f"| {r['condition']} | {r['modality'] or '-'} | {r['rate']:g} | "
-                 + " | ".join(f"{r[k]:.4f}" for k in metric_keys) + " |")
-  with open(stem + ".md", "w") as f:
-    f.write("\n".join(lines) + "\n")
-  with open(stem + ".json", "w") as f:
-    json.dump({"step": int(step), "rows": rows}, f, indent=2)

@@ -3,11 +3,10 @@
 Valence/arousal: every frame is predicted exactly once (see data.windows.eval_windows);
 the predictions are reassembled per video, post-processed as `config.eval.smoothing`
 says (clipped to [-1, 1]; a moving average of that many frames per dimension; see
-jmt_jax.evaluation.abaw) and scored by CCC over all frames of all videos, -5 labels excluded.
+jmt_jax.tasks.abaw) and scored by CCC over all frames of all videos, -5 labels excluded.
 Pain: accuracy over windows. Each task says how (jmt_jax.tasks).
 """
 
-import json
 import math
 import os
 import time
@@ -17,9 +16,11 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from jmt_jax import experiment
 from jmt_jax import tasks
+from jmt_jax import workdir as workdir_lib
 from jmt_jax.data import pipeline
-from jmt_jax.evaluation import plots
+from jmt_jax.reports import figures
 
 
 def _gather(tree):
@@ -60,51 +61,29 @@ def evaluate(predict_fn, source, config, make_global):
 
 def evaluate_and_record(predict_fn, source, config, workdir, split, step, make_global,
                         writer=None):
-  """`evaluate`, and what a workdir keeps of it: eval/<split>_step<N>.json and its
-  per-recording statistics, the scores in `writer`'s metrics, and (process 0) plots/:
-  training curves so far and the task's figure of this evaluation, each file showing the
-  latest. Returns the scores."""
+  """`evaluate`, and what a workdir keeps of it: its scores and per-recording statistics
+  (jmt_jax.workdir), the scores in `writer`'s metrics, and (process 0) plots/: training
+  curves so far and the task's figure of this evaluation, each file showing the latest.
+  Returns the scores."""
   t0 = time.time()
   scores, details = evaluate(predict_fn, source, config, make_global)
-  path = write_json(workdir, split, step, scores)
-  write_recording_stats(workdir, split, step, config.task, details)
+  path = workdir_lib.write_scores(workdir, split, step, scores)
+  workdir_lib.write_recording_stats(workdir, split, step, *details["recording_stats"])
   if writer is not None:
     writer.write(step, {f"{split}/{k}": v for k, v in scores.items()})
   if jax.process_index() == 0:
     out = os.path.join(workdir, "plots")
-    plots.save(plots.training_curves(plots.read_metrics(workdir)), os.path.join(out, "curves.png"))
+    figures.save(figures.training_curves(workdir_lib.read_metrics(workdir)),
+                 os.path.join(out, "curves.png"))
     name, fig = tasks.get(config.task).plot(details, config)
-    plots.save(fig, os.path.join(out, f"{split}_{name}.png"))
+    figures.save(fig, os.path.join(out, f"{split}_{name}.png"))
   logging.info("Eval at step %d on %s (%.1fs): %s -> %s", step, split, time.time() - t0,
                {k: round(v, 4) for k, v in scores.items()}, path)
   return scores
 
 
-def write_json(workdir, split, step, scores):
-  """workdir/eval/<split>_step<N>.json (process 0 only); returns the path."""
-  path = os.path.join(workdir, "eval", f"{split}_step{step}.json")
-  if jax.process_index() == 0:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-      json.dump({"split": split, "step": int(step), **scores}, f, indent=2)
-  return path
-
-
-def write_recording_stats(workdir, split, step, task, details):
-  """workdir/eval/<split>_step<N>_recordings.npz (process 0 only): the evaluation's
-  per-recording statistics (its task's `recording_stats`), what a sweep's bootstrap
-  resamples; returns the path."""
-  path = os.path.join(workdir, "eval", f"{split}_step{step}_recordings.npz")
-  if jax.process_index() == 0:
-    names, stats = tasks.get(task).recording_stats(details)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "wb") as f:
-      np.savez(f, names=np.array(names), stats=stats, step=int(step))
-    os.replace(path + ".tmp", path)
-  return path
-
-
-def read_recording_stats(path):
-  """(names, stats, step) written by `write_recording_stats`."""
-  with np.load(path) as z:
-    return [str(n) for n in z["names"]], z["stats"], int(z["step"])
+def evaluate_workdir(config, workdir, split):
+  """Scores the newest readable checkpoint of `workdir` on `split` and records it."""
+  run = experiment.Evaluation(config, workdir)
+  return evaluate_and_record(run.predict, run.source(split), config, workdir, split, run.step,
+                             run.mesh.make_global)

@@ -18,41 +18,43 @@ from absl import app
 from absl import flags
 from jax import export as jax_export
 
-from jmt_jax import cli
-from jmt_jax.data import pipeline
+from jmt_jax import workdir as workdir_lib
 from jmt_jax.inference import exported
-from jmt_jax.inference import predictor
-from jmt_jax.training import train
+from jmt_jax.models import model as model_lib
+from jmt_jax.models import variables as variables_lib
+from jmt_jax.runtime import cli
 
 FLAGS = flags.FLAGS
 
 
 def export_workdir(workdir, out_dir, platforms=("cpu", "cuda", "tpu")):
   """Writes the export of `workdir`'s newest checkpoint to `out_dir`; returns its signature."""
-  model = predictor.Predictor(workdir)
-  config = model.config
+  config = workdir_lib.read_config(workdir)
+  model = model_lib.build_model(config)
+  step, trained = workdir_lib.restore_variables(config, workdir, model)
+  variables = variables_lib.cast(model, trained["params"], trained["batch_stats"])
   batch = jax_export.symbolic_shape("batch")[0]
   inputs = {m: jax.ShapeDtypeStruct((batch,) + s.shape[1:], s.dtype)
-            for m, s in pipeline.input_spec(config).items()}
-  variables = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), model.variables)
-  exp = jax_export.export(model.apply, platforms=tuple(platforms))(variables, inputs)
-  outputs = jax.eval_shape(model.apply, variables,
-                           {m: jax.ShapeDtypeStruct((1,) + s.shape[1:], s.dtype)
-                            for m, s in inputs.items()})
+            for m, s in model_lib.input_spec(config).items()}
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), variables)
+  apply = jax.jit(model.apply)
+  exp = jax_export.export(apply, platforms=tuple(platforms))(abstract, inputs)
+  outputs = jax.eval_shape(apply, abstract, {m: jax.ShapeDtypeStruct((1,) + s.shape[1:], s.dtype)
+                                             for m, s in inputs.items()})
   signature = {
       "inputs": {m: {"shape": [None, *s.shape[1:]], "dtype": np.dtype(s.dtype).name}
                  for m, s in inputs.items()},
       "outputs": {k: {"shape": [None, *s.shape[1:]], "dtype": np.dtype(s.dtype).name}
                   for k, s in outputs.items()},
-      "task": config.task, "step": int(model.step), "platforms": list(platforms),
+      "task": config.task, "step": int(step), "platforms": list(platforms),
   }
   serialized = exp.serialize()
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, exported.MODEL), "wb") as f:
     f.write(serialized)
   np.savez(os.path.join(out_dir, exported.VARIABLES),
-           **exported.flatten(jax.device_get(model.variables)))
-  train.write_config(config, out_dir)
+           **exported.flatten(jax.device_get(variables)))
+  workdir_lib.write_config(config, out_dir)
   with open(os.path.join(out_dir, exported.SIGNATURE), "w", encoding="utf-8") as f:
     json.dump(signature, f, indent=2)
   return signature

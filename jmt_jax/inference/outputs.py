@@ -3,9 +3,7 @@
 import csv
 import os
 
-import numpy as np
-
-from jmt_jax.evaluation import plots
+from jmt_jax.reports import figures
 
 
 def write_csv(path, prediction):
@@ -23,21 +21,13 @@ def write_csv(path, prediction):
   return prediction.num_frames
 
 
-def read_csv(path):
-  """{column: (N,) array} of a CSV `write_csv` wrote."""
-  with open(path, newline="", encoding="utf-8") as f:
-    rows = list(csv.reader(f))
-  header, body = rows[0], np.array(rows[1:], dtype=np.float64).reshape(-1, len(rows[0]))
-  return {k: body[:, i] for i, k in enumerate(header)}
-
-
 def plot(predictions):
   """The predictions over time, one panel per person, missing modalities shaded."""
   pain = "pain_probability" in predictions[0].values
   panels = [(f"person {p.person}" if p.person else "predictions per frame",
              {"pain_probability": p.values["pain_probability"]} if pain else p.values, p.found)
             for p in predictions]
-  return plots.predictions_over_time(predictions[0].time_s, panels,
+  return figures.predictions_over_time(predictions[0].time_s, panels,
                                      (-0.02, 1.02) if pain else (-1.05, 1.05))
 
 
@@ -50,5 +40,5 @@ def write(out_dir, stem, *predictions):
     csv_paths.append(os.path.join(out_dir, f"{stem}_person{p.person}.csv" if p.person
                                   else f"{stem}.csv"))
     write_csv(csv_paths[-1], p)
-  png_path = plots.save(plot(predictions), os.path.join(out_dir, f"{stem}.png"))
+  png_path = figures.save(plot(predictions), os.path.join(out_dir, f"{stem}.png"))
   return csv_paths, png_path

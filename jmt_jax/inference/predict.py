@@ -19,10 +19,10 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from jmt_jax import cli
+from jmt_jax import workdir as workdir_lib
 from jmt_jax.inference import outputs
 from jmt_jax.inference import predictor
-from jmt_jax.training import train
+from jmt_jax.runtime import cli
 
 FLAGS = flags.FLAGS
 
@@ -32,7 +32,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
 
   def work():
-    config = FLAGS.config if FLAGS.config is not None else train.read_config(FLAGS.workdir)
+    config = FLAGS.config if FLAGS.config is not None else workdir_lib.read_config(FLAGS.workdir)
     cli.enable_compilation_cache(config.get("compilation_cache_dir"))
     if not os.path.exists(FLAGS.video):
       raise FileNotFoundError(f"{FLAGS.video}: no such video file")

@@ -25,19 +25,18 @@ import tqdm
 from absl import logging
 
 from jmt_jax import tasks
+from jmt_jax import workdir as workdir_lib
 from jmt_jax.data import clips as clips_lib
-from jmt_jax.data import features
-from jmt_jax.data import pipeline
 from jmt_jax.data import records
 from jmt_jax.errors import BadInput
 from jmt_jax.faces import crops as crops_lib
 from jmt_jax.faces import tracking
+from jmt_jax.features import embed as embed_lib
 from jmt_jax.inference import stream
 from jmt_jax.media import biosignals
 from jmt_jax.media import decode
-from jmt_jax.training import experiment
-from jmt_jax.training import train
-from jmt_jax.training import train_step
+from jmt_jax.models import model as model_lib
+from jmt_jax.models import variables as variables_lib
 
 @dataclasses.dataclass
 class Prediction:
@@ -68,21 +67,19 @@ class Predictor:
   """The newest checkpoint of a training workdir, ready to predict on recordings."""
 
   def __init__(self, workdir, config=None):
-    self.config = config if config is not None else train.read_config(workdir)
+    self.config = config if config is not None else workdir_lib.read_config(workdir)
     self.task = tasks.get(self.config.task)
-    model = self.model = experiment.build_model(self.config)
-    self.step, variables = experiment.restore_variables(self.config, workdir, model)
-    self.variables = train_step.inference_variables(model, variables["params"],
-                                                    variables["batch_stats"])
+    model = self.model = model_lib.build_model(self.config)
+    self.step, variables = workdir_lib.restore_variables(self.config, workdir, model)
     self.modalities = {m: self.config.input.modalities[m].to_dict()
                        for m in self.config.model.modalities}
-    signals = pipeline.signal_config(self.config)
+    signals = self.config.data.signals
     self.frame_size = int(signals.frame_size)
     self.rates = {"audio_rate": signals.audio_rate, "bio_rate": signals.bio_rate}
-    self.embed = jax.jit(lambda v, b: model.apply(v, b, method=model.embed))
-    self.fuse = jax.jit(lambda v, e: model.apply(v, e, method=model.fuse))
-    # The whole model on a batch of windows: what `jmt_jax.inference.export` writes.
-    self.apply = jax.jit(model.apply)
+    self.embed = embed_lib.embedder(model, variables)
+    cast = variables_lib.cast(model, variables["params"], variables["batch_stats"])
+    fuse = jax.jit(lambda v, e: model.apply(v, e, method=model.fuse))
+    self.fuse = lambda embeddings: fuse(cast, embeddings)
 
   def uses(self, kind):
     return any(s["kind"] == kind for s in self.modalities.values())
@@ -119,24 +116,6 @@ class Predictor:
         out["biosignal"] = stream.ArraySignal(np.zeros((0, width), np.float32))
     return out
 
-  # ------------------------------------------------------------------ pass 1: embeddings
-  def _embed(self, store, ends):
-    """{modality: (len(ends), D)} embeddings of the clips ending at `ends`."""
-    inputs = clips_lib.read_clips(store, 0, ends, self.modalities, self.config.input.clip_frames)
-    parts = [jax.device_get(self.embed(self.variables, b))
-             for b in features.clip_batches(inputs)]
-    return {m: np.concatenate([p[m][0] for p in parts])[:len(ends)] for m in self.modalities}
-
-  def _embed_into(self, store, ends, rows):
-    for m, r in self._embed(store, ends).items():
-      rows[m].append(r)
-
-  def _window_ends(self, num_frames):
-    """(W, T) clip ends of the windows that predict every frame."""
-    clip, clips = self.config.input.clip_frames, self.config.input.num_clips
-    return clips_lib.clip_ends(self.task.frame_window_starts(num_frames, clip, clips), clip,
-                               clips)
-
   # ------------------------------------------------------------------ pass 0: faces
   def face_tracks(self, video_path, faces="largest", progress=True):
     """[(person, [mtcnn.Face or None] per frame)]: the largest face (person 0), or with
@@ -162,30 +141,40 @@ class Predictor:
       return [(1, [None] * tracks.num_frames)]
     return [(k, tracks.faces[t]) for k, t in enumerate(people, start=1)]
 
-  def predict(self, video_path, biosignals_path=None, progress=True):
-    """The `Prediction` for the largest face of the video at `video_path` (and its
-    biosignal CSV)."""
-    return self.predict_people(video_path, biosignals_path, progress, faces="largest")[0]
+  # ------------------------------------------------------------------ pass 1: clip embeddings
+  def _embed(self, store, ends):
+    """{modality: (len(ends), D)} embeddings of the clips ending at `ends`."""
+    inputs = clips_lib.read_clips(store, 0, ends, self.modalities, self.config.input.clip_frames)
+    return embed_lib.embed_clips(self.embed, {m: inputs[m] for m in self.modalities})
 
-  def predict_people(self, video_path, biosignals_path=None, progress=True, faces="largest"):
-    """One `Prediction` per person of `face_tracks` (the largest face, or everyone)."""
-    if faces not in tracking.MODES:
-      raise ValueError(f"faces={faces!r}: use one of {tracking.MODES}")
-    if faces == "all" and biosignals_path:
-      raise ValueError("--faces=all with --biosignals: a biosignal recording belongs to one "
-                       "person; predict with --faces=largest")
-    with tempfile.TemporaryDirectory(prefix="jmt_jax_predict_") as tmp:
-      signals = self._signals(video_path, biosignals_path, tmp)
-      try:
-        people = (self.face_tracks(video_path, faces, progress) if self.uses("frames")
-                  else [(0, None)])
-        return [self._predict_track(video_path, signals, tmp, person, track, progress)
-                for person, track in people]
-      finally:
-        for s in signals.values():
-          if isinstance(s, stream.DiskSignal):
-            s.close()
+  def _embed_into(self, store, ends, rows):
+    for m, r in self._embed(store, ends).items():
+      rows[m].append(r)
 
+  def _window_ends(self, num_frames):
+    """(W, T) clip ends of the windows that predict every frame."""
+    clip, clips = self.config.input.clip_frames, self.config.input.num_clips
+    return clips_lib.clip_ends(self.task.frame_window_starts(num_frames, clip, clips), clip,
+                               clips)
+
+  # ------------------------------------------------------------------ pass 2: fusion
+  def _fuse_windows(self, rows, ends, num_frames, progress):
+    batch = self.config.eval.batch_size
+    outputs = []
+    for first in tqdm.trange(0, len(ends), batch, unit="batch", desc="windows",
+                             disable=not progress):
+      part = ends[first:first + batch]
+      pad = batch - len(part)
+      emb = {m: np.concatenate([rows[m].take(part).reshape(part.shape + (-1,)),
+                                np.zeros((pad,) + part.shape[1:] + (rows[m].width,),
+                                         np.float32)])
+             for m in self.modalities}
+      out = jax.device_get(self.fuse(emb))
+      outputs.append({k: v[:len(part)] for k, v in out.items()})
+    out = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+    return self.task.frame_values(out, ends, num_frames, self.config)
+
+  # ------------------------------------------------------------------ one person, then everyone
   def _predict_track(self, video_path, signals, tmp, person, track, progress):
     """Passes 1 and 2 for one face track (None: a model without faces)."""
     clip = self.config.input.clip_frames
@@ -200,7 +189,7 @@ class Predictor:
     try:
       with decode.Video(video_path) as video:
         fps = video.fps
-        store = stream.StreamStore(fps, self.rates, signals, keep=clip + features.EMBED_BATCH)
+        store = stream.StreamStore(fps, self.rates, signals, keep=clip + embed_lib.BATCH)
         pending = []
         bar = tqdm.tqdm(total=video.num_frames_hint or None, unit="frame",
                         desc=f"person {person}" if person else "frames", disable=not progress)
@@ -210,7 +199,7 @@ class Predictor:
           store.add_frame(i, cropper(i, rgb) if track is not None
                           else np.zeros((1, 1, 3), np.uint8))
           pending.append(i)
-          if len(pending) == features.EMBED_BATCH:
+          if len(pending) == embed_lib.BATCH:
             self._embed_into(store, pending, rows)
             pending = []
         bar.close()
@@ -240,22 +229,29 @@ class Predictor:
     return Prediction(fps=fps, time_s=np.arange(n) / fps, found=found, values=values,
                       person=person)
 
-  # ------------------------------------------------------------------ pass 2: fusion
-  def _fuse_windows(self, rows, ends, num_frames, progress):
-    batch = self.config.eval.batch_size
-    outputs = []
-    for first in tqdm.trange(0, len(ends), batch, unit="batch", desc="windows",
-                             disable=not progress):
-      part = ends[first:first + batch]
-      pad = batch - len(part)
-      emb = {m: np.concatenate([rows[m].take(part).reshape(part.shape + (-1,)),
-                                np.zeros((pad,) + part.shape[1:] + (rows[m].width,),
-                                         np.float32)])
-             for m in self.modalities}
-      out = jax.device_get(self.fuse(self.variables, emb))
-      outputs.append({k: v[:len(part)] for k, v in out.items()})
-    out = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
-    return self.task.frame_values(out, ends, num_frames, self.config)
+  def predict(self, video_path, biosignals_path=None, progress=True):
+    """The `Prediction` for the largest face of the video at `video_path` (and its
+    biosignal CSV)."""
+    return self.predict_people(video_path, biosignals_path, progress, faces="largest")[0]
+
+  def predict_people(self, video_path, biosignals_path=None, progress=True, faces="largest"):
+    """One `Prediction` per person of `face_tracks` (the largest face, or everyone)."""
+    if faces not in tracking.MODES:
+      raise ValueError(f"faces={faces!r}: use one of {tracking.MODES}")
+    if faces == "all" and biosignals_path:
+      raise ValueError("--faces=all with --biosignals: a biosignal recording belongs to one "
+                       "person; predict with --faces=largest")
+    with tempfile.TemporaryDirectory(prefix="jmt_jax_predict_") as tmp:
+      signals = self._signals(video_path, biosignals_path, tmp)
+      try:
+        people = (self.face_tracks(video_path, faces, progress) if self.uses("frames")
+                  else [(0, None)])
+        return [self._predict_track(video_path, signals, tmp, person, track, progress)
+                for person, track in people]
+      finally:
+        for s in signals.values():
+          if isinstance(s, stream.DiskSignal):
+            s.close()
 
 
 def _counted(frames, bar):

@@ -2,16 +2,50 @@
 normalised (after the training augmentation drawn on the host), audio windows turned
 into the paper's log-mel spectrograms on the device.
 
-`log_mel` is `data.logmel.log_mel` (torchaudio's conventions) in jax.numpy, float32;
-tests/test_logmel.py holds it to the numpy version and to librosa within 1e-3 dB.
+`log_mel` follows `torchaudio.transforms.MelSpectrogram` (HTK mel scale, no filter norm,
+centred reflect-padded frames, periodic Hann window of `win_length` centred in `n_fft`)
+then `AmplitudeToDB(top_db=...)` per spectrogram and the paper's affine normalisation
+`(x - mean) / std`, in float32; tests/test_logmel.py holds it to librosa and to a
+float64 numpy version within 1e-3 dB.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jmt_jax.data import augment
-from jmt_jax.data import logmel
+_GRAY = (0.299, 0.587, 0.114)
+
+
+def _hz_to_mel(f):
+  return 2595.0 * np.log10(1.0 + f / 700.0)
+
+
+def _mel_to_hz(m):
+  return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+
+@functools.lru_cache(maxsize=16)
+def mel_filterbank(sample_rate, n_fft, n_mels, f_min=0.0, f_max=None):
+  """Triangular HTK filters, (n_fft // 2 + 1, n_mels), as torchaudio.functional.melscale_fbanks."""
+  f_max = sample_rate / 2 if f_max is None else f_max
+  all_freqs = np.linspace(0, sample_rate // 2, n_fft // 2 + 1)
+  f_pts = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
+  f_diff = np.diff(f_pts)
+  slopes = f_pts[None, :] - all_freqs[:, None]
+  down = -slopes[:, :-2] / f_diff[:-1]
+  up = slopes[:, 2:] / f_diff[1:]
+  return np.maximum(0.0, np.minimum(down, up))
+
+
+@functools.lru_cache(maxsize=16)
+def window(n_fft, win_length):
+  """A periodic Hann window of `win_length` samples centred in `n_fft` (torch.stft's)."""
+  out = np.zeros(n_fft)
+  left = (n_fft - win_length) // 2
+  out[left:left + win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win_length) / win_length)
+  return out
 
 
 def log_mel(waveforms, *, sample_rate, n_fft, win_length, hop_length, n_mels, top_db=80.0,
@@ -22,36 +56,51 @@ def log_mel(waveforms, *, sample_rate, n_fft, win_length, hop_length, n_mels, to
   x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect")
   num_frames = 1 + (x.shape[-1] - n_fft) // hop_length
   idx = np.arange(n_fft)[None, :] + hop_length * np.arange(num_frames)[:, None]
-  frames = x[..., idx] * jnp.asarray(logmel.window(n_fft, win_length), jnp.float32)
+  frames = x[..., idx] * jnp.asarray(window(n_fft, win_length), jnp.float32)
   spectrum = jnp.fft.rfft(frames, axis=-1)
   power = jnp.real(spectrum) ** 2 + jnp.imag(spectrum) ** 2
-  mel = jnp.matmul(power, jnp.asarray(logmel.mel_filterbank(sample_rate, n_fft, n_mels),
+  mel = jnp.matmul(power, jnp.asarray(mel_filterbank(sample_rate, n_fft, n_mels),
                                       jnp.float32), precision=jax.lax.Precision.HIGHEST)
   db = 10.0 * jnp.log10(jnp.maximum(mel, 1e-10))
   db = jnp.maximum(db, db.max(axis=(-2, -1), keepdims=True) - top_db)
   return (jnp.swapaxes(db, -1, -2) - mean) / std
 
 
-def prepare(x, backbone, spec=None, rates=None, augment_params=None):
-  """A (N, ...) batch of stored per-clip inputs -> the backbone's input.
+def augment(pixels, params):
+  """(..., clips, frames, H, W, 3) float pixels in [0, 255] and (..., clips, 3) parameters
+  drawn by `data.augment.draw` -> the augmented pixels, rounded to whole values as a uint8
+  image would be. Brightness and contrast follow torchvision's `adjust_brightness` /
+  `adjust_contrast` (contrast blends each frame with the mean of its grayscale image), so
+  an all-zero frame (no face found) stays all-zero."""
+  per_clip = lambda v: v[..., None, None, None, None]
+  x = jnp.where(per_clip(params[..., 0] > 0.5), pixels[..., ::-1, :], pixels)
+  x = jnp.clip(x * per_clip(params[..., 1]), 0, 255)
+  gray_mean = (x @ jnp.asarray(_GRAY, x.dtype)).mean(axis=(-2, -1), keepdims=True)[..., None]
+  c = per_clip(params[..., 2])
+  return jnp.round(jnp.clip(c * x + (1 - c) * gray_mean, 0, 255))
 
-  `spec` is the modality's input config (None: `x` is already the backbone's input, as
-  in unit tests of the backbones), `rates` the data's signal rates.
-  """
-  kind = spec["kind"] if spec is not None else None
-  if kind == "logmel" or (kind is None and backbone.kind == "resnet2d" and x.ndim == 3):
-    if kind == "logmel":
-      x = log_mel(x.astype(jnp.float32) / 32768.0, sample_rate=rates["audio_rate"],
-                  n_fft=spec["n_fft"], win_length=spec["win_length"],
-                  hop_length=spec["hop_length"], n_mels=spec["n_mels"], top_db=spec["top_db"],
-                  mean=spec["mean"], std=spec["std"])
+
+def prepare(x, backbone, spec, rates, augment_params=None):
+  """A (N, ...) batch of stored per-clip inputs of a modality read as `spec` (its input
+  config) says -> the backbone's input; `rates` are the data's signal rates."""
+  if spec["kind"] == "logmel":
+    x = log_mel(x.astype(jnp.float32) / 32768.0, sample_rate=rates["audio_rate"],
+                n_fft=spec["n_fft"], win_length=spec["win_length"],
+                hop_length=spec["hop_length"], n_mels=spec["n_mels"], top_db=spec["top_db"],
+                mean=spec["mean"], std=spec["std"])
     return x[..., None]
-  if x.dtype == jnp.uint8:
+  if spec["kind"] == "frames":
     x = x.astype(jnp.float32)
     if augment_params is not None:
-      x = augment.apply(x, augment_params)
+      x = augment(x, augment_params)
     x = (x / 255.0 - jnp.asarray(backbone.mean)) / jnp.asarray(backbone.std)
-  size = backbone.get("resize_to")
+  return resize(x, backbone.get("resize_to"))
+
+
+def resize(x, size):
+  """(..., H, W, C) frames resized to `size` x `size` (None: as they are), bilinear with
+  half-pixel centres, as the authors' `F.interpolate(..., mode='trilinear')` resizes
+  clips for their I3D."""
   if size and x.shape[-3:-1] != (size, size):
     x = jax.image.resize(x, x.shape[:-3] + (size, size, x.shape[-1]), "bilinear")
   return x

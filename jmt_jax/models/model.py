@@ -8,7 +8,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
+from jmt_jax.data import clips
 from jmt_jax.models import biosignal
 from jmt_jax.models import frontends
 from jmt_jax.models import fusion as fusion_lib
@@ -60,13 +62,13 @@ class MultimodalModel(nn.Module):
   """Three entry points: `embed` (batch[modality] (B, T, ...) per-clip inputs -> {modality:
   (B, T, D)} backbone embeddings), `fuse` (those embeddings -> head outputs) and the whole
   model, `__call__(batch)` = `fuse(embed(batch))`. `fuse` on stored embeddings is what
-  training on the feature cache (jmt_jax.data.features) and prediction on a recording
+  training on the feature cache (jmt_jax.features) and prediction on a recording
   (which embeds each clip once) run.
 
   With `config.freeze_backbones` (the paper's Aff-Wild2 setting) the backbones always run
   in inference mode (BatchNorm running statistics, no dropout) and pass no gradient.
-  `config.compute_dtype` is the dtype inputs are cast to; parameters come in the dtype
-  the caller chooses (train_step casts float32 ones for bfloat16 compute).
+  `config.compute_dtype` (`dtype`) is the dtype inputs are cast to; parameters come in
+  the dtype the caller chooses (`variables.cast` casts float32 ones for bfloat16 compute).
   `config.inputs` ({modality: input config}) and `config.rates` say what the stored inputs
   are (pixels, audio windows, biosignal windows: see models.frontends), and
   `batch["augment"][modality]`, in training, the augmentation drawn for each clip.
@@ -83,20 +85,23 @@ class MultimodalModel(nn.Module):
     # Parameter groups are named `<modality>_backbone`, as the converted checkpoints are.
     for m in cfg.modalities:
       setattr(self, f"{m}_backbone", build_backbone(cfg.backbones[m]))
-    self.head = heads.build_head(cfg.head)
+    self.head = heads.build_head(cfg.task, cfg.head)
+
+  @property
+  def dtype(self):
+    return COMPUTE_DTYPES[self.config.compute_dtype]
 
   def embed(self, batch, train=False):
     cfg = self.config
-    dtype = jnp.dtype(cfg.get("compute_dtype", "float32"))
     frozen = cfg.get("freeze_backbones", False)
     embeddings = {}
     for m in cfg.modalities:
       x = batch[m]
       b, t = x.shape[:2]
       aug = batch.get("augment", {}).get(m) if train else None
-      x = frontends.prepare(x.reshape((b * t,) + x.shape[2:]), cfg.backbones[m],
-                            cfg.get("inputs", {}).get(m), cfg.get("rates"),
-                            None if aug is None else aug.reshape(b * t, -1)).astype(dtype)
+      x = frontends.prepare(x.reshape((b * t,) + x.shape[2:]), cfg.backbones[m], cfg.inputs[m],
+                            cfg.rates, None if aug is None else aug.reshape(b * t, -1))
+      x = x.astype(self.dtype)
       e = getattr(self, f"{m}_backbone")(x, train and not frozen)
       if frozen:
         e = jax.lax.stop_gradient(e)
@@ -105,12 +110,11 @@ class MultimodalModel(nn.Module):
 
   def fuse(self, embeddings, train=False):
     cfg = self.config
-    dtype = jnp.dtype(cfg.get("compute_dtype", "float32"))
     dims = {embeddings[m].shape[-1] for m in cfg.modalities}
     if len(dims) != 1:
       raise ValueError(f"backbone embeddings of {list(cfg.modalities)} differ in width: "
                        f"{[embeddings[m].shape[-1] for m in cfg.modalities]}")
-    fused = self.fusion(*(embeddings[m].astype(dtype) for m in cfg.modalities))
+    fused = self.fusion(*(embeddings[m].astype(self.dtype) for m in cfg.modalities))
     outputs = self.head(fused, train=train)
     return jax.tree.map(lambda x: x.astype(jnp.float32), outputs)
 
@@ -118,27 +122,53 @@ class MultimodalModel(nn.Module):
     return self.fuse(self.embed(batch, train), train)
 
 
-COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+# What a config's `compute_dtype` may name, besides "auto".
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def resolve_compute_dtype(name):
   """'float32' or 'bfloat16' for a config's `compute_dtype` ('auto': float32 on a CPU,
   bfloat16 on GPUs and TPUs, whose matrix units run it at several times the float32 rate)."""
-  if name not in COMPUTE_DTYPES:
-    raise ValueError(f"compute_dtype={name!r}: use one of {list(COMPUTE_DTYPES)}")
   if name == "auto":
     return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f"compute_dtype={name!r}: use one of {['auto', *COMPUTE_DTYPES]}")
   return name
 
 
-def build_model(model_config, compute_dtype="float32", inputs=None, rates=None):
-  """The model of `model_config`, computing in `compute_dtype` (resolve_compute_dtype).
-  `inputs` and `rates` (`data.pipeline.model_inputs`) say what its inputs are, when they
-  are not the backbones' own."""
-  cfg = ml_collections.ConfigDict(
-      model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
-  cfg.compute_dtype = resolve_compute_dtype(compute_dtype)
-  if inputs is not None:
-    cfg.inputs = inputs
-    cfg.rates = rates
+def model_inputs(config):
+  """({modality: input config}, signal rates): what the stored inputs `data.clips` reads
+  are, which the model turns into its backbones' inputs (models.frontends)."""
+  signals = config.data.signals
+  inputs = {m: config.input.modalities[m].to_dict() for m in config.model.modalities}
+  return inputs, {"audio_rate": signals.audio_rate, "bio_rate": signals.bio_rate}
+
+
+def input_spec(config):
+  """{modality: jax.ShapeDtypeStruct} of a one-window batch, from the config alone (for
+  shapes without opening the data): what `data.clips.read_clips` produces."""
+  c, signals = config.input, config.data.signals
+  spec = {}
+  for m in config.model.modalities:
+    s = c.modalities[m]
+    if s.kind == "frames":
+      shape = (1, c.num_clips, s.frames_per_clip, signals.frame_size, signals.frame_size, 3)
+      spec[m] = jax.ShapeDtypeStruct(shape, np.uint8)
+    elif s.kind == "logmel":
+      spec[m] = jax.ShapeDtypeStruct((1, c.num_clips, clips.signal_window(s, signals)), np.int16)
+    elif s.kind == "biosignal":
+      n = clips.signal_window(s, signals)
+      spec[m] = jax.ShapeDtypeStruct((1, c.num_clips, n, len(s.channels)), np.float32)
+    else:
+      raise ValueError(f"unknown input kind {s.kind!r} for modality {m!r}")
+  return spec
+
+
+def build_model(config):
+  """The model of `config`: its `model`, the head of its `task`, computing in its
+  `compute_dtype` (resolve_compute_dtype) on the inputs its data stores (`model_inputs`)."""
+  cfg = ml_collections.ConfigDict(config.model.to_dict())
+  cfg.task = config.task
+  cfg.compute_dtype = resolve_compute_dtype(config.compute_dtype)
+  cfg.inputs, cfg.rates = model_inputs(config)
   return MultimodalModel(ml_collections.FrozenConfigDict(cfg))

@@ -10,8 +10,6 @@ interval of the mean from a bootstrap over the folds and the recordings each hol
 (jmt_jax.evaluation.comparison); cross_validation.json holds the same with the protocol.
 """
 
-import csv
-import json
 import os
 
 import jax
@@ -20,12 +18,13 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from jmt_jax import cli
 from jmt_jax import tasks
+from jmt_jax import workdir as workdir_lib
 from jmt_jax.data import pipeline
 from jmt_jax.data import prepared
 from jmt_jax.evaluation import comparison
-from jmt_jax.evaluation import scoring
+from jmt_jax.reports import tables
+from jmt_jax.runtime import cli
 from jmt_jax.training import train
 
 FLAGS = flags.FLAGS
@@ -53,8 +52,8 @@ def run(config, workdir, folds=None):
     fold_dir = os.path.join(workdir, f"fold_{fold}")
     scores = train.train_and_evaluate(fold_config, fold_dir)
     rows.append({"fold": fold, **scores})
-    stats.append(scoring.read_recording_stats(os.path.join(
-        fold_dir, "eval", f"{config.eval.split}_step{config.train.num_steps}_recordings.npz"))[1])
+    stats.append(workdir_lib.read_recording_stats(fold_dir, config.eval.split,
+                                                  config.train.num_steps)[1])
   # Each fold holds out its own recordings: each is resampled on its own.
   row = comparison.compare(config.task, {"folds": stats}, list(range(len(folds))))[metric][0]
   summary = {"protocol": config.data.protocol.to_dict(), "metric": metric, "folds": rows,
@@ -65,25 +64,16 @@ def run(config, workdir, folds=None):
 
 
 def write_table(workdir, summary):
+  """cross_validation.csv, .md and .json in `workdir`."""
   metric, rows = summary["metric"], summary["folds"]
-  keys = ["fold"] + [k for k in rows[0] if k != "fold"]
-  with open(os.path.join(workdir, "cross_validation.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, keys)
-    writer.writeheader()
-    writer.writerows(rows)
   p = summary["protocol"]
-  lines = [f"{p['kind']} protocol, {len(rows)} folds: {metric} "
-           f"{summary['mean']:.4f} +- {summary['std']:.4f} (std over folds, ddof=1), 95% "
-           f"interval [{summary['ci_low']:.4f}, {summary['ci_high']:.4f}] (bootstrap over "
-           f"folds and their recordings)", "",
-           f"| fold | {metric} |", "|---|---|"]
-  lines += [f"| {r['fold']} | {r[metric]:.4f} |" for r in rows]
-  lines += [f"| mean +- std | {summary['mean']:.4f} +- {summary['std']:.4f} |",
-            f"| 95% interval | [{summary['ci_low']:.4f}, {summary['ci_high']:.4f}] |"]
-  with open(os.path.join(workdir, "cross_validation.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
-  with open(os.path.join(workdir, "cross_validation.json"), "w") as f:
-    json.dump(summary, f, indent=2)
+  mean_std = f"{summary['mean']:.4f} +- {summary['std']:.4f}"
+  interval = f"[{summary['ci_low']:.4f}, {summary['ci_high']:.4f}]"
+  lines = [f"{p['kind']} protocol, {len(rows)} folds: {metric} {mean_std} (std over folds, "
+           f"ddof=1), 95% interval {interval} (bootstrap over folds and their recordings)", ""]
+  lines += tables.markdown(["fold", metric], [[r["fold"], f"{r[metric]:.4f}"] for r in rows]
+                           + [["mean +- std", mean_std], ["95% interval", interval]])
+  tables.write(os.path.join(workdir, "cross_validation"), rows, lines, summary)
 
 
 def main(argv):

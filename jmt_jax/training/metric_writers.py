@@ -1,11 +1,14 @@
-"""Scalar metrics to TensorBoard event files (tensorboardX, no TensorFlow) and to a
-JSON-lines file that scripts and notebooks can read without TensorBoard."""
+"""Scalar metrics to TensorBoard event files (tensorboardX, no TensorFlow) and to the
+workdir's JSON-lines file (`workdir.read_metrics`), which scripts and notebooks read
+without TensorBoard."""
 
 import json
 import os
 
 import jax
 import tensorboardX
+
+from jmt_jax import workdir as workdir_lib
 
 
 class MetricWriter:
@@ -15,7 +18,7 @@ class MetricWriter:
     self.active = jax.process_index() == 0
     if self.active:
       self.tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
-      self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+      self.jsonl = open(os.path.join(workdir, workdir_lib.METRICS), "a", encoding="utf-8")
 
   def write(self, step, scalars):
     if not self.active:

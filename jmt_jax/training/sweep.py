@@ -3,9 +3,10 @@ runs, then compared: mean +- std over seeds, 95% bootstrap intervals over record
 seeds, and each variant's paired difference to a reference (jmt_jax.evaluation.comparison).
 
   python -m jmt_jax.training.sweep --config=configs/demo.py --variants=jmt,vanilla,concat,video,audio \
-      --seeds=3 --workdir=workdirs/demo_sweep [--override=train.num_steps=600] [--robustness]
+      --seeds=3 --workdir=workdirs/demo_sweep [--config.train.num_steps=600] [--robustness]
 
-Run (variant, seed k) trains in WORKDIR/<variant>/seed<k> with config.seed = k. Rerunning
+Run (variant, seed k) trains in WORKDIR/<variant>/seed<k> with config.seed = k and the
+`--config.*` overrides (as `jmt_jax.main` takes them) applied to every variant. Rerunning
 the command skips finished runs (WORKDIR/<variant>/seed<k>/run.json) and resumes
 unfinished ones from their checkpoints; a run directory trained with another config is
 refused, never reused. Runs go one after the other, each on every device and process of
@@ -14,8 +15,6 @@ the plot to WORKDIR/comparison.png; with --robustness every run is also scored w
 modality removed and degraded, and WORKDIR/robustness.md gives the means over seeds.
 """
 
-import ast
-import csv
 import json
 import os
 
@@ -24,46 +23,27 @@ import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
-from matplotlib.figure import Figure
+from ml_collections import config_flags
 
-from jmt_jax import cli
 from jmt_jax import config_args
 from jmt_jax import tasks
+from jmt_jax import workdir as workdir_lib
 from jmt_jax.evaluation import comparison
-from jmt_jax.evaluation import plots
 from jmt_jax.evaluation import robustness
-from jmt_jax.evaluation import scoring
+from jmt_jax.reports import figures
+from jmt_jax.reports import tables
+from jmt_jax.runtime import cli
 from jmt_jax.training import train
 
 FLAGS = flags.FLAGS
 
 
-def apply_override(config, text):
-  """Sets `FIELD=VALUE` in `config`; VALUE is a Python literal or else a string."""
-  key, sep, value = text.partition("=")
-  if not sep or not key:
-    raise ValueError(f"--override={text!r}: write FIELD=VALUE, e.g. train.num_steps=600")
-  try:
-    value = ast.literal_eval(value)
-  except (ValueError, SyntaxError):
-    pass
-  *parents, leaf = key.split(".")
-  node = config
-  for p in parents:
-    if p not in node:
-      raise ValueError(f"--override={text!r}: the config has no field {key!r}")
-    node = node[p]
-  if leaf not in node:
-    raise ValueError(f"--override={text!r}: the config has no field {key!r}")
-  node[leaf] = value
-
-
-def run_config(spec, variant, seed, overrides):
-  """The config of one run: `spec`'s file with `variant` first in its args."""
+def run_config(spec, variant, seed, overrides=None):
+  """The config of one run: `spec`'s file with `variant` first in its args, then
+  `overrides` ({dotted field: value}, what `--config.FIELD=VALUE` flags give)."""
   path, _, args = spec.partition(":")
   config = config_args.load(f"{path}:{','.join(filter(None, [variant, args]))}")
-  for text in overrides:
-    apply_override(config, text)
+  config_args.override(config, overrides or {})
   config.seed = seed
   if "protocol" in config.data:
     raise ValueError("a sweep compares runs on one split; for a cross-validation protocol "
@@ -73,24 +53,10 @@ def run_config(spec, variant, seed, overrides):
 
 def _check_not_stale(config, rundir):
   """Refuses a run directory whose config.json is not this run's config."""
-  if not os.path.exists(os.path.join(rundir, train.CONFIG_FILE)):
-    return
-  saved = train.read_config(rundir).to_dict()
-  wanted = json.loads(config.to_json_best_effort())
-  differ = list(_differences(saved, wanted))
+  differ = workdir_lib.config_differences(config, rundir)
   if differ:
     raise ValueError(f"{rundir} was trained with another config ({', '.join(differ[:5])} "
                      f"differ): use another --workdir, or delete {rundir} to retrain it")
-
-
-def _differences(a, b, prefix=""):
-  """Dotted names of the fields where the nested dicts `a` and `b` differ."""
-  for k in sorted(set(a) | set(b)):
-    x, y = a.get(k), b.get(k)
-    if isinstance(x, dict) and isinstance(y, dict):
-      yield from _differences(x, y, f"{prefix}{k}.")
-    elif x != y:
-      yield f"{prefix}{k}"
 
 
 def run_one(config, rundir, with_robustness):
@@ -105,29 +71,28 @@ def run_one(config, rundir, with_robustness):
     scores = train.train_and_evaluate(config, rundir)
     step = config.train.num_steps
     record = {"seed": int(config.seed), "step": step, "split": config.eval.split,
-              "scores": scores, "recordings": os.path.join(
-                  "eval", f"{config.eval.split}_step{step}_recordings.npz")}
+              "scores": scores}
     if jax.process_index() == 0:
       with open(record_path + ".tmp", "w") as f:
         json.dump(record, f, indent=2)
       os.replace(record_path + ".tmp", record_path)
-  table = os.path.join(rundir, "robustness", f"{record['split']}_step{record['step']}.json")
-  if with_robustness and not os.path.exists(table):
+  table = workdir_lib.result_stem(rundir, "robustness", record["split"], record["step"])
+  if with_robustness and not os.path.exists(table + ".json"):
     robustness.evaluate(config, rundir, record["split"])
   return record
 
 
-def sweep(spec, variants, seeds, workdir, overrides=(), reference="jmt", with_robustness=False,
-          num_samples=comparison.NUM_SAMPLES):
+def sweep(spec, variants, seeds, workdir, overrides=None, reference="jmt",
+          with_robustness=False, num_samples=comparison.NUM_SAMPLES):
   """Runs every variant x seed, then writes and returns the comparison table (on
   process 0; None on the others). The workdir must be one filesystem for all processes,
   as Orbax checkpoints need."""
   if seeds < 1:
     raise ValueError(f"--seeds={seeds}: need at least one")
   configs = {(v, k): run_config(spec, v, k, overrides) for v in variants for k in range(seeds)}
-  tasks = {v: configs[(v, 0)].task for v in variants}
-  if len(set(tasks.values())) > 1:
-    raise ValueError(f"the variants have different tasks ({tasks}): compare each task's "
+  task_names = {v: configs[(v, 0)].task for v in variants}
+  if len(set(task_names.values())) > 1:
+    raise ValueError(f"the variants have different tasks ({task_names}): compare each task's "
                      f"variants in a sweep of their own")
   stats, task, names = {}, None, None
   for i, ((v, k), config) in enumerate(configs.items()):
@@ -137,8 +102,8 @@ def sweep(spec, variants, seeds, workdir, overrides=(), reference="jmt", with_ro
     jax.clear_caches()  # one run's compiled programs at a time (the disk cache keeps them)
     if jax.process_index() != 0:  # the statistics and tables are process 0's
       continue
-    run_names, run_stats, _ = scoring.read_recording_stats(
-        os.path.join(rundir, record["recordings"]))
+    run_names, run_stats = workdir_lib.read_recording_stats(rundir, record["split"],
+                                                            record["step"])
     if names is not None and run_names != names:
       raise ValueError(f"{rundir} was scored on other recordings than the first run "
                        f"({len(run_names)} vs {len(names)}): the runs must share a split")
@@ -156,53 +121,26 @@ def sweep(spec, variants, seeds, workdir, overrides=(), reference="jmt", with_ro
 
 def write_tables(workdir, table, seeds, num_recordings, num_samples):
   """comparison.csv, .md, .json and .png in `workdir`."""
-  rows = [{"metric": k, **r} for k, rs in table.items() for r in rs]
-  keys = list(dict.fromkeys(k for r in rows for k in r))
-  with open(os.path.join(workdir, "comparison.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, keys)
-    writer.writeheader()
-    writer.writerows(rows)
-  with open(os.path.join(workdir, "comparison.json"), "w") as f:
-    json.dump({"seeds": seeds, "recordings": num_recordings, "bootstrap_samples": num_samples,
-               "table": table}, f, indent=2)
-  with open(os.path.join(workdir, "comparison.md"), "w") as f:
-    f.write(markdown(table, seeds, num_recordings) + "\n")
-  plots.save(figure(table), os.path.join(workdir, "comparison.png"))
-
-
-def markdown(table, seeds, num_recordings):
   lines = [f"{seeds} seeds per variant; 95% intervals from a bootstrap over the "
            f"{num_recordings} recordings and the seeds; differences paired (same draws)."]
   for metric, rows in table.items():
     ref = next((r["reference"] for r in rows if "reference" in r), None)
-    lines += ["", f"**{metric}**", "",
-              "| variant | mean +- std | 95% interval |"
-              + (f" difference to {ref} | its 95% interval |" if ref else ""),
-              "|---|---|---|" + ("---|---|" if ref else "")]
+    header = ["variant", "mean +- std", "95% interval"]
+    if ref:
+      header += [f"difference to {ref}", "its 95% interval"]
+    cells = []
     for r in rows:
-      line = (f"| {r['variant']} | {r['mean']:.3f} +- {r['std']:.3f} | "
-              f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] |")
+      cells.append([r["variant"], f"{r['mean']:.3f} +- {r['std']:.3f}",
+                    f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"])
       if ref:
-        line += (f" {r['diff']:+.3f} | [{r['diff_low']:+.3f}, {r['diff_high']:+.3f}] |"
-                 if "diff" in r else " (reference) | |")
-      lines.append(line)
-  return "\n".join(lines)
-
-
-def figure(table):
-  """One panel per metric: each variant's mean over seeds with its 95% interval."""
-  fig = Figure(figsize=(4 * len(table), 3.5))
-  axes = np.atleast_1d(fig.subplots(1, len(table)))
-  for ax, (metric, rows) in zip(axes, table.items()):
-    x = np.arange(len(rows))
-    means = np.array([r["mean"] for r in rows])
-    err = np.array([[r["mean"] - r["ci_low"] for r in rows], [r["ci_high"] - r["mean"] for r in rows]])
-    ax.errorbar(x, means, yerr=np.maximum(err, 0), fmt="o", capsize=4)
-    ax.set_xticks(x, [r["variant"] for r in rows], rotation=30)
-    ax.set(title=metric, ylabel=metric)
-    ax.grid(alpha=0.3)
-  fig.tight_layout()
-  return fig
+        cells[-1] += ([f"{r['diff']:+.3f}", f"[{r['diff_low']:+.3f}, {r['diff_high']:+.3f}]"]
+                      if "diff" in r else ["(reference)", ""])
+    lines += ["", f"**{metric}**", ""] + tables.markdown(header, cells)
+  tables.write(os.path.join(workdir, "comparison"),
+               [{"metric": k, **r} for k, rs in table.items() for r in rs], lines,
+               {"seeds": seeds, "recordings": num_recordings, "bootstrap_samples": num_samples,
+                "table": table})
+  figures.save(figures.comparison(table), os.path.join(workdir, "comparison.png"))
 
 
 def write_robustness_summary(workdir, variants, seeds, configs):
@@ -213,22 +151,23 @@ def write_robustness_summary(workdir, variants, seeds, configs):
       rundir = os.path.join(workdir, v, f"seed{k}")
       with open(os.path.join(rundir, "run.json")) as f:
         record = json.load(f)
-      with open(os.path.join(rundir, "robustness",
-                             f"{record['split']}_step{record['step']}.json")) as f:
+      with open(workdir_lib.result_stem(rundir, "robustness", record["split"],
+                                        record["step"]) + ".json") as f:
         for row in json.load(f)["rows"]:
           cond = (row["condition"], row["modality"], row["rate"])
           for metric in tasks.get(configs[(v, k)].task).metrics:
             means.setdefault((metric, cond), {}).setdefault(v, []).append(row[metric])
   lines = [f"Mean +- std over {seeds} seeds (jmt_jax.evaluation.robustness)."]
   for metric in dict.fromkeys(m for m, _ in means):
-    lines += ["", f"**{metric}**", "", "| condition | modality | rate | " + " | ".join(variants)
-              + " |", "|---|---|---|" + "---|" * len(variants)]
+    cells = []
     for (m, (cond, modality, rate)), by_variant in means.items():
-      if m != metric:
-        continue
-      cells = [f"{np.mean(by_variant[v]):.3f} +- {np.std(by_variant[v], ddof=1) if seeds > 1 else 0:.3f}"
-               if v in by_variant else "-" for v in variants]
-      lines.append(f"| {cond} | {modality or '-'} | {rate:g} | " + " | ".join(cells) + " |")
+      if m == metric:
+        cells.append([cond, modality or "-", f"{rate:g}"] + [
+            f"{np.mean(by_variant[v]):.3f} +- "
+            f"{np.std(by_variant[v], ddof=1) if seeds > 1 else 0:.3f}"
+            if v in by_variant else "-" for v in variants])
+    lines += ["", f"**{metric}**", ""] + tables.markdown(
+        ["condition", "modality", "rate", *variants], cells)
   with open(os.path.join(workdir, "robustness.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 
@@ -237,27 +176,27 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
 
-  def work():
-    first = run_config(FLAGS.config, FLAGS.variants[0], 0, FLAGS.override)
-    cli.enable_compilation_cache(first.get("compilation_cache_dir"))
-    return sweep(FLAGS.config, FLAGS.variants, FLAGS.seeds, FLAGS.workdir, FLAGS.override,
-                 FLAGS.reference, FLAGS.robustness, FLAGS.bootstrap_samples)
+  spec = config_flags.get_config_filename(FLAGS["config"])
+  overrides = config_flags.get_override_values(FLAGS["config"])
 
-  if cli.run(None, work) is not None:
+  def work():
+    return sweep(spec, FLAGS.variants, FLAGS.seeds, FLAGS.workdir, overrides, FLAGS.reference,
+                 FLAGS.robustness, FLAGS.bootstrap_samples)
+
+  if cli.run(FLAGS.config, work) is not None:
     with open(os.path.join(FLAGS.workdir, "comparison.md")) as f:
       print(f.read())
     print(f"(tables in {FLAGS.workdir}/comparison.{{md,csv,json}}, plot in comparison.png)")
 
 
 def _define_flags():
-  flags.DEFINE_string("config", None, "Config file[:args], e.g. configs/demo.py or "
-                      "configs/affwild2.py:data_dir=DIR; each variant is put first "
-                      "in its args.")
+  config_flags.DEFINE_config_file(
+      "config", None, "Config file[:args], e.g. configs/demo.py or "
+      "configs/affwild2.py:data_dir=DIR; each variant is put first in its args, and "
+      "--config.FIELD=VALUE overrides apply to every run.", lock_config=True)
   flags.DEFINE_list("variants", None, "Variants of the config to compare.")
   flags.DEFINE_integer("seeds", 3, "Seeds per variant (0 .. N-1).")
   flags.DEFINE_string("workdir", None, "Directory holding one workdir per run.")
-  flags.DEFINE_multi_string("override", [], "FIELD=VALUE set in every run's "
-                            "config, e.g. train.num_steps=600.")
   flags.DEFINE_string("reference", "jmt", "Variant the differences are taken to.")
   flags.DEFINE_bool("robustness", False, "Also score every run with each "
                     "modality removed and degraded (jmt_jax.evaluation.robustness).")

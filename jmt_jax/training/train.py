@@ -1,29 +1,22 @@
-"""Training (`train_and_evaluate`: mesh, input, model, optimizer and state, step,
-checkpoint, eval, loop, each built under its banner), and evaluation of a trained
-workdir (`experiment.Evaluation`: no optimizer)."""
+"""Training: `train_and_evaluate` builds the mesh, the input, the model, the optimizer and
+state, the step, the checkpoint and the eval, each under its banner, then runs the loop."""
 
-import json
-import os
 import time
 
 import jax
-import ml_collections
 import optax
 from absl import logging
 
-from jmt_jax import tasks
+from jmt_jax import experiment
+from jmt_jax import workdir as workdir_lib
 from jmt_jax.data import pipeline
 from jmt_jax.evaluation import scoring
 from jmt_jax.models import model as model_lib
-from jmt_jax.training import checkpointing
-from jmt_jax.training import experiment
+from jmt_jax.runtime import preemption
+from jmt_jax.runtime import sharding
 from jmt_jax.training import metric_writers
-from jmt_jax.training import preemption
-from jmt_jax.training import sharding
 from jmt_jax.training import train_step as step_lib
-
-
-CONFIG_FILE = "config.json"
+from jmt_jax.weights import init_from
 
 
 def make_optimizer(cfg, num_steps, freeze_backbones=False):
@@ -64,13 +57,14 @@ def _format_seconds(s):
 
 
 def initial_state(model, tx, config, state_shardings):
-  """The train state a run starts from: `experiment.starting_variables` and a fresh
-  optimizer state, laid out by `state_shardings` (None: on the default device)."""
-  init_state = step_lib.make_init_fn(model, tx, experiment.example_inputs(config))
+  """The train state a run starts from: the variables of `init_from.starting_variables`
+  and a fresh optimizer state, made in place by `state_shardings` (None: on the default
+  device)."""
   placed = {} if state_shardings is None else {"out_shardings": state_shardings}
-  state = jax.jit(init_state, **placed)(jax.random.PRNGKey(config.seed))
+  state = jax.jit(step_lib.make_init_fn(model, tx, config), **placed)(
+      jax.random.PRNGKey(config.seed))
   if config.get("init_from"):
-    variables = experiment.init_from_converted(
+    variables = init_from.replace_groups(
         {"params": state.params, "batch_stats": state.batch_stats}, config.init_from)
     state = jax.device_put(state.replace(**variables), state_shardings)
   return state
@@ -83,14 +77,13 @@ def train_and_evaluate(config, workdir):
   `preemption.Preempted` after saving a checkpoint when SIGTERM arrives, and
   FloatingPointError at a non-finite loss (that step's state is never saved).
   """
-  os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
-    write_config(config, workdir)
+    workdir_lib.write_config(config, workdir)
   num_steps = config.train.num_steps
   global_batch_size = config.train.batch_size
 
   # ---------------------------------------------------------------- Mesh
-  mesh = experiment.Mesh(config)
+  mesh = sharding.Mesh(config)
   if global_batch_size % (jax.device_count() * config.train.grad_accum_steps):
     raise ValueError(f"config.train.batch_size={global_batch_size} must split into "
                      f"config.train.grad_accum_steps={config.train.grad_accum_steps} "
@@ -109,11 +102,11 @@ def train_and_evaluate(config, workdir):
       read_threads=config.train.read_threads, workers=read_workers(config))
 
   # ---------------------------------------------------------------- Model
-  model = experiment.build_model(config)
+  model = model_lib.build_model(config)
 
   # ---------------------------------------------------------------- Optimizer and state
   tx = make_optimizer(config.optimizer, num_steps, config.model.get("freeze_backbones", False))
-  abstract = jax.eval_shape(step_lib.make_init_fn(model, tx, experiment.example_inputs(config)),
+  abstract = jax.eval_shape(step_lib.make_init_fn(model, tx, config),
                             jax.random.PRNGKey(config.seed))
   state_shardings = sharding.state_shardings(abstract, mesh.mesh, config.sharding)
   logging.info("Parameters: %s", f"{sum(x.size for x in jax.tree.leaves(abstract.params)):,}")
@@ -126,10 +119,9 @@ def train_and_evaluate(config, workdir):
       out_shardings=(state_shardings, mesh.replicated), donate_argnums=0)
 
   # ---------------------------------------------------------------- Checkpoint
-  mngr = checkpointing.manager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                               keep=config.train.keep_checkpoints)
-  start_step, state = checkpointing.restore_latest(
-      mngr, experiment.with_shardings(abstract, state_shardings), train_iter)
+  mngr = workdir_lib.checkpoints(workdir, keep=config.train.keep_checkpoints)
+  start_step, state = workdir_lib.restore_latest(
+      mngr, sharding.with_shardings(abstract, state_shardings), train_iter)
   if state is None:
     start_step, state = 0, initial_state(model, tx, config, state_shardings)
     logging.info("No checkpoint in %s: starting from step 0.", workdir)
@@ -139,6 +131,7 @@ def train_and_evaluate(config, workdir):
     data.cache.check_backbones(state.params, state.batch_stats)
 
   # ---------------------------------------------------------------- Eval
+  writer = metric_writers.MetricWriter(workdir)  # training's metrics and the evaluations'
   predict = experiment.make_predict(model, config.task, data.from_embeddings)
 
   def evaluate(state, step):
@@ -148,7 +141,6 @@ def train_and_evaluate(config, workdir):
                                        writer)
 
   # ---------------------------------------------------------------- Loop
-  writer = metric_writers.MetricWriter(workdir)
   stop = preemption.StopRequests()
   scores, saved = None, start_step
   unchecked = None  # (step, logs) of the newest step whose loss is not yet known finite
@@ -182,12 +174,12 @@ def train_and_evaluate(config, workdir):
         t_last, step_last = now, step
       if step % config.train.checkpoint_every == 0 or step == num_steps:
         check_finite()
-        checkpointing.save(mngr, step, state, train_iter)
+        workdir_lib.save(mngr, step, state, train_iter)
         saved = step
       if stop.requested():
         check_finite()
         if saved != step:
-          checkpointing.save(mngr, step, state, train_iter, force=True)
+          workdir_lib.save(mngr, step, state, train_iter, force=True)
         mngr.wait_until_finished()
         raise preemption.Preempted(f"stopped by SIGTERM at step {step}, after saving a "
                                    f"checkpoint in {mngr.directory}; run the same command "
@@ -203,53 +195,3 @@ def train_and_evaluate(config, workdir):
     writer.close()
     mngr.close()
   return scores
-
-
-def write_config(config, workdir):
-  """workdir/config.json: what `jmt_jax.inference.predict` and `jmt_jax.inference.export`
-  rebuild the model from, so a trained workdir is usable without its config file."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  os.replace(path + ".tmp", path)
-
-
-def read_config(workdir):
-  """The config `workdir` was trained with (see `write_config`)."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"no {CONFIG_FILE} in {workdir}: is it a training workdir? "
-                            f"(runs trained before config.json was written need --config)")
-  with open(path, encoding="utf-8") as f:
-    try:
-      return ml_collections.ConfigDict(json.load(f))
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path}: not valid JSON ({e})") from None
-
-
-def evaluate_workdir(config, workdir, split):
-  """Scores the newest readable checkpoint of `workdir` on `split`; writes JSON."""
-  run = experiment.Evaluation(config, workdir)
-  return scoring.evaluate_and_record(run.predict, run.source(split), config, workdir, split,
-                                     run.step, run.mesh.make_global)
-
-
-def write_submission(config, workdir, split, out_path, sample_file="", per_video_dir=""):
-  """The submission file(s) of `split` in the task's format (ABAW's CSV, and optionally
-  per-video .txt files, for valence/arousal), predicted by the newest checkpoint of
-  `workdir`. Returns the number of rows written."""
-  task = tasks.get(config.task)
-  if not hasattr(task, "write_submission"):
-    raise ValueError(f"{task.name} models have no submission file: ABAW's format is for "
-                     f"valence/arousal (Aff-Wild2) models")
-  run = experiment.Evaluation(config, workdir)
-  source = run.source(split)
-  preds, labels = scoring.predict_split(run.predict, source, config.eval.batch_size,
-                                        run.mesh.make_global, config.train.read_threads)
-  if jax.process_index() != 0:
-    return 0
-  rows, recordings = task.write_submission(preds, labels, source.table, config, out_path,
-                                           sample_file, per_video_dir)
-  logging.info("Wrote %d rows for %d recordings of %s (step %d) to %s.", rows, recordings,
-               split, run.step, out_path)
-  return rows

@@ -22,8 +22,7 @@ import optax
 
 from jmt_jax import tasks
 from jmt_jax.models import model as model_lib
-
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+from jmt_jax.models import variables as variables_lib
 
 
 @flax.struct.dataclass
@@ -35,44 +34,14 @@ class TrainState:
   rng: jax.Array  # raw uint32 key data, so that checkpoints hold plain arrays
 
 
-def compute_dtype(model):
-  """The dtype `model` computes in (config.compute_dtype, which build_model records)."""
-  return COMPUTE_DTYPES[model.config.get("compute_dtype", "float32")]
-
-
-def cast_floats(tree, dtype):
-  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
-                      tree)
-
-
-def inference_variables(model, params, batch_stats):
-  """The variables `model.apply(..., train=False)` takes: parameters in the model's
-  compute dtype."""
-  return {"params": cast_floats(params, compute_dtype(model)), "batch_stats": batch_stats}
-
-
-def init_variables(model, example, rng):
-  """({params, batch_stats}, the rng left for the train state) of a random start."""
-  init_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
-  variables = model.init({"params": init_rng, "dropout": dropout_rng}, example, train=False)
-  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}, state_rng
-
-
-def make_init_fn(model, tx, example):
+def make_init_fn(model, tx, config):
+  """rng -> the TrainState of a random start (`variables.init`) with a fresh optimizer state."""
   def init_state(rng):
-    variables, state_rng = init_variables(model, example, rng)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                      batch_stats=variables["batch_stats"],
-                      opt_state=tx.init(variables["params"]), rng=state_rng)
+    start, state_rng = variables_lib.init(model, config, rng)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=start["params"],
+                      batch_stats=start["batch_stats"], opt_state=tx.init(start["params"]),
+                      rng=state_rng)
   return init_state
-
-
-def apply_model(model, variables, batch, from_embeddings, **kwargs):
-  """The model on `batch`: `fuse` on its stored backbone `embeddings` (a feature cache's
-  windows) or the whole model on its inputs."""
-  if from_embeddings:
-    return model.apply(variables, batch["embeddings"], method=model.fuse, **kwargs)
-  return model.apply(variables, batch, **kwargs)
 
 
 def _microbatches(batch, n):
@@ -98,7 +67,6 @@ def make_train_step(model, tx, task, accum_steps=1, from_embeddings=False):
   feature cache's backbone embeddings, which only frozen backbones can train on.
   """
   task = tasks.get(task)
-  dtype = compute_dtype(model)
   frozen = model.config.get("freeze_backbones", False)
   if from_embeddings and not frozen:
     raise ValueError("training on cached backbone embeddings needs "
@@ -110,9 +78,9 @@ def make_train_step(model, tx, task, accum_steps=1, from_embeddings=False):
     return {k: v for k, v in params.items() if k not in fixed}, fixed
 
   def forward(trained, fixed, batch_stats, batch, rng):
-    outputs, updates = apply_model(
-        model, {"params": cast_floats({**trained, **fixed}, dtype), "batch_stats": batch_stats},
-        batch, from_embeddings, train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
+    outputs, updates = variables_lib.apply(
+        model, variables_lib.cast(model, {**trained, **fixed}, batch_stats), batch,
+        from_embeddings, train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
     return task.loss_sums(outputs, batch), updates.get("batch_stats", {})
 
   def whole_batch_grads(trained, fixed, batch_stats, batch, rng):

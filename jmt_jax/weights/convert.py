@@ -23,8 +23,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from jmt_jax import cli
-from jmt_jax import library_logs
+from jmt_jax.runtime import cli
+from jmt_jax.runtime import library_logs
 from jmt_jax.weights import torch_import
 
 FLAGS = flags.FLAGS

@@ -10,8 +10,9 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from jmt_jax import cli
-from jmt_jax.weights import torch_import
+from jmt_jax.models import model as model_lib
+from jmt_jax.models import variables
+from jmt_jax.runtime import cli
 
 FLAGS = flags.FLAGS
 
@@ -32,7 +33,7 @@ def counts(params, depth):
 
 
 def table(config, depth):
-  params = torch_import.abstract_variables(config)["params"]
+  params = variables.abstract(model_lib.build_model(config), config)["params"]
   rows = counts(params, depth)
   total = sum(n for p, n in rows if len(p) == 1)
   lines = [f"{'  ' * (len(p) - 1)}{p[-1]:<{40 - 2 * (len(p) - 1)}} {n:>14,}" for p, n in rows]

@@ -11,8 +11,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jmt_jax.data import pipeline
 from jmt_jax.models import model as model_lib
+from jmt_jax.models import variables as variables_lib
 from jmt_jax.weights import state_dicts
 from jmt_jax.weights import torch_layout
 
@@ -32,15 +32,6 @@ _VIDEO_LAYOUTS = (
 
 class ConversionError(ValueError):
   """A state dict that does not fit the model; the message names the file and the keys."""
-
-
-def abstract_variables(config):
-  """Shapes of the model's {'params', 'batch_stats'} for `config`, without computing."""
-  model = model_lib.build_model(config.model, "float32", *pipeline.model_inputs(config))
-  rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
-  variables = jax.eval_shape(lambda b: model.init(rngs, b, train=False),
-                             pipeline.input_spec(config))
-  return {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
 
 
 def names(keys):
@@ -248,7 +239,8 @@ def convert(config, sources):
   """(variables, manifest) for `sources`: [(groups, files)], groups a tuple of top-level
   parameter groups, files a path or a tuple of paths read as one state dict. Every group
   of the model may appear at most once."""
-  variables = abstract_variables(config)
+  model = model_lib.build_model(config)
+  variables = variables_lib.abstract(model, config)
   groups_of_model = set(variables["params"])
   seen = collections.Counter(g for groups, _ in sources for g in groups)
   for g, n in seen.items():
@@ -260,19 +252,19 @@ def convert(config, sources):
   keys_of = {}
   for g in groups_of_model:
     try:
-      keys_of[g] = {e.torch_key for e in torch_layout.expected_keys(config.model, variables, {g})}
+      keys_of[g] = {e.torch_key for e in torch_layout.expected_keys(model.config, variables, {g})}
     except torch_layout.LayoutError:
       keys_of[g] = set()  # a group with no public layout leaves no keys to recognise
   flat, reports = {}, []
   for groups, paths in sources:
     paths = (paths,) if isinstance(paths, str) else tuple(paths)
     try:
-      entries = torch_layout.expected_keys(config.model, variables, set(groups))
+      entries = torch_layout.expected_keys(model.config, variables, set(groups))
     except torch_layout.LayoutError as e:
       raise ConversionError(f"{','.join(paths)}: {e}") from e
     values, report = _read_source(paths, entries,
                                   {g: k for g, k in keys_of.items() if g not in groups},
-                                  config.model)
+                                  model.config)
     flat.update(values)
     reports.append(dict(groups=list(groups), **report))
   manifest = dict(groups=sorted(seen), sources=reports, model=config.model.to_dict())

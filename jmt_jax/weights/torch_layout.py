@@ -118,8 +118,9 @@ def _fusion_module(kind, path):
   return _encoder_module(path)
 
 
-def _head_module(cfg, path):
-  if cfg.kind == "valence_arousal":
+def _head_module(model_cfg, path):
+  cfg = model_cfg.head
+  if model_cfg.task == "valence_arousal":
     dim, layer = path[0].split("_")
     return f"{dim[0]}regressor.{ {'fc1': 0, 'fc2': 3}[layer] }"
   if path[0] == "logits":
@@ -130,7 +131,7 @@ def _head_module(cfg, path):
 def fusion_prefix(model_cfg):
   """The public code nests the fusion under `mm_transformer.` with the Aff-Wild2 head
   (`Two_transformers`); the BioVid and CAM modules are top-level."""
-  if model_cfg.fusion.kind == "jca" or model_cfg.head.kind == "pain":
+  if model_cfg.fusion.kind == "jca" or model_cfg.task == "pain":
     return ""
   return "mm_transformer."
 
@@ -149,9 +150,9 @@ def torch_module(model_cfg, group, path):
   if group == "fusion":
     return fusion_prefix(model_cfg) + _fusion_module(model_cfg.fusion.kind, path)
   if group == "head":
-    if model_cfg.head.kind == "pain" and model_cfg.fusion.kind != "jmt":
+    if model_cfg.task == "pain" and model_cfg.fusion.kind != "jmt":
       raise LayoutError("the public BioVid code has a pain head only after JMT")
-    return _head_module(model_cfg.head, path)
+    return _head_module(model_cfg, path)
   raise LayoutError(f"unknown parameter group {group!r}")
 
 
@@ -200,7 +201,8 @@ def _attention_entry(module, collection, path, shape):
 
 def expected_keys(model_cfg, variables, groups):
   """Entries for every leaf of `variables` ({'params': ..., 'batch_stats': ...}) in the
-  top-level `groups`, in a deterministic order."""
+  top-level `groups`, in a deterministic order; `model_cfg` is the built model's config
+  (`config.model` with the `task` it was built for)."""
   entries = []
   for collection in ("params", "batch_stats"):
     flat = traverse_util.flatten_dict(variables.get(collection, {}))

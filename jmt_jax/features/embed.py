@@ -1,0 +1,29 @@
+"""Per-clip backbone embeddings, a fixed batch of clips at a time: what the feature cache
+stores and what prediction fuses."""
+
+import jax
+import numpy as np
+
+from jmt_jax.models import variables as variables_lib
+
+BATCH = 16  # clips per backbone call: one compiled shape, little padding for short inputs
+
+
+def embedder(model, variables):
+  """Jitted {modality: (1, clips, ...) inputs} -> {modality: (1, clips, D)}: `model.embed`
+  with `variables` ({params, batch_stats}) cast for computing."""
+  cast = variables_lib.cast(model, variables["params"], variables["batch_stats"])
+  embed = jax.jit(lambda v, batch: model.apply(v, batch, method=model.embed))
+  return lambda batch: embed(cast, batch)
+
+
+def embed_clips(embed, inputs):
+  """{modality: (clips, D) float32} of per-clip `inputs` ({modality: (clips, ...)}),
+  through `embed` (an `embedder`) in batches of BATCH clips, the last zero-padded."""
+  n = len(next(iter(inputs.values())))
+  parts = []
+  for first in range(0, n, BATCH):
+    batch = {m: np.concatenate([x[first:first + BATCH], np.zeros(
+        (max(0, first + BATCH - n),) + x.shape[1:], x.dtype)])[None] for m, x in inputs.items()}
+    parts.append(jax.device_get(embed(batch)))
+  return {m: np.concatenate([p[m][0] for p in parts])[:n].astype(np.float32) for m in inputs}

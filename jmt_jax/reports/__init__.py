@@ -1,0 +1,1 @@
+"""What runs leave behind for people to read: figures and tables."""

@@ -1,0 +1,344 @@
+"""Prediction on a person's own recording (`python -m jmt_jax.inference.predict`) and the export.
+
+Real files: the astronaut's face moved and scaled across an MP4 with a speech-like AAC
+track, an MKV with no audio stream, a WebM and an AVI, a face-free video, a BioVid-layout
+biosignal CSV. Models are the tiny demo configs' initial checkpoints.
+"""
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import raw_trees
+from conftest import ROOT
+from conftest import load_config
+from conftest import subprocess_env
+from jmt_jax.benchmarks import face_scenes
+from jmt_jax.data import clips
+from jmt_jax.tasks import abaw
+from jmt_jax.faces import crops
+from jmt_jax.inference import export
+from jmt_jax.inference import exported
+from jmt_jax.inference import outputs
+from jmt_jax.inference import predictor as predictor_lib
+from jmt_jax.inference import stream
+from jmt_jax.media import decode
+from jmt_jax import workdir as workdir_lib
+from jmt_jax.models import model as model_lib
+from jmt_jax.models import variables as variables_lib
+from jmt_jax.training import train
+
+pytestmark = pytest.mark.xdist_group("predict")  # one worker trains the two models once
+
+FPS = 10  # the demo data's frame rate
+NO_FACE = range(20, 30)
+
+
+def _workdir(tmp_path_factory, data_dir, arg):
+  """A workdir as training leaves it (config.json, a checkpoint), holding the initial
+  state: prediction does not care how good the weights are, and compiling a training
+  step would double the cost (notebooks/ predict with a trained one in test_notebooks)."""
+  config = load_config("demo", arg)
+  config.data.data_dir = data_dir
+  config.compilation_cache_dir = ""
+  workdir = str(tmp_path_factory.mktemp("workdir"))
+  model = model_lib.build_model(config)
+  tx = train.make_optimizer(config.optimizer, config.train.num_steps)
+  workdir_lib.write_config(config, workdir)
+  mngr = workdir_lib.checkpoints(workdir, keep=1)
+  workdir_lib.save(mngr, 1, train.initial_state(model, tx, config, None), None)
+  mngr.wait_until_finished()
+  mngr.close()
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def va_workdir(tmp_path_factory, data_dir):
+  return _workdir(tmp_path_factory, data_dir, "tiny")
+
+
+def _predictor(workdir):
+  """The Predictor of `workdir`, with (as `whole_model`) the whole model on a batch of
+  windows with the same variables: what its streamed predictions are held to."""
+  predictor = predictor_lib.Predictor(workdir)
+  model = predictor.model
+  _, trained = workdir_lib.restore_variables(predictor.config, workdir, model)
+  cast = variables_lib.cast(model, trained["params"], trained["batch_stats"])
+  apply = jax.jit(model.apply)
+  predictor.whole_model = lambda batch: jax.device_get(apply(cast, batch))
+  return predictor
+
+
+@pytest.fixture(scope="module")
+def va_model(va_workdir):
+  return _predictor(va_workdir)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+  """name -> (path, has_face per frame)."""
+  root = tmp_path_factory.mktemp("videos")
+  frames, has_face = raw_trees.moving_face_video(63, no_face=NO_FACE)
+  speech = raw_trees.speech_like(int(63 / FPS * 16000), 16000)
+  out = {}
+  for name, codecs, audio in [("face.mp4", {}, speech),
+                              ("face_no_audio.mkv", dict(vcodec="ffv1"), None),
+                              ("face_silent.mkv", dict(vcodec="ffv1"), np.zeros_like(speech)),
+                              ("face.webm", dict(vcodec="libvpx-vp9", acodec="libopus"), speech),
+                              ("face.avi", dict(vcodec="mpeg4", acodec="pcm_s16le"), speech)]:
+    rate = 48000 if codecs.get("acodec") == "libopus" else 16000
+    sound = None if audio is None else (
+        raw_trees.speech_like(int(63 / FPS * rate), rate) if audio.any() else audio)
+    path = str(root / name)
+    raw_trees.write_video(path, frames, FPS, audio=sound, audio_rate=rate, **codecs)
+    out[name] = (path, has_face)
+  empty, _ = raw_trees.moving_face_video(41, no_face=range(41))
+  path = str(root / "no_face.mp4")
+  raw_trees.write_video(path, empty, FPS, audio=speech[:int(4.1 * 16000)])
+  out["no_face.mp4"] = (path, np.zeros(41, bool))
+  return out
+
+
+@pytest.fixture(scope="module")
+def photo_videos(tmp_path_factory):
+  """name -> (path, Truth, present): Grace Hopper's photograph (56 px face) drifting over
+  a photograph at 640x360 and 1280x720, and the astronaut and Hopper side by side at
+  640x360, Hopper away for frames 20-27. H.264, as a phone records."""
+  root = tmp_path_factory.mktemp("photo_videos")
+  people = {p.name: p for p in face_scenes.people()}
+  backgrounds = face_scenes.backgrounds()
+  out = {}
+  for h, w in ((360, 640), (720, 1280)):
+    frames, truth = face_scenes.video(h, w, 30, [people["hopper"]], 56,
+                                      backgrounds["coffee"], seed=w)
+    out[f"{w}x{h}"] = (frames, truth, np.ones((30, 1), bool))
+  present = np.ones((40, 2), bool)
+  present[20:28, 1] = False
+  frames, truth = face_scenes.video(360, 640, 40, [people["astronaut"], people["hopper"]], 64,
+                                    backgrounds["rocket"], seed=5, present=present)
+  out["two"] = (frames, truth, present)
+  speech = raw_trees.speech_like(16000 * 4, 16000)
+  paths = {}
+  for name, (frames, truth, present) in out.items():
+    paths[name] = (str(root / f"{name}.mp4"), truth, present)
+    raw_trees.write_video(paths[name][0], frames, FPS, audio=speech[:len(frames) * 1600])
+  return paths
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", ["640x360", "1280x720"])
+def test_predict_finds_the_face_on_real_photo_videos(va_model, photo_videos, size):
+  path, truth, _ = photo_videos[size]
+  result = va_model.predict(path, progress=False)
+  assert result.found["face_found"].mean() >= 0.95
+  [(_, track)] = va_model.face_tracks(path, progress=False)
+  assert all(face_scenes.matches(f.box, truth.boxes[i, 0]) for i, f in enumerate(track) if f)
+
+
+@pytest.mark.slow
+def test_predict_all_faces_writes_a_csv_per_person(va_workdir, photo_videos, tmp_path):
+  path, _, present = photo_videos["two"]
+  out = tmp_path / "out"
+  run = subprocess.run([sys.executable, "-m", "jmt_jax.inference.predict", f"--workdir={va_workdir}",
+                        f"--video={path}", f"--out={out}", "--faces=all", "--noprogress"],
+                       cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                       timeout=600)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert sorted(os.listdir(out)) == ["two.png", "two_person1.csv", "two_person2.csv"]
+  tables = [_read_csv(str(out / f"two_person{k}.csv")) for k in (1, 2)]
+  for table, here in zip(tables, present.T):  # person 1 is the astronaut, on the left
+    found = table["face_found"].astype(bool)
+    assert not found[~here].any()
+    raw_trees.assert_missed_only_on_return(found, here)
+  assert not np.allclose(tables[0]["valence"], tables[1]["valence"])
+
+
+def _whole_recording_outputs(model, video_path, biosignal=None):
+  """The model on every window, read from the whole recording in memory as evaluation
+  reads stored records: the reference the streamed prediction must equal."""
+  config, spec = model.config, next(iter(model.modalities.values()))
+  with decode.Video(video_path) as video:
+    fps, frames = video.fps, list(video.frames())
+  with decode.Video(video_path) as video:
+    audio = video.audio(model.rates["audio_rate"]) if video.has_audio else np.zeros(0, np.int16)
+  [(_, track)] = model.face_tracks(video_path, progress=False)
+  cropper = crops.TrackCrops(track, spec["face_crop"], model.frame_size, spec["face_margin"],
+                             spec["missing_face"])
+  crops_ = np.stack([cropper(i, f) for i, f in enumerate(frames)])
+  n = len(crops_)
+  fit = lambda x, rate: decode.fit_length(x, round(n * rate / fps), "", "", tolerance=10**9)
+  signals = {"audio": stream.ArraySignal(fit(audio, model.rates["audio_rate"])),
+             "biosignal": stream.ArraySignal(fit(
+                 np.zeros((0, 3), np.float32) if biosignal is None else biosignal,
+                 model.rates["bio_rate"]))}
+  store = stream.StreamStore(fps, model.rates, signals, keep=n)
+  for i, crop in enumerate(crops_):
+    store.add_frame(i, crop)
+  store.finish(n)
+  ends = model._window_ends(n)  # pylint: disable=protected-access
+  examples = [clips.read_clips(store, 0, e, model.modalities, config.input.clip_frames)
+             for e in ends]
+  batch = {m: np.stack([x[m] for x in examples]) for m in model.modalities}
+  return n, ends, model.whole_model(batch)
+
+
+def _read_csv(path):
+  """{column: (N,) array} of a CSV prediction wrote."""
+  with open(path, newline="", encoding="utf-8") as f:
+    rows = list(csv.reader(f))
+  return {k: np.array([float(r[i]) for r in rows[1:]]) for i, k in enumerate(rows[0])}
+
+
+def _read_png_size(path):
+  with open(path, "rb") as f:
+    head = f.read(24)
+  assert head[:8] == b"\x89PNG\r\n\x1a\n", path
+  return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+@pytest.mark.slow
+def test_predict_command_on_a_moving_face_with_speech(va_workdir, videos, tmp_path):
+  path, has_face = videos["face.mp4"]
+  out = tmp_path / "out"
+  run = subprocess.run([sys.executable, "-m", "jmt_jax.inference.predict", f"--workdir={va_workdir}",
+                        f"--video={path}", f"--out={out}"], cwd=ROOT, env=subprocess_env(),
+                       capture_output=True, text=True, timeout=600)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert "frames:" in run.stderr and "100%" in run.stderr  # the progress bar
+  table = _read_csv(str(out / "face.csv"))
+  assert list(table) == ["frame", "time_s", "face_found", "audio_found", "valence", "arousal"]
+  np.testing.assert_array_equal(table["frame"], np.arange(63))
+  np.testing.assert_allclose(table["time_s"], np.arange(63) / FPS, atol=1e-4)
+  np.testing.assert_array_equal(table["face_found"].astype(bool), has_face)
+  assert table["audio_found"].all()
+  for dim in abaw.DIMENSIONS:
+    assert np.isfinite(table[dim]).all() and (np.abs(table[dim]) <= 1).all()
+    assert table[dim].std() > 0  # not a constant
+  width, height = _read_png_size(str(out / "face.png"))
+  assert width > 300 and height > 150
+
+
+@pytest.mark.parametrize("name", ["face.mp4", "face_no_audio.mkv", "face.webm", "face.avi",
+                                  "no_face.mp4"])
+def test_streamed_predictions_equal_the_model_on_whole_windows(va_model, videos, name):
+  path, has_face = videos[name]
+  result = va_model.predict(path, progress=False)
+  n, ends, reference = _whole_recording_outputs(va_model, path)
+  assert result.num_frames == n == len(has_face)
+  found = result.found["face_found"]
+  assert not (found & ~has_face).any()  # low-bitrate MPEG-4 may hide a face, never invent one
+  assert found.sum() >= 0.9 * has_face.sum()
+  assert result.found["audio_found"].all() == (name != "face_no_audio.mkv")
+  assert not result.found["audio_found"].any() or name != "face_no_audio.mkv"
+  for dim in abaw.DIMENSIONS:
+    expected = abaw.reassemble(["r"], [n], np.zeros(ends.shape, int), ends, reference[dim])["r"]
+    np.testing.assert_allclose(result.values[dim], np.clip(expected, -1, 1), atol=2e-5)
+
+
+def test_missing_face_and_audio_are_the_zeros_training_saw(va_model, videos):
+  """No audio stream predicts as a silent track (the same frames: FFV1 is lossless);
+  a video without a face as zero crops (checked against the whole-window model above)."""
+  a = va_model.predict(videos["face_no_audio.mkv"][0], progress=False)
+  b = va_model.predict(videos["face_silent.mkv"][0], progress=False)
+  assert not a.found["audio_found"].any() and b.found["audio_found"].all()
+  np.testing.assert_array_equal(a.found["face_found"], b.found["face_found"])
+  for dim in abaw.DIMENSIONS:
+    np.testing.assert_allclose(a.values[dim], b.values[dim], atol=1e-5)
+  no_face = va_model.predict(videos["no_face.mp4"][0], progress=False)
+  assert not no_face.found["face_found"].any()
+  assert all(np.isfinite(v).all() for v in no_face.values.values())
+
+
+@pytest.fixture(scope="module")
+def pain_model(tmp_path_factory, data_dir):
+  return _predictor(_workdir(tmp_path_factory, data_dir, "pain,tiny"))
+
+
+@pytest.mark.slow
+def test_pain_model_predicts_per_frame_from_video_and_biosignals(pain_model, videos, tmp_path):
+  path, has_face = videos["face.mp4"]
+  rate = pain_model.rates["bio_rate"]
+  signal = np.random.default_rng(0).normal(2.0, 0.3, (int(4.0 * rate), 3)).astype(np.float32)
+  bio = str(tmp_path / "face_bio.csv")
+  raw_trees.write_biosignals(bio, signal)  # 4 s of the video's 6.3 s
+  result = pain_model.predict(path, bio, progress=False)
+  n, ends, reference = _whole_recording_outputs(pain_model, path, np.round(signal, 6))
+  np.testing.assert_array_equal(ends[:, -1], np.arange(n))  # one window ends on each frame
+  probs = np.asarray(jax.nn.softmax(reference["logits"], axis=-1))
+  np.testing.assert_allclose(result.values["pain_probability"], 1 - probs[:, 0], atol=2e-5)
+  classes = [k for k in result.values if k.startswith("p_level")]
+  assert len(classes) == 5
+  np.testing.assert_allclose(sum(result.values[k] for k in classes), 1.0, atol=1e-5)
+  frames_with_signal = np.arange(n) / FPS < 4.0
+  np.testing.assert_array_equal(result.found["eda_found"], frames_with_signal)
+  np.testing.assert_array_equal(result.found["face_found"], has_face)
+  (csv_path,), png_path = outputs.write(str(tmp_path / "out"), "face", result)
+  table = _read_csv(csv_path)
+  assert list(table)[:5] == ["frame", "time_s", "face_found", "eda_found", "pain_probability"]
+  assert ((table["pain_probability"] >= 0) & (table["pain_probability"] <= 1)).all()
+  _read_png_size(png_path)
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "biosignals_for_va", "not_a_workdir",
+                                  "all_faces_with_biosignals"])
+def test_predict_errors_are_one_line(va_workdir, videos, tmp_path, case):
+  video = videos["face.mp4"][0]
+  args = [f"--workdir={va_workdir}", f"--video={video}", f"--out={tmp_path}"]
+  if case == "missing":
+    args[1], word = f"--video={tmp_path}/nope.mp4", "no such video file"
+  elif case == "corrupt":
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(open(video, "rb").read()[:3000])
+    args[1], word = f"--video={broken}", "broken.mp4"
+  elif case == "biosignals_for_va":
+    args.append(f"--biosignals={tmp_path}/x.csv")
+    word = "does not read biosignals"
+  elif case == "all_faces_with_biosignals":
+    args += ["--faces=all", f"--biosignals={tmp_path}/x.csv"]
+    word = "belongs to one person"
+  else:
+    args[0], word = f"--workdir={tmp_path}", "config.json"
+  run = subprocess.run([sys.executable, "-m", "jmt_jax.inference.predict", "--noprogress", *args],
+                       cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                       timeout=300)
+  assert run.returncode != 0
+  last = run.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and word in last, run.stderr[-2000:]
+  assert "Traceback" not in run.stderr
+
+
+def test_exported_function_equals_the_model_in_process(va_model, va_workdir, videos, tmp_path):
+  out = str(tmp_path / "export")
+  signature = export.export_workdir(va_workdir, out)
+  assert signature["platforms"] == ["cpu", "cuda", "tpu"]
+  loaded = exported.load(out)
+  rng = np.random.default_rng(0)
+  batch = {m: (rng.integers(0, 256, [3, *s["shape"][1:]]).astype(np.uint8) if s["dtype"] == "uint8"
+               else rng.normal(0, 1, [3, *s["shape"][1:]]).astype(s["dtype"]))
+           for m, s in signature["inputs"].items()}
+  got, want = loaded(batch), va_model.whole_model(batch)
+  assert set(got) == set(want) == {"valence", "arousal"}
+  for k in want:
+    np.testing.assert_allclose(got[k], want[k], atol=1e-5)
+  with pytest.raises(ValueError, match="input 'video'"):
+    loaded({**batch, "video": batch["video"][:, :, :2]})
+  # The loader alone, with no jmt_jax importable: copied next to the export.
+  shutil.copy(os.path.join(ROOT, "jmt_jax", "inference", "exported.py"), tmp_path / "exported.py")
+  np.savez(tmp_path / "batch.npz", **batch)
+  code = ("import sys; sys.path.insert(0, '.')\n"
+          "import numpy as np, exported\n"
+          "out = exported.load('export')(dict(np.load('batch.npz')))\n"
+          "assert 'jmt_jax' not in sys.modules and 'flax' not in sys.modules\n"
+          "np.savez('out.npz', **out)\n")
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  run = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  with np.load(tmp_path / "out.npz") as z:
+    np.testing.assert_allclose(z["valence"], want["valence"], atol=1e-5)
