@@ -1,12 +1,12 @@
 """Aff-Wild2 at the paper's sizes: R(2+1)D-18 on faces + ResNet-18 on log-mels -> JMT
--> per-frame valence/arousal (SPEC sections 1.1-1.3).
+-> per-frame valence/arousal (BUILD_NOTES.md, Reference 1.1-1.3).
 
   python -m jmt_jax.prepare affwild2 --raw_dir=/data/Aff-Wild2 --out_dir=data/affwild2
   python -m jmt_jax.main --config=configs/affwild2.py:data_dir=data/affwild2 \
       --workdir=workdirs/affwild2
 
 Trains on the organisers' train split and evaluates on their validation split, each
-frame the last frame of one clip (SPEC.md 2.1).
+frame the last frame of one clip (Reference 2.1).
 
 Variants, `--config=configs/affwild2.py:VARIANT[,tiny][,key=value...]`: jmt (default),
 vanilla (no joint branch), concat, jca (joint cross-attention, Praveen et al. 2022),

@@ -1,5 +1,5 @@
 """BioVid Heat Pain (Part A) at the paper's sizes: R3D-18 on faces + the 1-D CNN on EDA
--> JMT with the BioVid head -> BL1 vs PA4 (SPEC sections 1.1-1.3).
+-> JMT with the BioVid head -> BL1 vs PA4 (BUILD_NOTES.md, Reference 1.1-1.3).
 
   python -m jmt_jax.prepare biovid --raw_dir=/data/BioVid/PartA --out_dir=data/biovid
   python -m jmt_jax.main --config=configs/biovid.py:data_dir=data/biovid,fold=0 \

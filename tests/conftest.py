@@ -3,6 +3,7 @@ compilation cache for the whole session (xdist workers and the subprocesses test
 share both), config loading, and the tiny demo's command line."""
 
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -31,17 +32,29 @@ def load_config(name, arg="tiny"):
   return config_args.load(f"configs/{name}.py:{arg}")
 
 
+def module_command(module, *args):
+  """`python -m MODULE ARGS` as an argv list."""
+  return [sys.executable, "-m", module, *args]
+
+
 def tiny_demo_command(workdir, data_dir, *flags):
   """`python -m jmt_jax.main` on the tiny demo config, with its data in `data_dir` (and
   the session's compilation cache, from the environment)."""
-  return [sys.executable, "-m", "jmt_jax.main", "--config=configs/demo.py:tiny",
-          f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
-          "--config.compilation_cache_dir=", *flags]
+  return module_command("jmt_jax.main", "--config=configs/demo.py:tiny", f"--workdir={workdir}",
+                        f"--config.data.data_dir={data_dir}", "--config.compilation_cache_dir=",
+                        *flags)
 
 
 def subprocess_env(**extra):
   """The environment for a subprocess that imports jmt_jax from this checkout."""
   return dict(os.environ, PYTHONPATH=ROOT, **extra)
+
+
+def run(command, timeout=600, **env):
+  """`command` (an argv list) run to its end from the repository root, with this
+  checkout's jmt_jax and `env` added to the environment; its output as text."""
+  return subprocess.run(command, cwd=ROOT, env=subprocess_env(**env), capture_output=True,
+                        text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="session")

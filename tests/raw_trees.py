@@ -1,4 +1,5 @@
-"""Tiny Aff-Wild2 and BioVid trees in exactly the published layouts (SPEC.md 2.1, 2.2):
+"""Tiny Aff-Wild2 and BioVid trees in exactly the published layouts (BUILD_NOTES.md,
+Reference 2.1, 2.2):
 real JPEG crops, real MP4/AVI files with audio streams written by PyAV, real
 tab-separated CSVs. Each tree also holds the broken files the preparation must report.
 """

@@ -1,15 +1,11 @@
 """The command line reports user errors in one line, without a traceback."""
 
-import subprocess
-
-from conftest import ROOT
-from conftest import subprocess_env
+from conftest import run
 from conftest import tiny_demo_command
 
 
 def run_main(tmp_path, data_dir, *flags):
-  return subprocess.run(tiny_demo_command(tmp_path, data_dir, *flags), cwd=ROOT,
-                        env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  return run(tiny_demo_command(tmp_path, data_dir, *flags))
 
 
 def test_bad_config_value_is_one_line(tmp_path, data_dir):

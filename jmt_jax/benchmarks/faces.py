@@ -26,10 +26,10 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from jmt_jax.runtime import cli
 from jmt_jax.benchmarks import face_scenes
 from jmt_jax.faces import mtcnn
 from jmt_jax.faces import tracking
+from jmt_jax.runtime import cli
 
 FLAGS = flags.FLAGS
 

@@ -31,13 +31,13 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from jmt_jax.runtime import cli
-from jmt_jax.runtime import library_logs
 from jmt_jax.benchmarks import step_timing
 from jmt_jax.data import augment
 from jmt_jax.data import clips
 from jmt_jax.data import pipeline
 from jmt_jax.data import records
+from jmt_jax.runtime import cli
+from jmt_jax.runtime import library_logs
 
 FLAGS = flags.FLAGS
 

@@ -55,8 +55,8 @@ def write_long_video(path, seconds, fps, size=(240, 320), rate=16000):
 
 
 def _child(video, workdir):
-  from jmt_jax.runtime import library_logs  # pylint: disable=import-outside-toplevel
   from jmt_jax.inference import predictor  # pylint: disable=import-outside-toplevel
+  from jmt_jax.runtime import library_logs  # pylint: disable=import-outside-toplevel
   library_logs.quiet()
   model = predictor.Predictor(workdir)
   t0 = time.time()

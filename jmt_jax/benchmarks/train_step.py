@@ -21,9 +21,9 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from jmt_jax.benchmarks import step_timing
 from jmt_jax.runtime import cli
 from jmt_jax.runtime import library_logs
-from jmt_jax.benchmarks import step_timing
 
 FLAGS = flags.FLAGS
 

@@ -24,11 +24,12 @@ import jax
 import numpy as np
 from absl import flags
 
-from jmt_jax.runtime import cli
 from jmt_jax import config_args
-from jmt_jax.runtime import library_logs
 from jmt_jax.benchmarks import step_timing
+from jmt_jax.data.records import DIMENSIONS
 from jmt_jax.models import frontends
+from jmt_jax.runtime import cli
+from jmt_jax.runtime import library_logs
 
 FLAGS = flags.FLAGS
 
@@ -52,7 +53,7 @@ class TorchStep:
     self.fusion = ref.AffWild2Fusion(ref.JMT(512, 1, 1, "tokens"), 512).train()
     self.opt = torch.optim.SGD(self.fusion.parameters(), lr=config.optimizer.learning_rate,
                                momentum=0.9, nesterov=True)
-    self.labels = [torch.from_numpy(batch[k]) for k in ("valence", "arousal")]
+    self.labels = [torch.from_numpy(batch[k]) for k in DIMENSIONS]
     if setting == "fusion":
       self.inputs = [torch.from_numpy(batch["embeddings"][m]) for m in ("video", "audio")]
       return

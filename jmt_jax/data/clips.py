@@ -104,7 +104,7 @@ def read_clips(store, recording, ends, specs, clip_frames):
   for m, s in specs.items():
     if s["kind"] in _SIGNAL_READERS:
       example[m] = _SIGNAL_READERS[s["kind"]](store, recording, ends, s)
-  for k, key in enumerate(("valence", "arousal")):
+  for k, key in enumerate(records.DIMENSIONS):
     example[key] = _take(labels[:, k], inside, ends, records.INVALID_LABEL)
   example["recording"] = np.full(len(ends), recording, np.int32)
   example["frame"] = ends.astype(np.int32)

@@ -51,6 +51,10 @@ class Recording:
   pain: int
 
 
+# The per-frame and per-sample arrays of a `Recording`, by field name.
+ARRAYS = tuple(f.name for f in dataclasses.fields(Recording) if f.name not in ("jpegs", "pain"))
+
+
 def encode_frame(rgb, quality=JPEG_QUALITY):
   """JPEG bytes of an (H, W, 3) uint8 RGB frame; b"" for an all-zero frame."""
   if not rgb.any():

@@ -19,9 +19,7 @@ import tensorflow_datasets as tfds
 from jmt_jax.data import records
 from jmt_jax.data import synthetic
 
-
 SIGNALS = {"audio": 0, "biosignal": 1}  # one EDA channel
-STORED = ("face_found", "valence", "arousal", "audio", "biosignal", "pain")
 
 
 @dataclasses.dataclass(eq=False)
@@ -73,7 +71,7 @@ class SyntheticAffect(tfds.core.GeneratorBasedBuilder):
       rec = synthetic.render_recording(np.random.SeedSequence([cfg.seed, split_id, i]), spec)
       table.append({"name": f"{split}_{i:05d}", "num_frames": len(rec.valence), "pain": rec.pain})
       stored = records.Recording(jpegs=[records.encode_frame(f) for f in rec.frames],
-                                 **{k: getattr(rec, k) for k in STORED})
+                                 pain=rec.pain, **{k: getattr(rec, k) for k in records.ARRAYS})
       for j, record in enumerate(records.recording_records(stored, SIGNALS, cfg.segment_frames,
                                                            spec.fps, rates)):
         yield i * 10_000_000 + j, record

@@ -38,6 +38,7 @@ from jmt_jax.media import decode
 from jmt_jax.models import model as model_lib
 from jmt_jax.models import variables as variables_lib
 
+
 @dataclasses.dataclass
 class Prediction:
   """Per-frame results of one recording."""

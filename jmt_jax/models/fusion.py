@@ -1,6 +1,6 @@
 """Fusion of per-clip modality embeddings (B, T, d) into per-clip features.
 
-`JointMultimodalTransformer` follows SPEC section 1.2. Inside the fusion the two
+`JointMultimodalTransformer` follows the paper (BUILD_NOTES.md, Reference 1.2). Inside the fusion the two
 modalities play the roles "v" (first) and "a" (second) of the paper, and "j" is the
 joint branch; which real modalities fill those roles is config.
 """

@@ -18,7 +18,6 @@ from jmt_jax.models import heads
 from jmt_jax.models import i3d
 from jmt_jax.models import resnet
 
-
 BACKBONE_KINDS = ("resnet2d", "r3d", "r2plus1d", "biosignal_cnn", "i3d_tcn")
 
 

@@ -5,7 +5,8 @@ Layer and parameter names follow torchvision's (`stem`, `layer{i}_{j}`, `conv1`,
 `bn1`, `downsample_conv`...) so PyTorch checkpoints map onto them one to one.
 """
 
-from typing import Optional, Sequence
+from typing import Optional
+from typing import Sequence
 
 import flax.linen as nn
 import jax

@@ -14,10 +14,10 @@ import sys
 from absl import app
 from absl import flags
 
-from jmt_jax.runtime import cli
-from jmt_jax.runtime import library_logs
 from jmt_jax.errors import BadInput
 from jmt_jax.prepare import driver
+from jmt_jax.runtime import cli
+from jmt_jax.runtime import library_logs
 
 FLAGS = flags.FLAGS
 

@@ -1,4 +1,5 @@
-"""Aff-Wild2 (ABAW valence-arousal track) from the organisers' tree (SPEC.md 2.1).
+"""Aff-Wild2 (ABAW valence-arousal track) from the organisers' tree (BUILD_NOTES.md,
+Reference 2.1).
 
 The tree is searched rather than assumed: releases put the annotations under a root
 named after the challenge edition and the raw videos in batch sub-folders, so the

@@ -1,4 +1,5 @@
-"""BioVid Heat Pain Database, Part A, from its published tree (SPEC.md 2.2).
+"""BioVid Heat Pain Database, Part A, from its published tree (BUILD_NOTES.md,
+Reference 2.2).
 
 Every sample of all five classes is prepared; the class protocol (BL1 vs PA4 or
 5-class) and the folds are chosen in the training config, so one preparation serves

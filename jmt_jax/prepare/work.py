@@ -179,7 +179,5 @@ def load(work_dir, name, frame_size):
       if bgr.shape[:2] != (frame_size, frame_size):
         bgr = cv2.resize(bgr, (frame_size, frame_size), interpolation=cv2.INTER_AREA)
       jpegs.append(records.encode_frame(bgr[..., ::-1]))
-  return records.Recording(jpegs=jpegs, face_found=arrays["face_found"],
-                           valence=arrays["valence"], arousal=arrays["arousal"],
-                           audio=arrays["audio"], biosignal=arrays["biosignal"],
-                           pain=int(arrays["pain"]))
+  return records.Recording(jpegs=jpegs, pain=int(arrays["pain"]),
+                           **{k: arrays[k] for k in records.ARRAYS})

@@ -12,9 +12,9 @@ from absl import flags
 from absl import logging
 
 from jmt_jax import config_args
-from jmt_jax.runtime import library_logs
 from jmt_jax.errors import BadInput
 from jmt_jax.runtime import distributed
+from jmt_jax.runtime import library_logs
 from jmt_jax.runtime import preemption
 
 _DISTRIBUTED = flags.DEFINE_bool(

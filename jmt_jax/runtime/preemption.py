@@ -4,8 +4,8 @@ save a checkpoint at the next step boundary and stop."""
 import signal
 import threading
 
-import numpy as np
 import jax
+import numpy as np
 from jax.experimental import multihost_utils
 
 

@@ -14,8 +14,8 @@ import re
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding
 from absl import logging
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 

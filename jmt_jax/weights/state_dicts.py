@@ -3,7 +3,6 @@
 
 import os
 
-
 # Checkpoint dicts that wrap the state dict (the authors' I3D file keeps it under "net").
 _WRAPPER_KEYS = ("state_dict", "model", "net", "model_state_dict")
 

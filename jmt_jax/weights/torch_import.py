@@ -7,7 +7,6 @@ import json
 import os
 import re
 
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 

@@ -13,7 +13,8 @@ PyTorch shape and the function that turns the PyTorch array into the jmt_jax one
 
 import dataclasses
 import re
-from typing import Callable, Optional
+from typing import Callable
+from typing import Optional
 
 import numpy as np
 from flax import traverse_util

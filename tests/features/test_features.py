@@ -2,14 +2,12 @@
 the frozen backbones on every step."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
-from conftest import subprocess_env
+from conftest import module_command
+from conftest import run
 from jmt_jax import experiment
 from jmt_jax.evaluation import scoring
 from jmt_jax.features import cache as cache_lib
@@ -36,11 +34,10 @@ def _config(tiny_config, cache_dir, **args):
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory, data_dir):
   cache_dir = tmp_path_factory.mktemp("cache") / "features"
-  proc = subprocess.run(
-      [sys.executable, "-m", "jmt_jax.features.extract", "--config=configs/affwild2.py:tiny",
-       f"--config.data.data_dir={data_dir}", f"--config.feature_cache={cache_dir}",
-       "--config.model.freeze_backbones=true", "--config.compilation_cache_dir="],
-      cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  proc = run(module_command(
+      "jmt_jax.features.extract", "--config=configs/affwild2.py:tiny",
+      f"--config.data.data_dir={data_dir}", f"--config.feature_cache={cache_dir}",
+      "--config.model.freeze_backbones=true", "--config.compilation_cache_dir="))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "feature cache written" in proc.stdout
   return cache_dir

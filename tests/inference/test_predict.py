@@ -18,10 +18,11 @@ import pytest
 import raw_trees
 from conftest import ROOT
 from conftest import load_config
-from conftest import subprocess_env
+from conftest import module_command
+from conftest import run
+from jmt_jax import workdir as workdir_lib
 from jmt_jax.benchmarks import face_scenes
 from jmt_jax.data import clips
-from jmt_jax.tasks import abaw
 from jmt_jax.faces import crops
 from jmt_jax.inference import export
 from jmt_jax.inference import exported
@@ -29,9 +30,9 @@ from jmt_jax.inference import outputs
 from jmt_jax.inference import predictor as predictor_lib
 from jmt_jax.inference import stream
 from jmt_jax.media import decode
-from jmt_jax import workdir as workdir_lib
 from jmt_jax.models import model as model_lib
 from jmt_jax.models import variables as variables_lib
+from jmt_jax.tasks import abaw
 from jmt_jax.training import train
 
 pytestmark = pytest.mark.xdist_group("predict")  # one worker trains the two models once
@@ -145,11 +146,9 @@ def test_predict_finds_the_face_on_real_photo_videos(va_model, photo_videos, siz
 def test_predict_all_faces_writes_a_csv_per_person(va_workdir, photo_videos, tmp_path):
   path, _, present = photo_videos["two"]
   out = tmp_path / "out"
-  run = subprocess.run([sys.executable, "-m", "jmt_jax.inference.predict", f"--workdir={va_workdir}",
-                        f"--video={path}", f"--out={out}", "--faces=all", "--noprogress"],
-                       cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                       timeout=600)
-  assert run.returncode == 0, run.stderr[-3000:]
+  proc = run(module_command("jmt_jax.inference.predict", f"--workdir={va_workdir}",
+                            f"--video={path}", f"--out={out}", "--faces=all", "--noprogress"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
   assert sorted(os.listdir(out)) == ["two.png", "two_person1.csv", "two_person2.csv"]
   tables = [_read_csv(str(out / f"two_person{k}.csv")) for k in (1, 2)]
   for table, here in zip(tables, present.T):  # person 1 is the astronaut, on the left
@@ -206,11 +205,10 @@ def _read_png_size(path):
 def test_predict_command_on_a_moving_face_with_speech(va_workdir, videos, tmp_path):
   path, has_face = videos["face.mp4"]
   out = tmp_path / "out"
-  run = subprocess.run([sys.executable, "-m", "jmt_jax.inference.predict", f"--workdir={va_workdir}",
-                        f"--video={path}", f"--out={out}"], cwd=ROOT, env=subprocess_env(),
-                       capture_output=True, text=True, timeout=600)
-  assert run.returncode == 0, run.stderr[-3000:]
-  assert "frames:" in run.stderr and "100%" in run.stderr  # the progress bar
+  proc = run(module_command("jmt_jax.inference.predict", f"--workdir={va_workdir}",
+                            f"--video={path}", f"--out={out}"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "frames:" in proc.stderr and "100%" in proc.stderr  # the progress bar
   table = _read_csv(str(out / "face.csv"))
   assert list(table) == ["frame", "time_s", "face_found", "audio_found", "valence", "arousal"]
   np.testing.assert_array_equal(table["frame"], np.arange(63))
@@ -304,13 +302,11 @@ def test_predict_errors_are_one_line(va_workdir, videos, tmp_path, case):
     word = "belongs to one person"
   else:
     args[0], word = f"--workdir={tmp_path}", "config.json"
-  run = subprocess.run([sys.executable, "-m", "jmt_jax.inference.predict", "--noprogress", *args],
-                       cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                       timeout=300)
-  assert run.returncode != 0
-  last = run.stderr.strip().splitlines()[-1]
-  assert last.startswith("error: ") and word in last, run.stderr[-2000:]
-  assert "Traceback" not in run.stderr
+  proc = run(module_command("jmt_jax.inference.predict", "--noprogress", *args), timeout=300)
+  assert proc.returncode != 0
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and word in last, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
 
 
 def test_exported_function_equals_the_model_in_process(va_model, va_workdir, videos, tmp_path):

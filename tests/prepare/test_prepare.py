@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 import raw_trees
-from conftest import ROOT, load_config, subprocess_env
+from conftest import ROOT
+from conftest import load_config
+from conftest import subprocess_env
 from jmt_jax.data import pipeline
 from jmt_jax.data import prepared
 from jmt_jax.data.records import INVALID_LABEL

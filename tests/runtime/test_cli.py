@@ -52,7 +52,7 @@ def _mistakes(tmp):
       (["jmt_jax.training.sweep", "--config=configs/demo.py:tiny", "--variants=jmt,vanila",
         f"--workdir={tmp}/s"], "vanila", ROOT),
       (["jmt_jax.training.sweep", "--config=configs/demo.py:tiny", "--variants=jmt",
-        "--config.train.num_step=3", f"--workdir={tmp}/s"], "train.num_step", ROOT),
+        "--config.train.num_step=3", f"--workdir={tmp}/s"], "num_step", ROOT),
       (["jmt_jax.main", CONFIG, f"--workdir={tmp}/w", "--mode=robustness"], "checkpoint", ROOT),
   ]
 

@@ -3,14 +3,12 @@ samples and tabulates per-fold and mean +- std accuracy."""
 
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
-from conftest import subprocess_env
+from conftest import module_command
+from conftest import run
 from jmt_jax.data import pipeline
 from jmt_jax.data import prepared
 
@@ -18,11 +16,10 @@ from jmt_jax.data import prepared
 @pytest.mark.slow
 def test_every_fold_trained_and_tabulated(tmp_path, data_dir):
   workdir = tmp_path / "cv"
-  proc = subprocess.run(
-      [sys.executable, "-m", "jmt_jax.training.cross_validate", "--config=configs/biovid.py:tiny",
-       f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
-       "--config.compilation_cache_dir=", "--config.train.num_steps=2"],
-      cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=900)
+  proc = run(module_command(
+      "jmt_jax.training.cross_validate", "--config=configs/biovid.py:tiny", f"--workdir={workdir}",
+      f"--config.data.data_dir={data_dir}", "--config.compilation_cache_dir=",
+      "--config.train.num_steps=2"), timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(workdir / "cross_validation.csv", newline="") as f:
     rows = list(csv.DictReader(f))

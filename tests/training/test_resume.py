@@ -147,7 +147,7 @@ def test_corrupt_newest_checkpoint_is_reported_and_the_previous_one_used(runs, d
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
   workdir = str(tmp_path / "nan")
   # A learning rate this large sends the weights to inf within a few steps.
-  proc = subprocess.run(command(workdir, data_dir, "", "--config.train.checkpoint_every=1",
+  proc = subprocess.run(command(workdir, data_dir, "--config.train.checkpoint_every=1",
                                 "--config.optimizer.learning_rate=1e38",
                                 "--config.optimizer.warmup_steps=0",
                                 "--config.optimizer.schedule=constant",

@@ -8,8 +8,8 @@ torch = pytest.importorskip(
     "torch", reason="PyTorch parity tests need torch (pip install torch==2.13.0, CPU build)")
 
 import jax  # pylint: disable=wrong-import-position
-import torch.nn.functional as F  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
+import torch.nn.functional as F  # pylint: disable=wrong-import-position
 from safetensors.numpy import save_file  # pylint: disable=wrong-import-position
 
 import torch_reference as ref  # pylint: disable=wrong-import-position

@@ -1,8 +1,6 @@
 """Converted PyTorch weights start a training run: convert, train one step with frozen
 backbones, save, restore, same outputs; and the convert / param_counts commands."""
 
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -13,8 +11,8 @@ torch = pytest.importorskip(
     "torch", reason="weight-import tests build PyTorch state dicts (pip install torch==2.13.0)")
 
 import torch_reference as ref  # pylint: disable=wrong-import-position
-from conftest import ROOT  # pylint: disable=wrong-import-position
-from conftest import subprocess_env  # pylint: disable=wrong-import-position
+from conftest import module_command  # pylint: disable=wrong-import-position
+from conftest import run  # pylint: disable=wrong-import-position
 from jmt_jax import workdir as workdir_lib  # pylint: disable=wrong-import-position
 from jmt_jax.evaluation import scoring  # pylint: disable=wrong-import-position
 from jmt_jax.training import train  # pylint: disable=wrong-import-position
@@ -97,9 +95,8 @@ def test_a_file_of_another_backbone_names_the_config_that_fits(tiny_config, tmp_
                           [(("video_backbone",), str(tmp_path / "i3d_tcn.pth"))])
 
 
-def _run(*args):
-  return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=subprocess_env(),
-                        capture_output=True, text=True, timeout=300, check=False)
+def _run(module, *args):
+  return run(module_command(module, *args), timeout=300)
 
 
 @pytest.mark.slow
