@@ -5,7 +5,6 @@ share both), config loading, and the tiny demo's command line."""
 import os
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -14,17 +13,27 @@ sys.path.insert(0, ROOT)
 
 from jmt_jax import config_args  # pylint: disable=wrong-import-position
 
-# Set by the first process of a session (pytest's, before it starts xdist workers), then
-# inherited by the workers and every subprocess: compiled programs are shared by all.
+# Compiled programs persist between sessions (a program's key is its HLO, the XLA flags
+# and the jax version, so a changed program is simply compiled anew), and within a
+# session the first process (pytest's, before it starts xdist workers) hands the cache
+# to the workers and to every subprocess through the environment. Set
+# JAX_COMPILATION_CACHE_DIR to use another folder (an empty one: a cold start).
 _CACHE = "JAX_COMPILATION_CACHE_DIR"
+_CACHE_DEFAULT = os.path.join(os.path.expanduser("~"), ".cache", "jmt_jax", "test_xla")
+# The tests' programs are small and compiled far more often than they run long: XLA's
+# CPU backend compiles them about twice as fast without LLVM's optimisation passes.
+_XLA_FLAGS = "--xla_backend_optimization_level=0"
 
 
 def pytest_configure(config):
   del config
-  if _CACHE not in os.environ:
-    os.environ[_CACHE] = tempfile.mkdtemp(prefix="jmt_jax_test_xla_")
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+  if "JMT_JAX_TEST_SESSION" in os.environ:  # an xdist worker: its environment is set
+    return
+  os.environ["JMT_JAX_TEST_SESSION"] = "1"
+  os.environ.setdefault(_CACHE, _CACHE_DEFAULT)
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_XLA_FLAGS}".strip()
 
 
 def load_config(name, arg="tiny"):
@@ -46,7 +55,10 @@ def tiny_demo_command(workdir, data_dir, *flags):
 
 
 def subprocess_env(**extra):
-  """The environment for a subprocess that imports jmt_jax from this checkout."""
+  """The environment for a subprocess that imports jmt_jax from this checkout (XLA flags
+  in `extra` are added to the session's)."""
+  if "XLA_FLAGS" in extra:
+    extra["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {extra['XLA_FLAGS']}".strip()
   return dict(os.environ, PYTHONPATH=ROOT, **extra)
 
 
