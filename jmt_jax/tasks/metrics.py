@@ -21,14 +21,17 @@ def moments(pred, label, weight):
 
 
 def ccc(m, eps=0.0):
-  """CCC from `moments` sums (..., 6); 0 where both sides are constant. `eps` keeps a
-  loss's gradient finite there."""
+  """CCC from `moments` sums (..., 6). With `eps` > 0 (a loss) the denominator has `eps`
+  added, which keeps the value and its gradient finite where both sides are constant;
+  without it (scoring), such a CCC is 0."""
   xp = m.__array_namespace__()
   n = xp.maximum(m[..., 0], 1.0)
   mx, my = m[..., 1] / n, m[..., 2] / n
   cov = m[..., 5] / n - mx * my
   # var_x + var_y + (mx - my)^2, expanded: the mean terms cancel to -2 mx my.
-  denom = (m[..., 3] + m[..., 4]) / n - 2 * mx * my + eps
+  denom = (m[..., 3] + m[..., 4]) / n - 2 * mx * my
+  if eps:
+    return 2 * cov / (denom + eps)
   return xp.where(denom > 0, 2 * cov / xp.where(denom > 0, denom, 1.0), 0.0)
 
 
