@@ -1,2 +1,2 @@
-"""Training: the train_and_evaluate loop, its step, checkpoints, sharding, and runs of many
+"""Training: the train_and_evaluate loop, its step, its metrics, and runs of many
 trainings (sweeps, cross-validation)."""

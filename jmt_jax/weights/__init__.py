@@ -1,2 +1,2 @@
-"""Pretrained weights: the PyTorch checkpoints' layouts and their conversion into this
-model's parameters."""
+"""Pretrained weights: the PyTorch checkpoints' layouts, their conversion into this
+model's parameters, and the variables a run starts from."""
