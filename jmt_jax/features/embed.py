@@ -4,17 +4,14 @@ stores and what prediction fuses."""
 import jax
 import numpy as np
 
-from jmt_jax.models import variables as variables_lib
-
 BATCH = 16  # clips per backbone call: one compiled shape, little padding for short inputs
 
 
 def embedder(model, variables):
   """Jitted {modality: (1, clips, ...) inputs} -> {modality: (1, clips, D)}: `model.embed`
-  with `variables` ({params, batch_stats}) cast for computing."""
-  cast = variables_lib.cast(model, variables["params"], variables["batch_stats"])
+  with `variables` as `model.apply` takes them (`models.variables.cast`)."""
   embed = jax.jit(lambda v, batch: model.apply(v, batch, method=model.embed))
-  return lambda batch: embed(cast, batch)
+  return lambda batch: embed(variables, batch)
 
 
 def embed_clips(embed, inputs):

@@ -32,6 +32,7 @@ from jmt_jax.data.records import DIMENSIONS
 from jmt_jax.features import cache
 from jmt_jax.features import embed as embed_lib
 from jmt_jax.models import model as model_lib
+from jmt_jax.models import variables as variables_lib
 from jmt_jax.runtime import cli
 from jmt_jax.weights import init_from
 
@@ -96,7 +97,8 @@ def extract(config, model, variables, out_dir):
                      "training on any number of processes reads it")
 
   dataset = pipeline.open_dataset(config.data)
-  embed = embed_lib.embedder(model, variables)
+  embed = embed_lib.embedder(model, variables_lib.cast(model, variables["params"],
+                                                          variables["batch_stats"]))
 
   os.makedirs(out_dir, exist_ok=True)
   stores = clips_to_cache(dataset, config.input)

@@ -77,8 +77,8 @@ class Predictor:
     signals = self.config.data.signals
     self.frame_size = int(signals.frame_size)
     self.rates = {"audio_rate": signals.audio_rate, "bio_rate": signals.bio_rate}
-    self.embed = embed_lib.embedder(model, variables)
     cast = variables_lib.cast(model, variables["params"], variables["batch_stats"])
+    self.embed = embed_lib.embedder(model, cast)
     fuse = jax.jit(lambda v, e: model.apply(v, e, method=model.fuse))
     self.fuse = lambda embeddings: fuse(cast, embeddings)
 
