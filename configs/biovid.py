@@ -28,7 +28,8 @@ baselines are the paper's: Linear / backbone + head, no encoder. Arguments:
     at 25 fps, EDA at 512 Hz, 5.5 s samples, pain levels 0..4 standing for BL1..PA4; each
     sample its own subject), folded by the protocol like the real samples;
   tiny: shrinks widths (and the built-in data, unless data_dir is given) to run one step
-    on a CPU (what the tests run).
+    on a CPU (what the tests run); on the built-in data it takes 3 folds and all five
+    levels (6 samples may lack BL1 or PA4), unless num_folds or classes is given.
 """
 
 from jmt_jax import config_args
@@ -38,6 +39,7 @@ VARIANTS = ("jmt", "vanilla", "concat", "jca", "video", "eda")
 
 
 def get_config(arg=None):
+  given = config_args.given(arg)
   a = config_args.parse_arg(arg, variant="jmt", tiny=False, init_from="", freeze_backbones=False,
                             video_fc=False, data_dir="", synthetic=False, classes="binary",
                             protocol="subject_kfold", fold=0, num_folds=5)
@@ -100,12 +102,14 @@ def get_config(arg=None):
   if a.tiny:
     if synthetic:
       c.data.split_sizes = {"samples": 6}
-      c.data.protocol.num_folds = 3
       c.data.segment_frames = 16
       c.data.signals.update(frame_size=16, bio_rate=64)
       c.data.render.update(fps=10.0, min_frames=30, max_frames=30)
-      c.input.pain_classes = ()
-      c.model.head.num_classes = 5  # all synthetic levels: a 4-recording split may lack 0 or 4
+      if "num_folds" not in given:
+        c.data.protocol.num_folds = 3
+      if "classes" not in given:
+        c.input.pain_classes = ()
+        c.model.head.num_classes = 5
     c.input.update(clip_frames=6, num_clips=2, train_stride=6)
     c.model.fusion.update(attn_dim=8, attn_hidden=4)
     c.input.modalities.video.frames_per_clip = 2

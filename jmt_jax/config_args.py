@@ -32,6 +32,12 @@ def parse_arg(arg, **defaults):
   return ml_collections.ConfigDict(out)
 
 
+def given(arg):
+  """The names `arg` sets explicitly (`key=value`, or a bare word: a boolean or the
+  variant), which a variant such as `tiny` must leave as given."""
+  return {t.partition("=")[0].strip() for t in (arg or "").split(",") if t.strip()}
+
+
 def find(spec):
   """`spec` ("configs/demo.py:tiny") with its file found: a relative path is looked up
   from the working directory, then from the repository root (so notebooks and commands

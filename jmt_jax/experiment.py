@@ -12,6 +12,7 @@ import jax
 
 from jmt_jax import tasks
 from jmt_jax import workdir as workdir_lib
+from jmt_jax.data import checksums
 from jmt_jax.data import pipeline
 from jmt_jax.features import cache
 from jmt_jax.models import model as model_lib
@@ -38,6 +39,14 @@ class Data:
     """The windows of `split`, read from the feature cache when there is one."""
     src = self.inputs(split, train)
     return src if self.cache is None else self.cache.source(split, src)
+
+  def record(self, splits):
+    """What a run trained on this data keeps of it (`workdir.write_inputs`): the
+    recordings of each of `splits` (a cross-validation fold's partition) and the stored
+    files' checksums."""
+    names = {s: [self.dataset.splits[s].table.names[int(i)]
+                 for i in self.dataset.splits[s].recordings] for s in splits}
+    return {"recordings": names, "checksums": checksums.directory(self.dataset.directory)}
 
   def inputs(self, split, train):
     """The windows of `split` with the inputs themselves, never a cache's embeddings."""

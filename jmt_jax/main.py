@@ -7,7 +7,7 @@
       --mode=submission --split=test [--sample_file=F] [--per_video_txt]
 
 Running the same training command again resumes from the newest checkpoint; after
-SIGTERM (preemption) training saves a checkpoint and exits with status 75.
+SIGTERM (preemption) or Ctrl-C training saves a checkpoint and exits with status 75.
 Notebooks can call `jmt_jax.training.train.train_and_evaluate(config, workdir)` directly.
 """
 

@@ -5,6 +5,7 @@ tab-separated CSVs. Each tree also holds the broken files the preparation must r
 """
 
 import dataclasses
+import fractions
 import os
 
 import av
@@ -20,34 +21,71 @@ def tone(num_samples, rate, amplitude=0.5):
   return (amplitude * np.sin(2 * np.pi * TONE_HZ * np.arange(num_samples) / rate)).astype(np.float32)
 
 
-def write_video(path, frames, fps, audio=None, audio_rate=16000, vcodec="libx264", acodec="aac"):
-  """Writes RGB `frames` at `fps` and, if given, mono float `audio` as a second stream."""
+def write_video(path, frames, fps, audio=None, audio_rate=16000, vcodec="libx264", acodec="aac",
+                times=None, rotation=None, audio_start=0.0, lossless=False, faststart=False):
+  """Writes RGB `frames` at `fps` and, if given, mono float `audio` as a second stream.
+
+  As phones write them: `times` (seconds) gives each frame its own timestamp (a variable
+  frame rate), `rotation` a display matrix (degrees, FFmpeg's sign: -90 for a phone held
+  upright), `audio_start` a later start of the audio stream. `lossless`: H.264 at qp 0 in
+  4:4:4 (decoded frames equal whatever the orientation); `faststart`: the MP4 index first.
+  """
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  with av.open(path, "w") as out:
-    v = out.add_stream(vcodec, rate=int(fps))
+  options = {"movflags": "faststart"} if faststart else {}
+  with av.open(path, "w", options=options) as out:
+    v = out.add_stream(vcodec, rate=int(fps), options={"qp": "0"} if lossless else {})
     v.width, v.height = frames.shape[2], frames.shape[1]
-    v.pix_fmt = "yuv420p"
+    v.pix_fmt = "yuv444p" if lossless else "yuv420p"
+    if rotation is not None:
+      v.set_display_rotation(rotation)
+    if times is not None:
+      v.codec_context.time_base = fractions.Fraction(1, 1000)
     a = None
     if audio is not None:
       a = out.add_stream(acodec, rate=audio_rate, layout="mono")
-    for f in frames:
-      for packet in v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+    for i, f in enumerate(frames):
+      frame = av.VideoFrame.from_ndarray(f, format="rgb24")
+      if times is not None:
+        frame.pts, frame.time_base = int(round(times[i] * 1000)), fractions.Fraction(1, 1000)
+      for packet in v.encode(frame):
         out.mux(packet)
     for packet in v.encode():
       out.mux(packet)
     if a is not None:
       fmt = "fltp" if acodec == "aac" else "s16"
-      step = 1024
+      step, first = 1024, int(round(audio_start * audio_rate))
       for pts in range(0, len(audio), step):
         chunk = audio[pts:pts + step][None]
         if fmt == "s16":
           chunk = (chunk * 32767).astype(np.int16)
         frame = av.AudioFrame.from_ndarray(chunk, format=fmt, layout="mono")
-        frame.sample_rate, frame.pts = audio_rate, pts
+        frame.sample_rate, frame.pts = audio_rate, first + pts
         for packet in a.encode(frame):
           out.mux(packet)
       for packet in a.encode():
         out.mux(packet)
+
+
+def write_cover_art_audio(path, audio, rate=16000):
+  """An MP3 whose only picture is its cover art (an attached picture stream)."""
+  with av.open(path, "w") as out:
+    a = out.add_stream("libmp3lame", rate=rate, layout="mono")
+    v = out.add_stream("mjpeg")
+    v.width, v.height, v.pix_fmt = 32, 32, "yuvj420p"
+    v.disposition = av.stream.Disposition.attached_pic
+    for packet in v.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 90, np.uint8),
+                                                      format="rgb24")):
+      out.mux(packet)
+    for packet in v.encode():
+      out.mux(packet)
+    for pts in range(0, len(audio), 1152):
+      frame = av.AudioFrame.from_ndarray((audio[None, pts:pts + 1152] * 32767).astype(np.int16),
+                                         format="s16", layout="mono")
+      frame.sample_rate, frame.pts = rate, pts
+      for packet in a.encode(frame):
+        out.mux(packet)
+    for packet in a.encode():
+      out.mux(packet)
 
 
 def crop_image(recording_index, k, size=112):

@@ -38,6 +38,15 @@ def _args(name):
   return tuple(config_args.module(f"configs/{name}.py").VARIANTS) + EXTRA_ARGS.get(name, ())
 
 
+def test_tiny_leaves_the_arguments_given_explicitly():
+  default = load_config("biovid", "tiny")
+  assert (default.data.protocol.num_folds, default.model.head.num_classes) == (3, 5)
+  given = load_config("biovid", "tiny,num_folds=2,classes=binary")
+  assert (given.data.protocol.num_folds, given.model.head.num_classes) == (2, 2)
+  assert tuple(given.input.pain_classes) == (0, 4)
+  assert config_args.given("jmt,tiny, num_folds=2") == {"jmt", "tiny", "num_folds"}
+
+
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_every_variant_builds_at_full_size(name):
   """Full-size models are only shape-traced (no FLOPs), so paper sizes stay checked."""

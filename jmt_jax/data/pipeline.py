@@ -44,7 +44,8 @@ def open_dataset(data_config):
     else:
       splits[s] = records.Split(sources[s], table, np.arange(len(table)))
   return records.Dataset(splits=splits, rates=dict(meta["rates"]),
-                         frame_size=data_config.signals.frame_size)
+                         frame_size=data_config.signals.frame_size,
+                         directory=str(builder.data_dir))
 
 
 def window_source(dataset, split, input_config, modalities, train):

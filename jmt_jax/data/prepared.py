@@ -68,7 +68,8 @@ def open_prepared(data_config):
   else:
     splits = {s: records.Split(sources[s], t, np.arange(len(t))) for s, t in tables.items()}
   return records.Dataset(splits=splits, rates=rates,
-                         frame_size=int(manifest["signals"]["frame_size"]))
+                         frame_size=int(manifest["signals"]["frame_size"]),
+                         directory=str(builder.data_dir))
 
 
 def fold_splits(source, table, protocol):

@@ -163,12 +163,13 @@ class Split:
 
 @dataclasses.dataclass
 class Dataset:
-  """An opened dataset: its splits, its signal rates (audio_rate, bio_rate, fps) and
-  frame size."""
+  """An opened dataset: its splits, its signal rates (audio_rate, bio_rate, fps), frame
+  size, and the directory its records are stored in."""
 
   splits: dict
   rates: dict
   frame_size: int
+  directory: str
 
 
 class SplitTable:

@@ -98,6 +98,7 @@ class Predictor:
         if video.has_audio:
           for chunk in video.audio_chunks(int(self.rates["audio_rate"])):
             audio.append(chunk)
+          audio.lead = video.audio_lead
       if not audio.length:
         logging.warning("%s has no audio: the voice is treated as silent, as in training, "
                         "and flagged in the *_found column.", video_path)
@@ -225,8 +226,11 @@ class Predictor:
       else:
         key = clips_lib.SIGNAL_OF_KIND[s["kind"]]
         rate = self.rates[records.RATE_KEYS[key]]
-        starts = np.array([records.sample_at(i, rate, fps) for i in range(n)])
-        found[found_column(m, s)] = starts < store.signal_length(key)
+        bounds = np.array([records.sample_at(i, rate, fps) for i in range(n + 1)])
+        # Found where the frame's samples reach the recording's own: not over the silence
+        # put before a late-starting track, nor past its end.
+        found[found_column(m, s)] = ((bounds[:-1] < store.signal_length(key))
+                                     & (bounds[1:] > signals[key].lead))
     return Prediction(fps=fps, time_s=np.arange(n) / fps, found=found, values=values,
                       person=person)
 

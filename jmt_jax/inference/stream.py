@@ -20,6 +20,7 @@ class ArraySignal:
   def __init__(self, array):
     self.array = array
     self.length = len(array)
+    self.lead = 0  # samples of padding before the recording's own first sample
 
   def read(self, lo, hi):
     return self.array[lo:hi]
@@ -32,6 +33,7 @@ class DiskSignal:
   def __init__(self, path):
     self.path = path
     self.length = 0
+    self.lead = 0  # samples of padding before the recording's own first sample
     self._file = open(path, "w+b")
 
   def append(self, chunk):

@@ -1,14 +1,21 @@
 """Video and audio decoding with PyAV (its own bundled FFmpeg), failing with one line.
 
-Times are put on the video's frame clock: frame k of a video starts at k / fps seconds
-after its first frame, and audio is shifted so that its sample 0 is that first frame's
-start (an audio stream may start before or after the video stream in the container).
+Times are put on the video's frame clock: frame k of a video is the picture shown at
+k / fps seconds after its first frame (fps: the stream's average rate), and audio is
+shifted so that its sample 0 is that first frame's start (an audio stream may start
+before or after the video stream in the container). Frames are placed on that clock by
+their own timestamps, so a variable-frame-rate video (as phones record) keeps its true
+times, and are turned upright as the file's display rotation says.
 """
 
 import av
 import numpy as np
 
 from jmt_jax.errors import BadInput
+
+# A decoded video may fall short of its header's frame count by this much (containers
+# count a frame or two differently) before it is called truncated.
+TRUNCATION_TOLERANCE = (2, 0.02)  # frames, and a fraction of the promised count
 
 
 def _open(path):
@@ -27,16 +34,26 @@ def _start_seconds(stream):
   return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
 
 
+def upright(rgb, rotation):
+  """`rgb` turned as a display matrix's rotation (degrees counterclockwise, FFmpeg's
+  `av_display_rotation_get`) says a player shows it."""
+  turns = int(round((rotation or 0) / 90.0)) % 4
+  return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
 class Video:
   """A video file's frame rate and streams; a context manager around the open container."""
 
   def __init__(self, path):
     self.path = path
     self.container = _open(path)
-    if not self.container.streams.video:
+    pictures = self.container.streams.video
+    moving = [s for s in pictures if not s.disposition & av.stream.Disposition.attached_pic]
+    if not moving:
       self.container.close()
-      raise BadInput(f"{path}: no video stream")
-    stream = self.container.streams.video[0]
+      raise BadInput(f"{path}: no video stream" + (" (its only picture is cover art)"
+                                                   if pictures else ""))
+    stream = self.stream = moving[0]
     rate = stream.average_rate or stream.guessed_rate
     if not rate:
       self.container.close()
@@ -46,6 +63,8 @@ class Video:
     duration = (float(stream.duration * stream.time_base) if stream.duration
                 else (self.container.duration or 0) / 1e6)
     self.num_frames_hint = stream.frames or int(round(duration * self.fps))
+    self.decoded = 0  # frames decoded so far by `frames`
+    self.audio_lead = 0  # samples of silence `audio_chunks` put before the audio starts
 
   def __enter__(self):
     return self
@@ -53,14 +72,48 @@ class Video:
   def __exit__(self, *exc):
     self.container.close()
 
-  def frames(self):
-    """Yields every decoded frame as (H, W, 3) uint8 RGB."""
+  def _decoded(self):
+    """(seconds from the first frame or None, upright RGB) of every decoded frame."""
     try:
-      for frame in self.container.decode(video=0):
-        yield frame.to_ndarray(format="rgb24")
+      for frame in self.container.decode(self.stream):
+        self.decoded += 1
+        t = None if frame.time is None else float(frame.time) - self.video_start
+        yield t, upright(frame.to_ndarray(format="rgb24"), frame.rotation)
     except av.error.FFmpegError as e:
-      raise BadInput(f"{self.path}: video decoding failed ({_reason(e)}): truncated or "
-                     f"corrupt file?") from None
+      raise BadInput(f"{self._count()} (then {_reason(e)}): truncated or corrupt "
+                     f"file?") from None
+    promised = self.num_frames_hint
+    short_by = promised - self.decoded
+    if promised and short_by > max(TRUNCATION_TOLERANCE[0], TRUNCATION_TOLERANCE[1] * promised):
+      raise BadInput(f"{self._count()}: truncated or corrupt file?")
+
+  def _count(self):
+    promised = (f"of the {self.num_frames_hint} its header promises" if self.num_frames_hint
+                else "(its header gives no count)")
+    return f"{self.path}: {self.decoded} frames decoded {promised}"
+
+  def frames(self):
+    """Yields the frames on the frame clock as (H, W, 3) uint8 RGB, upright: frame k is
+    the last decoded frame whose timestamp rounds to k / fps or before (a frame held
+    longer repeats; of two frames in one slot the later is kept, as FFmpeg's
+    `-fps_mode cfr`); frames without a timestamp follow each other. A video decoding to
+    fewer frames than its header promises is reported (BadInput) after the last one."""
+    held, slot = None, 0  # the frame waiting to be yielded, and its slot
+    for t, rgb in self._decoded():
+      if t is None:
+        at = 0 if held is None else slot + 1
+      else:
+        at = max(int(round(t * self.fps)), 0)
+      if held is None:  # nothing shows before the first frame: it stands in for those slots
+        held, slot = rgb, 0
+      if at <= slot:
+        held = rgb
+        continue
+      for _ in range(at - slot):
+        yield held
+      held, slot = rgb, at
+    if held is not None:
+      yield held
 
   @property
   def has_audio(self):
@@ -69,7 +122,7 @@ class Video:
   def audio_chunks(self, rate):
     """Yields the audio track as mono int16 chunks at `rate` Hz, sample 0 at the start of
     the first video frame (leading zeros if the audio starts later, samples dropped if
-    it starts earlier, e.g. AAC priming)."""
+    it starts earlier, e.g. AAC priming; `audio_lead` counts those zeros)."""
     if not self.has_audio:
       raise BadInput(f"{self.path}: no audio stream")
     resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
@@ -88,6 +141,7 @@ class Video:
       for out in resampled():
         chunk = out.to_ndarray().reshape(-1).astype(np.int16)
         if skip is None:
+          self.audio_lead = max(0, offset)
           if offset > 0:
             yield np.zeros(offset, np.int16)
           skip = max(0, -offset)

@@ -38,7 +38,8 @@ def enable_compilation_cache(path):
 
 def run(config, work):
   """Sets up the process for `config` and returns `work()`; exits with a one-line message
-  on a user error, and with status 75 (EX_TEMPFAIL: rerun to resume) after a SIGTERM."""
+  on a user error, with status 75 (EX_TEMPFAIL: rerun to resume) after training stopped
+  on SIGTERM or Ctrl-C, and with 130 on an interruption elsewhere."""
   library_logs.quiet()
   if config is not None:  # else `work` reads its config and enables the cache itself
     enable_compilation_cache(config.get("compilation_cache_dir"))
@@ -53,6 +54,9 @@ def run(config, work):
   except USER_ERRORS as e:
     logging.debug("Traceback:", exc_info=True)
     sys.exit(f"error: {type(e).__name__}: {e}")
+  except KeyboardInterrupt:
+    print("interrupted (Ctrl-C)", file=sys.stderr)
+    sys.exit(130)
 
 
 def _config_flag(arg):

@@ -4,7 +4,9 @@
       --workdir=workdirs/biovid_loso
 
 Fold K trains in WORKDIR/fold_K (rerunning resumes unfinished folds and re-scores
-finished ones from their last checkpoint). WORKDIR/cross_validation.csv and .md hold
+finished ones from their last checkpoint; a fold directory trained with another protocol,
+number of folds, seed or classes, or on other recordings or data, is refused: see
+jmt_jax.workdir). WORKDIR/cross_validation.csv and .md hold
 each fold's accuracy, the mean and standard deviation over folds (ddof=1) and a 95%
 interval of the mean from a bootstrap over the folds and the recordings each holds out
 (jmt_jax.evaluation.comparison); cross_validation.json holds the same with the protocol.

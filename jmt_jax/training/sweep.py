@@ -8,8 +8,9 @@ seeds, and each variant's paired difference to a reference (jmt_jax.evaluation.c
 Run (variant, seed k) trains in WORKDIR/<variant>/seed<k> with config.seed = k and the
 `--config.*` overrides (as `jmt_jax.main` takes them) applied to every variant. Rerunning
 the command skips finished runs (WORKDIR/<variant>/seed<k>/run.json) and resumes
-unfinished ones from their checkpoints; a run directory trained with another config is
-refused, never reused. Runs go one after the other, each on every device and process of
+unfinished ones from their checkpoints; a run directory trained with another config or
+on other data (other recordings, or prepared files whose checksums changed) is refused,
+never reused. Runs go one after the other, each on every device and process of
 the job, as `main` would run it. The tables go to WORKDIR/comparison.{csv,md,json} and
 the plot to WORKDIR/comparison.png; with --robustness every run is also scored with each
 modality removed and degraded, and WORKDIR/robustness.md gives the means over seeds.
@@ -26,6 +27,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from jmt_jax import config_args
+from jmt_jax import experiment
 from jmt_jax import tasks
 from jmt_jax import workdir as workdir_lib
 from jmt_jax.evaluation import comparison
@@ -51,18 +53,11 @@ def run_config(spec, variant, seed, overrides=None):
   return config
 
 
-def _check_not_stale(config, rundir):
-  """Refuses a run directory whose config.json is not this run's config."""
-  differ = workdir_lib.config_differences(config, rundir)
-  if differ:
-    raise ValueError(f"{rundir} was trained with another config ({', '.join(differ[:5])} "
-                     f"differ): use another --workdir, or delete {rundir} to retrain it")
-
-
 def run_one(config, rundir, with_robustness):
   """Trains (or resumes) one run unless finished; returns its run.json record."""
   record_path = os.path.join(rundir, "run.json")
-  _check_not_stale(config, rundir)
+  workdir_lib.check_config(config, rundir)  # a finished run is reused only as it was trained
+  workdir_lib.check_inputs(rundir, experiment.Data(config).record(("train", config.eval.split)))
   if os.path.exists(record_path):
     with open(record_path) as f:
       record = json.load(f)

@@ -73,12 +73,18 @@ def initial_state(model, tx, config, state_shardings):
 def train_and_evaluate(config, workdir):
   """Trains `config` in `workdir`, resuming from its newest readable checkpoint.
 
-  Returns the final evaluation scores on `config.eval.split`. Raises
-  `preemption.Preempted` after saving a checkpoint when SIGTERM arrives, and
+  Returns the final evaluation scores on `config.eval.split`. Refuses (ValueError) a
+  workdir trained with another config or in use by another training process. Raises
+  `preemption.Preempted` after saving a checkpoint when SIGTERM or Ctrl-C arrives, and
   FloatingPointError at a non-finite loss (that step's state is never saved).
   """
-  if jax.process_index() == 0:
-    workdir_lib.write_config(config, workdir)
+  workdir_lib.check_config(config, workdir)
+  workdir_lib.check_keep(config.train.keep_checkpoints)
+  with workdir_lib.training_lock(workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config, workdir):
   num_steps = config.train.num_steps
   global_batch_size = config.train.batch_size
 
@@ -96,6 +102,8 @@ def train_and_evaluate(config, workdir):
   train_source = data.source("train", train=True)
   eval_source = data.source(config.eval.split, train=False)
   logging.info("Train: %s. Eval (%s): %s.", train_source, config.eval.split, eval_source)
+  inputs = data.record(("train", config.eval.split))
+  workdir_lib.check_inputs(workdir, inputs)
   train_iter = pipeline.train_iterator(
       train_source, global_batch_size // jax.process_count(), seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
@@ -121,7 +129,7 @@ def train_and_evaluate(config, workdir):
   # ---------------------------------------------------------------- Checkpoint
   mngr = workdir_lib.checkpoints(workdir, keep=config.train.keep_checkpoints)
   start_step, state = workdir_lib.restore_latest(
-      mngr, sharding.with_shardings(abstract, state_shardings), train_iter)
+      mngr, sharding.with_shardings(abstract, state_shardings), train_iter, set_aside=True)
   if state is None:
     start_step, state = 0, initial_state(model, tx, config, state_shardings)
     logging.info("No checkpoint in %s: starting from step 0.", workdir)
@@ -129,6 +137,9 @@ def train_and_evaluate(config, workdir):
     logging.info("Resumed from the checkpoint at step %d.", start_step)
   if data.cache is not None:
     data.cache.check_backbones(state.params, state.batch_stats)
+  if jax.process_index() == 0:  # the run is accepted: the workdir is its from here on
+    workdir_lib.write_config(config, workdir)
+    workdir_lib.write_inputs(workdir, inputs)
 
   # ---------------------------------------------------------------- Eval
   writer = metric_writers.MetricWriter(workdir)  # training's metrics and the evaluations'
@@ -181,9 +192,9 @@ def train_and_evaluate(config, workdir):
         if saved != step:
           workdir_lib.save(mngr, step, state, train_iter, force=True)
         mngr.wait_until_finished()
-        raise preemption.Preempted(f"stopped by SIGTERM at step {step}, after saving a "
-                                   f"checkpoint in {mngr.directory}; run the same command "
-                                   f"to resume")
+        raise preemption.Preempted(f"stopped by {stop.requested_by} at step {step}, after "
+                                   f"saving a checkpoint in {mngr.directory}; run the same "
+                                   f"command to resume")
       if step % config.train.eval_every == 0 or step == num_steps:
         scores = evaluate(state, step)
         t_last = time.time()  # evaluation time is not training speed

@@ -253,6 +253,35 @@ def test_missing_face_and_audio_are_the_zeros_training_saw(va_model, videos):
   assert all(np.isfinite(v).all() for v in no_face.values.values())
 
 
+def test_a_phone_video_predicts_as_its_upright_recording(va_model, tmp_path):
+  """A phone held upright stores its frames turned, with a display matrix: read upright,
+  the face is found and the predictions are the upright recording's (lossless 4:4:4, so
+  the decoded frames are equal)."""
+  frames, has_face = raw_trees.moving_face_video(30, size=(320, 240))  # portrait
+  speech = raw_trees.speech_like(3 * 16000, 16000)
+  upright, phone = str(tmp_path / "upright.mp4"), str(tmp_path / "phone.mp4")
+  raw_trees.write_video(upright, frames, FPS, audio=speech, lossless=True)
+  raw_trees.write_video(phone, np.stack([np.rot90(f, 1) for f in frames]), FPS, audio=speech,
+                        rotation=-90, lossless=True)
+  a = va_model.predict(upright, progress=False)
+  b = va_model.predict(phone, progress=False)
+  assert a.found["face_found"].sum() >= 0.9 * has_face.sum()
+  for column in a.found:
+    np.testing.assert_array_equal(a.found[column], b.found[column])
+  for dim in abaw.DIMENSIONS:
+    np.testing.assert_allclose(b.values[dim], a.values[dim], atol=1e-6)
+
+
+def test_a_late_audio_track_is_found_only_where_it_plays(va_model, tmp_path):
+  frames, _ = raw_trees.moving_face_video(45)
+  path = str(tmp_path / "late.mp4")
+  raw_trees.write_video(path, frames, FPS, audio=raw_trees.speech_like(2 * 16000, 16000),
+                        audio_start=1.5)  # 1.5 s to 3.5 s of the 4.5 s video
+  found = va_model.predict(path, progress=False).found["audio_found"]
+  assert not found[:14].any()  # the silence before the track (AAC priming: from 1.44 s)
+  assert found[15:35].all() and not found[36:].any()
+
+
 @pytest.fixture(scope="module")
 def pain_model(tmp_path_factory, data_dir):
   return _predictor(_workdir(tmp_path_factory, data_dir, "pain,tiny"))

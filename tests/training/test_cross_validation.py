@@ -38,6 +38,22 @@ def test_every_fold_trained_and_tabulated(tmp_path, data_dir):
     assert fold_eval["accuracy"] == pytest.approx(accuracies[k])
   assert "mean +- std over 3 folds" in proc.stdout
 
+  # Rerun with other folds: fold 0 of 2 would hold out other subjects than the fold-0
+  # model of 3 was trained without, so it is refused, not re-scored.
+  before = (workdir / "fold_0" / "eval" / "validation_step2.json").read_bytes()
+  rerun = run(module_command(
+      "jmt_jax.training.cross_validate", "--config=configs/biovid.py:tiny,num_folds=2",
+      f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
+      "--config.compilation_cache_dir=", "--config.train.num_steps=2"), timeout=900)
+  assert rerun.returncode == 1
+  assert rerun.stderr.strip().splitlines()[-1].startswith(
+      f"error: ValueError: {workdir / 'fold_0'} belongs to another run: "
+      f"data.protocol.num_folds is 3 there, 2 here"), rerun.stderr[-2000:]
+  assert (workdir / "fold_0" / "eval" / "validation_step2.json").read_bytes() == before
+  inputs = json.loads((workdir / "fold_0" / "inputs.json").read_text())
+  assert sorted(inputs["recordings"]) == ["train", "validation"]
+  assert not set(inputs["recordings"]["train"]) & set(inputs["recordings"]["validation"])
+
 
 def test_folds_of_the_built_in_samples_partition_them(tiny_config):
   config = tiny_config("biovid", "tiny")

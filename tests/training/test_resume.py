@@ -1,7 +1,7 @@
-"""Never lose work: after SIGKILL at a random step or SIGTERM, the same command resumes
-and ends with the parameters of a run that was never interrupted; a corrupt newest
-checkpoint falls back to the previous one; a non-finite loss stops the run without
-saving it."""
+"""Never lose work: after SIGKILL at a random step, SIGTERM or Ctrl-C, the same command
+resumes and ends with the parameters of a run that was never interrupted; a corrupt
+newest checkpoint falls back to the previous one, and training sets it aside and saves
+that step again; a non-finite loss stops the run without saving it."""
 
 import glob
 import json
@@ -112,12 +112,13 @@ def test_sigkill_at_a_random_step_then_rerun_matches_uninterrupted(runs, data_di
   assert_same_final_state(straight, killed)
 
 
-def test_sigterm_saves_exits_and_resumes(runs, data_dir):
+@pytest.mark.parametrize("sig, name", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_sigterm_or_ctrl_c_saves_exits_and_resumes(runs, data_dir, sig, name):
   root, straight = runs
-  stopped = str(root / "stopped")
-  code, err = start_and_signal(command(stopped, data_dir), stopped, 7, signal.SIGTERM)
+  stopped = str(root / f"stopped_{name}")
+  code, err = start_and_signal(command(stopped, data_dir), stopped, 7, sig)
   assert code == 75, err[-2000:]
-  line = next(l for l in err.splitlines() if l.startswith("preempted: stopped by SIGTERM"))
+  line = next(l for l in err.splitlines() if l.startswith(f"preempted: stopped by {name}"))
   step = int(line.split("at step ")[1].split(",")[0])
   assert 7 <= step < NUM_STEPS
   assert os.path.isdir(os.path.join(stopped, "checkpoints", str(step)))  # saved on the spot
@@ -140,8 +141,18 @@ def test_corrupt_newest_checkpoint_is_reported_and_the_previous_one_used(runs, d
   proc = subprocess.run(command(workdir, data_dir, "--mode=eval"), cwd=ROOT,
                         env=subprocess_env(), capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert f"Checkpoint at step {NUM_STEPS} in" in proc.stderr and "unreadable" in proc.stderr
+  assert f"checkpoints/{NUM_STEPS} is unreadable" in proc.stderr
   assert os.path.exists(os.path.join(workdir, "eval", f"validation_step{NUM_STEPS - 5}.json"))
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", str(NUM_STEPS)))  # eval moves nothing
+
+  # Training resumes from the previous step, sets the corrupt one aside and saves that
+  # step again: the newest checkpoint is whole, and the run's as if never corrupted.
+  proc = subprocess.run(command(workdir, data_dir), cwd=ROOT, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f"Resumed from the checkpoint at step {NUM_STEPS - 5}." in proc.stderr
+  assert os.path.isdir(os.path.join(workdir, "checkpoints_set_aside", str(NUM_STEPS)))
+  assert_same_final_state(straight, workdir)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):

@@ -62,9 +62,20 @@ def test_interrupted_sweep_resumes_without_repeating_finished_runs(data_dir, tmp
     assert f.read(4) == b"\x89PNG"
 
   # The same workdir with another config: refused, not reused.
-  with pytest.raises(ValueError, match="trained with another config .*train.num_steps"):
+  with pytest.raises(ValueError, match="belongs to another run: train.num_steps is 2 there, 3 here"):
     sweep.sweep("configs/demo.py:tiny", ["jmt"], 1, workdir,
                 {"train.num_steps": 3, "data.data_dir": data_dir})
+  # The data prepared again since (a run's record of its checksums no longer holds):
+  # refused, never re-scored beside the other runs.
+  inputs_path = os.path.join(workdir, "jmt", "seed0", "inputs.json")
+  with open(inputs_path) as f:
+    inputs = json.load(f)
+  shard = next(k for k in inputs["checksums"] if "train.array_record" in k)
+  inputs["checksums"][shard] = "0" * 64
+  with open(inputs_path, "w") as f:
+    json.dump(inputs, f)
+  with pytest.raises(ValueError, match=f"has changed since \\({shard} differs"):
+    sweep.sweep("configs/demo.py:tiny", ["jmt", "concat"], 2, workdir, overrides)
 
 
 def test_overrides_name_existing_fields():
