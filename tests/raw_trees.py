@@ -218,12 +218,13 @@ def face_frames(n, size=(176, 240), patch=128, seed=0):
 BIO_HEADER = "time\tgsr\tecg\temg_trapezius"
 
 
-def write_biosignals(path, values, header=BIO_HEADER):
+def write_biosignals(path, values, header=BIO_HEADER, rate=512):
+  """BioVid's `_bio.csv`: time in whole microseconds at `rate` Hz, then the channels."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "w") as f:
     f.write(header + "\n")
     for i, row in enumerate(values):
-      f.write("\t".join([str(i * 1953)] + [f"{x:.6f}" for x in row]) + "\n")
+      f.write("\t".join([str(int(i * 1e6 / rate))] + [f"{x:.6f}" for x in row]) + "\n")
 
 
 @dataclasses.dataclass

@@ -5,10 +5,13 @@
 
   python -m jmt_jax.inference.predict --workdir=workdirs/demo --video=talk.mp4 --faces=all --out=p
 
-Any container FFmpeg reads (MP4, AVI, MKV, WebM...) at its own frame rate. Writes
+Any container FFmpeg reads (MP4, AVI, MKV, WebM...) at its own frame rate, turned upright
+as its display rotation says (phones); a variable frame rate is put on a constant clock
+at its average rate by each frame's timestamp, so rows keep their true times. Writes
 `<out>/<video name>.csv` (one row per frame: frame, time_s, face_found, <modality>_found,
-then valence and arousal, or pain_probability and one probability per class) and
-`<out>/<video name>.png`. With --faces=all, one CSV per person seen for at least half a
+then valence and arousal, or pain_probability and one probability per class),
+`<out>/<video name>.png` and `<out>/<video name>.json` (which video, workdir and step;
+another video of the same name gets `<name>_<extension>` or `<name>_2`). With --faces=all, one CSV per person seen for at least half a
 second, `<video name>_person<k>.csv`, numbered from the left, all in the one plot. Biosignals are a tab-separated CSV as BioVid's `_bio.csv`
 (header `time gsr ...`), at the model's biosignal rate, sample 0 at the first frame.
 """
@@ -36,11 +39,14 @@ def main(argv):
     cli.enable_compilation_cache(config.get("compilation_cache_dir"))
     if not os.path.exists(FLAGS.video):
       raise FileNotFoundError(f"{FLAGS.video}: no such video file")
+    outputs.check_out_dir(FLAGS.out)
     model = predictor.Predictor(FLAGS.workdir, config)
     results = model.predict_people(FLAGS.video, FLAGS.biosignals or None, FLAGS.progress,
                                    FLAGS.faces)
-    stem = os.path.splitext(os.path.basename(FLAGS.video))[0]
-    csv_paths, png_path = outputs.write(FLAGS.out, stem, *results)
+    about = {"workdir": os.path.abspath(FLAGS.workdir), "step": int(model.step),
+             "biosignals": os.path.abspath(FLAGS.biosignals) if FLAGS.biosignals else "",
+             "faces": FLAGS.faces, "frames": results[0].num_frames, "fps": results[0].fps}
+    csv_paths, png_path = outputs.write(FLAGS.out, FLAGS.video, results, about)
     summary = {"frames": results[0].num_frames, "fps": round(results[0].fps, 3)}
     for r, path in zip(results, csv_paths):
       who = f"person{r.person} " if r.person else ""

@@ -111,7 +111,8 @@ class Predictor:
           raise ValueError(f"the model reads biosignal channels {specs[0]['channels']}, "
                            f"beyond BioVid's {list(biosignals.CHANNELS)}")
         names = biosignals.CHANNELS[:width]
-        out["biosignal"] = stream.ArraySignal(biosignals.read(biosignals_path, names))
+        out["biosignal"] = stream.ArraySignal(
+            biosignals.read(biosignals_path, names, self.rates["bio_rate"]))
       else:
         logging.warning("No --biosignals given: the biosignal is treated as missing (zeros), "
                         "as the sensor's drop-outs were in training, and flagged.")

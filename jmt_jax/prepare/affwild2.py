@@ -18,6 +18,7 @@ import numpy as np
 from jmt_jax.data.records import INVALID_LABEL
 from jmt_jax.errors import BadInput
 from jmt_jax.media import decode
+from jmt_jax.media import text_files
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set"}
@@ -63,8 +64,8 @@ def _test_list(root, test_list):
     if not found:
       return []
     test_list = found[0]
-  with open(test_list) as f:
-    names = [os.path.splitext(line.strip().split(",")[0])[0] for line in f if line.strip()]
+  names = [os.path.splitext(line.strip().split(",")[0])[0]
+           for line in text_files.read_lines(test_list) if line.strip()]
   return [n for n in names if n.lower() not in ("video", "name", "videos")]
 
 
@@ -102,8 +103,7 @@ def _video_for(videos, name):
 def read_labels(path):
   """(N, 2) float32 valence/arousal, checked: header, two numbers per line, no NaN,
   values in [-1, 1] or the invalid mark -5."""
-  with open(path) as f:
-    lines = f.read().splitlines()
+  lines = text_files.read_lines(path)
   if not lines or lines[0].strip().replace(" ", "").lower() != LABEL_HEADER:
     got = lines[0].strip()[:40] if lines else "an empty file"
     raise BadInput(f"{path}: the header should be '{LABEL_HEADER}', found {got!r}")

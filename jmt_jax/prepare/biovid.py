@@ -18,6 +18,7 @@ from jmt_jax.faces import crops as crops_lib
 from jmt_jax.faces import tracking
 from jmt_jax.media import biosignals
 from jmt_jax.media import decode
+from jmt_jax.media import text_files
 
 SAMPLES_COLUMNS = ("subject_id", "subject_name", "class_id", "class_name", "sample_id",
                    "sample_name")
@@ -35,8 +36,7 @@ def _samples_csv(raw_dir):
 
 def read_samples(path):
   """Rows of samples.csv as dicts, the header and every row checked."""
-  with open(path) as f:
-    lines = [line.rstrip("\r\n") for line in f if line.strip()]
+  lines = [line for line in text_files.read_lines(path) if line.strip()]
   header = tuple(h.strip() for h in lines[0].split("\t")) if lines else ()
   if header != SAMPLES_COLUMNS:
     raise BadInput(f"{path}: the header should be the tab-separated {list(SAMPLES_COLUMNS)}, "
@@ -69,7 +69,7 @@ def tasks(raw_dir, bio_rate=512, frame_size=112, frame_tolerance=16, face_margin
 
 def process(task):
   """Reads one sample: (arrays, frame blobs, table entry, stats) for `work.store`."""
-  bio = biosignals.read(task["bio"])
+  bio = biosignals.read(task["bio"], rate=task["bio_rate"])
   with decode.Video(task["video"]) as video:
     frames = list(video.frames())
     fps = video.fps

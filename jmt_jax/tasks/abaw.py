@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from jmt_jax.data.records import DIMENSIONS
+from jmt_jax.media import text_files
 
 
 def reassemble(names, num_frames, recording, frame, values):
@@ -71,8 +72,7 @@ def postprocess(per_video, smoothing):
 
 def read_sample_file(path):
   """[(video, frame number)] in the order of an organisers' sample submission file."""
-  with open(path, newline="") as f:
-    rows = list(csv.reader(f))
+  rows = list(csv.reader(text_files.read_lines(path)))
   if not rows or [c.strip() for c in rows[0][:1]] != ["image_location"]:
     raise ValueError(f"{path}: not an ABAW sample file (its first line should start with "
                      f"'image_location')")

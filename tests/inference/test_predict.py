@@ -6,6 +6,7 @@ biosignal CSV. Models are the tiny demo configs' initial checkpoints.
 """
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -293,7 +294,7 @@ def test_pain_model_predicts_per_frame_from_video_and_biosignals(pain_model, vid
   rate = pain_model.rates["bio_rate"]
   signal = np.random.default_rng(0).normal(2.0, 0.3, (int(4.0 * rate), 3)).astype(np.float32)
   bio = str(tmp_path / "face_bio.csv")
-  raw_trees.write_biosignals(bio, signal)  # 4 s of the video's 6.3 s
+  raw_trees.write_biosignals(bio, signal, rate=rate)  # 4 s of the video's 6.3 s
   result = pain_model.predict(path, bio, progress=False)
   n, ends, reference = _whole_recording_outputs(pain_model, path, np.round(signal, 6))
   np.testing.assert_array_equal(ends[:, -1], np.arange(n))  # one window ends on each frame
@@ -305,14 +306,32 @@ def test_pain_model_predicts_per_frame_from_video_and_biosignals(pain_model, vid
   frames_with_signal = np.arange(n) / FPS < 4.0
   np.testing.assert_array_equal(result.found["eda_found"], frames_with_signal)
   np.testing.assert_array_equal(result.found["face_found"], has_face)
-  (csv_path,), png_path = outputs.write(str(tmp_path / "out"), "face", result)
+  (csv_path,), png_path = outputs.write(str(tmp_path / "out"), path, [result], {})
   table = _read_csv(csv_path)
   assert list(table)[:5] == ["frame", "time_s", "face_found", "eda_found", "pain_probability"]
   assert ((table["pain_probability"] >= 0) & (table["pain_probability"] <= 1)).all()
   _read_png_size(png_path)
 
 
+def test_videos_of_one_name_never_overwrite_each_others_outputs(va_model, videos, tmp_path):
+  out = str(tmp_path / "out")
+  result = va_model.predict(videos["face_no_audio.mkv"][0], progress=False)
+  paths = []
+  for folder, name in [("a", "talk.mp4"), ("a", "talk.mkv"), ("b", "talk.mp4"), ("c", "talk.mp4"),
+                       ("a", "talk.mp4")]:
+    video = tmp_path / folder / name
+    video.parent.mkdir(exist_ok=True)
+    video.touch()
+    (csv_path,), _ = outputs.write(out, str(video), [result], {"step": 1})
+    paths.append(os.path.basename(csv_path))
+  # The last is a rerun: it writes over its own outputs.
+  assert paths == ["talk.csv", "talk_mkv.csv", "talk_mp4.csv", "talk_2.csv", "talk.csv"]
+  with open(os.path.join(out, "talk_2.json")) as f:
+    assert json.load(f)["video"] == str(tmp_path / "c" / "talk.mp4")
+
+
 @pytest.mark.parametrize("case", ["missing", "corrupt", "biosignals_for_va", "not_a_workdir",
+                                  "out_is_a_file",
                                   "all_faces_with_biosignals"])
 def test_predict_errors_are_one_line(va_workdir, videos, tmp_path, case):
   video = videos["face.mp4"][0]
@@ -326,6 +345,9 @@ def test_predict_errors_are_one_line(va_workdir, videos, tmp_path, case):
   elif case == "biosignals_for_va":
     args.append(f"--biosignals={tmp_path}/x.csv")
     word = "does not read biosignals"
+  elif case == "out_is_a_file":
+    (tmp_path / "taken").write_text("")
+    args[2], word = f"--out={tmp_path / 'taken'}", "is a file, not a directory"
   elif case == "all_faces_with_biosignals":
     args += ["--faces=all", f"--biosignals={tmp_path}/x.csv"]
     word = "belongs to one person"
