@@ -35,7 +35,7 @@ def main(argv):
     options.update(bio_rate=FLAGS.bio_rate)
   try:
     manifest = driver.prepare(dataset, FLAGS.raw_dir, FLAGS.out_dir, workers=FLAGS.workers,
-                              segment_frames=FLAGS.segment_frames, **options)
+                              segment_frames=FLAGS.segment_frames or 0, **options)
   except (BadInput, ValueError, OSError) as e:
     sys.exit(f"error: {e}")
   for split, c in manifest["counts"].items():
@@ -48,16 +48,19 @@ def _define_flags():
   flags.DEFINE_string("raw_dir", None, "The dataset's tree as the organisers publish it.")
   flags.DEFINE_string("out_dir", None, "Where shards, work files and manifest go.")
   flags.DEFINE_integer("workers", max(1, (os.cpu_count() or 2) - 1),
-                       "Recordings decoded in parallel.")
-  flags.DEFINE_integer("frame_size", 112, "Side of the stored face crops.")
-  flags.DEFINE_integer("audio_rate", 44100, "Aff-Wild2: audio resampled to this rate.")
-  flags.DEFINE_integer("bio_rate", 512, "BioVid: the biosignals' sampling rate.")
+                       "Recordings decoded in parallel.", lower_bound=1)
+  flags.DEFINE_integer("frame_size", 112, "Side of the stored face crops.", lower_bound=1)
+  flags.DEFINE_integer("audio_rate", 44100, "Aff-Wild2: audio resampled to this rate.",
+                       lower_bound=1)
+  flags.DEFINE_integer("bio_rate", 512, "BioVid: the biosignals' sampling rate (files at "
+                       "another rate, by their time column, are resampled to it).", lower_bound=1)
   flags.DEFINE_integer(
     "frame_tolerance", 16, "Frames by which crops, audio or biosignals may disagree with the "
-    "labels' frame count before the recording is reported as broken.")
+    "labels' frame count before the recording is reported as broken.", lower_bound=0)
   flags.DEFINE_string("test_list", "", "Aff-Wild2: the test-set list (default: the "
                       "one *test*set*.txt file found under --raw_dir).")
-  flags.DEFINE_integer("segment_frames", 0, "Frames per record (0: the dataset's default).")
+  flags.DEFINE_integer("segment_frames", None, "Frames per record (default: the dataset's).",
+                       lower_bound=1)
   flags.mark_flags_as_required(["raw_dir", "out_dir"])
 
 

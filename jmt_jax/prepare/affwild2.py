@@ -25,7 +25,8 @@ SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set"}
 LABEL_HEADER = "valence,arousal"
 SEGMENT_FRAMES = 64
 INPUTS = ("labels", "crops", "video")  # the task fields `process` reads
-VERSION = "2: bad crops named with reasons"  # of `process`: a new one redoes every work file
+VERSION = "3: crops in any image format"  # of `process`: a new one redoes every work file
+CROP_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # first is used
 
 
 def _find_dirs(root, name):
@@ -44,13 +45,14 @@ def _one_dir(root, name):
 
 
 def _videos(root, skip):
+  """{name: [paths]} of the raw videos under `root`."""
   out = {}
   for d, subdirs, files in os.walk(root):
-    subdirs[:] = [s for s in subdirs if os.path.join(d, s) != skip]
-    for f in files:
+    subdirs[:] = sorted(s for s in subdirs if os.path.join(d, s) != skip)
+    for f in sorted(files):
       stem, ext = os.path.splitext(f)
       if ext.lower() in VIDEO_EXTENSIONS:
-        out.setdefault(stem, os.path.join(d, f))
+        out.setdefault(stem, []).append(os.path.join(d, f))
   return out
 
 
@@ -97,7 +99,9 @@ def raw_video_name(name):
 
 
 def _video_for(videos, name):
-  return videos.get(name) or videos.get(raw_video_name(name)) or ""
+  """The raw video of recording `name`: "" if none; several (a clash `process` reports)
+  joined by os.pathsep."""
+  return os.pathsep.join(videos.get(name) or videos.get(raw_video_name(name)) or [])
 
 
 def read_labels(path):
@@ -128,13 +132,27 @@ def read_labels(path):
   return np.array(rows, np.float32)
 
 
-def _crop_numbers(crops_dir):
+def _crop_files(crops_dir):
+  """({frame number: crop file}, [unused files with why]): NNNNN.<image extension>, any
+  case; of two files of one frame the first extension of CROP_EXTENSIONS is used."""
   if not os.path.isdir(crops_dir):
     raise BadInput(f"{crops_dir}: the recording has no crop folder")
-  numbers = [int(f[:-4]) for f in os.listdir(crops_dir) if re.fullmatch(r"\d+\.jpg", f)]
-  if not numbers:
-    raise BadInput(f"{crops_dir}: no NNNNN.jpg face crops")
-  return set(numbers)
+  found, unused = {}, []
+  rank = lambda f: CROP_EXTENSIONS.index(os.path.splitext(f)[1].lower())
+  names = [f for f in os.listdir(crops_dir)
+           if re.fullmatch(r"\d+", os.path.splitext(f)[0])
+           and os.path.splitext(f)[1].lower() in CROP_EXTENSIONS]
+  for f in sorted(names, key=lambda f: (int(os.path.splitext(f)[0]), rank(f), f)):
+    k = int(os.path.splitext(f)[0])
+    if k in found:
+      unused.append(dict(file=os.path.join(crops_dir, f),
+                         reason=f"another crop of frame {k} is used ({found[k]})"))
+    else:
+      found[k] = os.path.join(crops_dir, f)
+  if not found:
+    raise BadInput(f"{crops_dir}: no NNNNN.jpg face crops (nor "
+                   f"{'/'.join(e[1:] for e in CROP_EXTENSIONS[1:])})")
+  return found, unused
 
 
 def read_crop(path):
@@ -160,10 +178,14 @@ def read_crop(path):
 def process(task):
   """Reads one recording: (arrays, table entry, stats, notes) for `work.store`."""
   name, tol = task["name"], task["frame_tolerance"]
-  crop_numbers = _crop_numbers(task["crops"])
+  crop_files, unreadable = _crop_files(task["crops"])
+  crop_numbers = set(crop_files)
   if not task["video"]:
     raise BadInput(f"{name}: no raw video named {raw_video_name(name)}.* "
                    f"({'/'.join(VIDEO_EXTENSIONS)}) under the raw tree")
+  if os.pathsep in task["video"]:
+    raise BadInput(f"{name}: several raw videos could be its video "
+                   f"({', '.join(task['video'].split(os.pathsep))}): keep one")
   with decode.Video(task["video"]) as video:
     if task["labels"]:
       labels = read_labels(task["labels"])
@@ -179,11 +201,11 @@ def process(task):
     audio = decode.fit_length(audio, int(round(n * rate / video.fps)), "the audio track",
                              task["video"], tolerance=int(round(tol * rate / video.fps)))
     fps = video.fps
-  blobs, unreadable = [], []
+  blobs = []
   for k in range(1, n + 1):
-    path = os.path.join(task["crops"], f"{k:05d}.jpg")
+    path = crop_files.get(k)
     data = b""
-    if k in crop_numbers:
+    if path:
       data, why = read_crop(path)
       if why:
         unreadable.append(dict(file=path, reason=why))

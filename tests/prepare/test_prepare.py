@@ -21,6 +21,8 @@ from jmt_jax.data import pipeline
 from jmt_jax.data import prepared
 from jmt_jax.data.records import INVALID_LABEL
 from jmt_jax.faces import crops
+from jmt_jax.errors import BadInput
+from jmt_jax.prepare import affwild2 as affwild2_layout
 from jmt_jax.prepare import driver
 
 pytestmark = pytest.mark.xdist_group("prepare")  # its module fixtures are built once
@@ -322,6 +324,32 @@ def test_changed_inputs_and_options_redo_exactly_the_affected_recordings(tmp_pat
   assert prepared.read_manifest(str(tmp_path / "out"))["signals"]["audio_rate"] == 16000
 
 
+def test_crops_in_other_image_formats_and_two_raw_videos_of_one_name(tmp_path):
+  tree = raw_trees.make_affwild2(str(tmp_path / "raw"))
+  crops_dir = os.path.join(tree.root, "cropped_aligned", "vid_c")
+  pixels = {}
+  for k, f in enumerate(sorted(os.listdir(crops_dir)), start=1):  # another tool's export: PNG
+    bgr = cv2.imread(os.path.join(crops_dir, f))
+    os.remove(os.path.join(crops_dir, f))
+    cv2.imwrite(os.path.join(crops_dir, f"{k:05d}.PNG"), bgr)
+    pixels[k] = bgr
+  cv2.imwrite(os.path.join(crops_dir, "00001.bmp"), pixels[1])  # frame 1 twice
+  shutil.copy(os.path.join(tree.root, "batch1", "vid_a.mp4"),
+              os.path.join(tree.root, "new_vids", "vid_a.mkv"))
+  tasks = {t["name"]: t for t in affwild2_layout.tasks(tree.root, audio_rate=AUDIO_RATE, **OPTIONS)}
+  _, blobs, entry, stats = affwild2_layout.process(tasks["vid_c"])
+  assert entry["num_frames"] == len(blobs) == 30 and all(blobs)
+  for k, blob in enumerate(blobs, start=1):  # stored as they are: lossless
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR),
+                                  pixels[k])
+  assert stats["unreadable_files"] == [dict(
+      file=os.path.join(crops_dir, "00001.bmp"),
+      reason=f"another crop of frame 1 is used ({os.path.join(crops_dir, '00001.PNG')})")]
+  with pytest.raises(BadInput, match=r"vid_a: several raw videos could be its video \(\S*/batch1/"
+                                     r"vid_a.mp4, \S*/new_vids/vid_a.mkv\): keep one"):
+    affwild2_layout.process(tasks["vid_a"])
+
+
 def test_a_partial_tree_prepares_the_splits_it_has(tmp_path, capsys):
   """No Validation_Set, a test list whose only video cannot be prepared, then no test list
   at all: the train split is prepared and the others are reported empty; the leftovers of
@@ -418,3 +446,13 @@ def test_prepare_command_line(biovid, tmp_path):
                      env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert r.returncode != 0 and "Traceback" not in r.stderr
   assert r.stderr.strip().splitlines()[-1] == f"error: {tmp_path}: no samples.csv (is this BioVid Part A?)"
+
+
+@pytest.mark.parametrize("flag", ["--frame_size=0", "--audio_rate=-44100", "--segment_frames=0"])
+def test_non_positive_sizes_and_rates_are_refused_at_the_flag(tmp_path, flag):
+  r = subprocess.run([sys.executable, "-m", "jmt_jax.prepare", "affwild2", f"--raw_dir={tmp_path}",
+                      f"--out_dir={tmp_path / 'out'}", flag], cwd=ROOT, env=subprocess_env(),
+                     capture_output=True, text=True, timeout=300)
+  assert r.returncode != 0 and not os.path.exists(tmp_path / "out")
+  assert r.stderr.strip().splitlines()[-1] == (f"error: flag {flag}: {flag.split('=')[1]} is not "
+                                               f"a positive integer")
