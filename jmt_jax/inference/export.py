@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 from jax import export as jax_export
 
 from jmt_jax import workdir as workdir_lib
@@ -27,9 +28,25 @@ from jmt_jax.runtime import cli
 FLAGS = flags.FLAGS
 
 
-def export_workdir(workdir, out_dir, platforms=("cpu", "cuda", "tpu")):
-  """Writes the export of `workdir`'s newest checkpoint to `out_dir`; returns its signature."""
-  config = workdir_lib.read_config(workdir)
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # what jax.export lowers for
+
+
+def check_platforms(platforms):
+  for p in platforms:
+    if p == "gpu":
+      raise ValueError("--platforms: 'gpu' is not a platform of jax.export: use cuda (NVIDIA "
+                       "GPUs) or rocm (AMD GPUs)")
+    if p not in PLATFORMS:
+      raise ValueError(f"--platforms: unknown platform {p!r}; use some of {list(PLATFORMS)}")
+  if not platforms:
+    raise ValueError(f"--platforms: name at least one of {list(PLATFORMS)}")
+
+
+def export_workdir(workdir, out_dir, platforms=("cpu", "cuda", "tpu"), config=None):
+  """Writes the export of `workdir`'s newest checkpoint to `out_dir`; returns its signature.
+  `config`: the training config, for a workdir without config.json."""
+  check_platforms(platforms)
+  config = config if config is not None else workdir_lib.read_config(workdir)
   model = model_lib.build_model(config)
   step, trained = workdir_lib.restore_variables(config, workdir, model)
   variables = variables_lib.cast(model, trained["params"], trained["batch_stats"])
@@ -63,7 +80,8 @@ def export_workdir(workdir, out_dir, platforms=("cpu", "cuda", "tpu")):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  signature = cli.run(None, lambda: export_workdir(FLAGS.workdir, FLAGS.out, FLAGS.platforms))
+  signature = cli.run(None, lambda: export_workdir(FLAGS.workdir, FLAGS.out, FLAGS.platforms,
+                                                   FLAGS.config))
   print(f"Exported step {signature['step']} to {FLAGS.out}: inputs "
         f"{ {m: s['shape'] for m, s in signature['inputs'].items()} }")
 
@@ -71,7 +89,11 @@ def main(argv):
 def _define_flags():
   flags.DEFINE_string("workdir", None, "A training workdir (checkpoints/ and config.json).")
   flags.DEFINE_string("out", None, "Directory to write the export to.")
-  flags.DEFINE_list("platforms", ["cpu", "cuda", "tpu"], "Platforms to lower for.")
+  flags.DEFINE_list("platforms", ["cpu", "cuda", "tpu"], f"Platforms to lower for, of "
+                    f"{', '.join(PLATFORMS)}.")
+  config_flags.DEFINE_config_file(
+    "config", None, "Config file for workdirs without config.json (trained before it was "
+    "written), e.g. configs/demo.py:tiny.", lock_config=True)
   flags.mark_flags_as_required(["workdir", "out"])
 
 

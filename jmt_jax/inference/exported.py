@@ -8,6 +8,7 @@ This module imports nothing else of jmt_jax (tests check it), so it runs where t
 training code is not installed.
 """
 
+import contextlib
 import json
 import os
 
@@ -43,6 +44,16 @@ def unflatten(flat):
   return out
 
 
+@contextlib.contextmanager
+def _damaged(path):
+  """A file of the export that cannot be read, named in one line (ValueError)."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except  # each reader fails in its own way
+    raise ValueError(f"{path}: damaged or not written by jmt_jax.inference.export "
+                     f"({type(e).__name__}); export the workdir again") from None
+
+
 class ExportedModel:
   """The exported inference function with its weights: call it on a batch of windows."""
 
@@ -51,13 +62,13 @@ class ExportedModel:
     missing = [p for p in paths.values() if not os.path.exists(p)]
     if missing:
       raise FileNotFoundError(f"{directory}: not a jmt_jax export (missing {missing})")
-    with open(paths[MODEL], "rb") as f:
+    with _damaged(paths[MODEL]), open(paths[MODEL], "rb") as f:
       self.exported = jax_export.deserialize(bytearray(f.read()))
-    with np.load(paths[VARIABLES]) as z:
+    with _damaged(paths[VARIABLES]), np.load(paths[VARIABLES]) as z:
       self.variables = unflatten({k: z[k] for k in z.files})
-    with open(paths[SIGNATURE], encoding="utf-8") as f:
+    with _damaged(paths[SIGNATURE]), open(paths[SIGNATURE], encoding="utf-8") as f:
       self.signature = json.load(f)
-    with open(paths[CONFIG], encoding="utf-8") as f:
+    with _damaged(paths[CONFIG]), open(paths[CONFIG], encoding="utf-8") as f:
       self.config = json.load(f)
 
   def __call__(self, batch):

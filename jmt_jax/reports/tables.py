@@ -3,6 +3,7 @@ written from its rows as CSV, Markdown and JSON."""
 
 import csv
 import json
+import math
 import os
 
 
@@ -10,6 +11,13 @@ def markdown(header, rows):
   """The lines of a Markdown table: `header` the column names, `rows` lists of cells."""
   return ([f"| {' | '.join(header)} |", "|" + "---|" * len(header)]
           + [f"| {' | '.join(str(c) for c in row)} |" for row in rows])
+
+
+def mean_std(mean, std, digits):
+  """"mean +- std"; the mean alone where there is no std (one run: nan)."""
+  if std is None or math.isnan(std):
+    return f"{mean:.{digits}f}"
+  return f"{mean:.{digits}f} +- {std:.{digits}f}"
 
 
 def write(stem, rows, markdown_lines, document):

@@ -69,7 +69,7 @@ def write_table(workdir, summary):
   """cross_validation.csv, .md and .json in `workdir`."""
   metric, rows = summary["metric"], summary["folds"]
   p = summary["protocol"]
-  mean_std = f"{summary['mean']:.4f} +- {summary['std']:.4f}"
+  mean_std = tables.mean_std(summary["mean"], summary["std"], 4)
   interval = f"[{summary['ci_low']:.4f}, {summary['ci_high']:.4f}]"
   lines = [f"{p['kind']} protocol, {len(rows)} folds: {metric} {mean_std} (std over folds, "
            f"ddof=1), 95% interval {interval} (bootstrap over folds and their recordings)", ""]
@@ -86,8 +86,9 @@ def main(argv):
   summary = cli.run(config, lambda: run(config, FLAGS.workdir, folds))
   for row in summary["folds"]:
     print(f"fold {row['fold']}: {summary['metric']} {row[summary['metric']]:.4f}")
-  print(f"mean +- std over {len(summary['folds'])} folds: {summary['mean']:.4f} +- "
-        f"{summary['std']:.4f}, 95% interval [{summary['ci_low']:.4f}, {summary['ci_high']:.4f}] "
+  print(f"mean +- std over {len(summary['folds'])} folds: "
+        f"{tables.mean_std(summary['mean'], summary['std'], 4)}, 95% interval "
+        f"[{summary['ci_low']:.4f}, {summary['ci_high']:.4f}] "
         f"(table in {FLAGS.workdir}/cross_validation.md)")
 
 

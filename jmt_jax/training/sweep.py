@@ -116,16 +116,18 @@ def sweep(spec, variants, seeds, workdir, overrides=None, reference="jmt",
 
 def write_tables(workdir, table, seeds, num_recordings, num_samples):
   """comparison.csv, .md, .json and .png in `workdir`."""
-  lines = [f"{seeds} seeds per variant; 95% intervals from a bootstrap over the "
-           f"{num_recordings} recordings and the seeds; differences paired (same draws)."]
+  lines = [f"{seeds} seed{'s' if seeds > 1 else ''} per variant"
+           f"{'' if seeds > 1 else ' (no std over seeds)'}; 95% intervals from a bootstrap "
+           f"over the {num_recordings} recordings{' and the seeds' if seeds > 1 else ''}; "
+           f"differences paired (same draws)."]
   for metric, rows in table.items():
     ref = next((r["reference"] for r in rows if "reference" in r), None)
-    header = ["variant", "mean +- std", "95% interval"]
+    header = ["variant", "mean +- std" if seeds > 1 else "score", "95% interval"]
     if ref:
       header += [f"difference to {ref}", "its 95% interval"]
     cells = []
     for r in rows:
-      cells.append([r["variant"], f"{r['mean']:.3f} +- {r['std']:.3f}",
+      cells.append([r["variant"], tables.mean_std(r["mean"], r["std"], 3),
                     f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"])
       if ref:
         cells[-1] += ([f"{r['diff']:+.3f}", f"[{r['diff_low']:+.3f}, {r['diff_high']:+.3f}]"]
@@ -152,14 +154,15 @@ def write_robustness_summary(workdir, variants, seeds, configs):
           cond = (row["condition"], row["modality"], row["rate"])
           for metric in tasks.get(configs[(v, k)].task).metrics:
             means.setdefault((metric, cond), {}).setdefault(v, []).append(row[metric])
-  lines = [f"Mean +- std over {seeds} seeds (jmt_jax.evaluation.robustness)."]
+  lines = [(f"Mean +- std over {seeds} seeds" if seeds > 1 else "One seed")
+           + " (jmt_jax.evaluation.robustness)."]
   for metric in dict.fromkeys(m for m, _ in means):
     cells = []
     for (m, (cond, modality, rate)), by_variant in means.items():
       if m == metric:
         cells.append([cond, modality or "-", f"{rate:g}"] + [
-            f"{np.mean(by_variant[v]):.3f} +- "
-            f"{np.std(by_variant[v], ddof=1) if seeds > 1 else 0:.3f}"
+            tables.mean_std(np.mean(by_variant[v]),
+                            np.std(by_variant[v], ddof=1) if seeds > 1 else None, 3)
             if v in by_variant else "-" for v in variants])
     lines += ["", f"**{metric}**", ""] + tables.markdown(
         ["condition", "modality", "rate", *variants], cells)

@@ -133,6 +133,7 @@ def _read_source(paths, entries, others, model_cfg):
     by_part[(e.path[0], _apart(e))].append(e)
   locations = {part: _locate(tensors, es) for part, es in by_part.items()}
   used, missing, bad_shape, adapted, misfits, out = set(), [], [], [], [], {}
+  not_finite = []
   for part, part_entries in by_part.items():
     loc = locations[part]
     for e in part_entries:
@@ -154,6 +155,8 @@ def _read_source(paths, entries, others, model_cfg):
       if e.packed_index is not None:
         value = np.split(value, 3, axis=0)[e.packed_index]
       out[(e.collection, e.path)] = np.asarray(e.to_jax(value), np.float32)
+      if not np.isfinite(out[(e.collection, e.path)]).all():
+        not_finite.append(key)  # a diverged training run's weights: nothing to start from
 
   def holder(k):  # the part whose location holds k most narrowly
     held = [(len(loc.prefix) + len(loc.module), part, loc) for part, loc in locations.items()
@@ -193,6 +196,10 @@ def _read_source(paths, entries, others, model_cfg):
     problems.append(f"{len(bad_shape)} keys with the wrong shape: {names(bad_shape)}")
   if unknown:
     problems.append(f"{len(unknown)} unknown keys: {names(unknown)}")
+  if not_finite:
+    not_finite = sorted(set(not_finite))
+    problems.append(f"{len(not_finite)} keys hold NaN or inf (weights of a diverged run?): "
+                    f"{names(not_finite)}")
   problems += sorted(set(misfits))
   if problems:
     if missing and left_for:

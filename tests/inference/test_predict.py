@@ -389,3 +389,13 @@ def test_exported_function_equals_the_model_in_process(va_model, va_workdir, vid
   assert run.returncode == 0, run.stderr[-2000:]
   with np.load(tmp_path / "out.npz") as z:
     np.testing.assert_allclose(z["valence"], want["valence"], atol=1e-5)
+  # A damaged file of the export is named, as is a platform jax.export does not know.
+  with open(os.path.join(out, exported.MODEL), "r+b") as f:
+    f.truncate(100)
+  with pytest.raises(ValueError, match=rf"{exported.MODEL}: damaged or not written by "
+                                       r"jmt_jax.inference.export \(\w+\); export the workdir"):
+    exported.load(out)
+  with pytest.raises(ValueError, match="'gpu' is not a platform of jax.export: use cuda"):
+    export.export_workdir(va_workdir, out, platforms=["cpu", "gpu"])
+  with pytest.raises(ValueError, match="unknown platform 'metal'"):
+    export.export_workdir(va_workdir, out, platforms=["metal"])

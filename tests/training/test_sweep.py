@@ -4,10 +4,14 @@ resumed without repeating finished runs, stale run directories refused, the tabl
 import json
 import os
 
+import numpy as np
 import pytest
 
 from jmt_jax import workdir as workdir_lib
+from jmt_jax.data.records import DIMENSIONS
+from jmt_jax.evaluation import comparison
 from jmt_jax.runtime import preemption
+from jmt_jax.tasks import metrics
 from jmt_jax.training import sweep
 from jmt_jax.training import train
 
@@ -88,3 +92,18 @@ def test_overrides_name_existing_fields():
     sweep.run_config("configs/demo.py:tiny", "jmt", 0, {"train.num_step": 7})
   with pytest.raises(ValueError, match="cross_validate"):
     sweep.run_config("configs/biovid.py:tiny", "jmt", 0)
+
+
+def test_a_one_seed_table_shows_scores_without_a_std(tmp_path):
+  rng = np.random.default_rng(0)
+  y = rng.uniform(-1, 1, (5, 40))
+  stats = {v: [np.stack([[metrics.moments(y[r] * q + rng.normal(0, 0.3, 40), y[r],
+                                          np.ones(40)) for _ in DIMENSIONS] for r in range(5)])]
+           for v, q in (("jmt", 1.0), ("video", 0.5))}
+  table = comparison.compare("valence_arousal", stats, [0], "jmt", 50)
+  sweep.write_tables(str(tmp_path), table, 1, 5, 50)
+  text = (tmp_path / "comparison.md").read_text()
+  assert "nan" not in text and "1 seed per variant (no std over seeds)" in text
+  assert "| variant | score | 95% interval |" in text
+  row = next(r for r in table["ccc_mean"] if r["variant"] == "jmt")
+  assert f"| jmt | {row['mean']:.3f} | [" in text

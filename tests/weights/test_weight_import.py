@@ -95,6 +95,17 @@ def test_a_file_of_another_backbone_names_the_config_that_fits(tiny_config, tmp_
                           [(("video_backbone",), str(tmp_path / "i3d_tcn.pth"))])
 
 
+def test_non_finite_weights_are_refused_at_conversion(tiny_config, tmp_path):
+  [(groups, path)] = _tiny_affwild2_state_dicts(tmp_path)[:1]
+  state = torch.load(path)
+  state["stem.3.weight"][0, 0] = float("inf")
+  torch.save(state, path)
+  with pytest.raises(torch_import.ConversionError,
+                     match=r"vision_r2d1.pth: .*1 keys hold NaN or inf \(weights of a diverged "
+                           r"run\?\): stem.3.weight"):
+    torch_import.convert(tiny_config("affwild2", "jmt,tiny"), [(groups, path)])
+
+
 def _run(module, *args):
   return run(module_command(module, *args), timeout=300)
 
