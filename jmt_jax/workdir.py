@@ -2,6 +2,7 @@
 
   config.json                the config it was trained with (`write_config`, `read_config`);
   inputs.json                the recordings of each split it used and the data's checksums;
+  environment.json           the library versions and devices it was trained with;
   train.lock                 held by the process training in it (`training_lock`);
   checkpoints/               Orbax: the train state with the data iterator's position;
   checkpoints_set_aside/     unreadable steps moved out of the way when training resumed;
@@ -36,10 +37,12 @@ from jax.experimental import multihost_utils
 
 from jmt_jax import config_common
 from jmt_jax.models import variables as variables_lib
+from jmt_jax.runtime import environment
 from jmt_jax.runtime import sharding
 
 CONFIG = "config.json"
 INPUTS = "inputs.json"
+ENVIRONMENT = "environment.json"
 METRICS = "metrics.jsonl"
 LOCK = "train.lock"
 SET_ASIDE = "checkpoints_set_aside"
@@ -196,6 +199,27 @@ def check_inputs(workdir, inputs):
                      f"{'differs' if differ[0] in old and differ[0] in now else 'is new or gone'}"
                      f"{f', and {len(differ) - 1} more files' if len(differ) > 1 else ''}: "
                      f"prepared again?). {advice}")
+
+
+def record_environment(workdir):
+  """Writes workdir/environment.json (`runtime.environment.describe`) when the run starts;
+  a run resumed under other library versions or devices keeps the first record and says
+  what changed (its later steps may differ in the last digits from an unbroken run's)."""
+  path = os.path.join(workdir, ENVIRONMENT)
+  now = environment.describe()
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      try:
+        changed = environment.changes(json.load(f), now)
+      except (ValueError, KeyError, AttributeError):
+        changed = ["(the record is unreadable)"]
+    if changed:
+      logging.warning("%s was started under another environment: %s.", workdir,
+                      "; ".join(changed))
+    return
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(now, f, indent=1, sort_keys=True)
+  os.replace(path + ".tmp", path)
 
 
 # ------------------------------------------------------------------ the training lock
@@ -368,8 +392,8 @@ def restore_variables(config, workdir, model, mesh=None):
   else:
     shardings = sharding.state_shardings(abstract, mesh.mesh, config.sharding)
   if not has_checkpoints(workdir):
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train "
-                            f"first with --mode=train and the same --config and --workdir")
+    raise FileNotFoundError(f"no readable checkpoint in {os.path.join(workdir, 'checkpoints')}: "
+                            f"train first with --mode=train and the same --config and --workdir")
   mngr = checkpoints(workdir)
   step, variables = restore_latest(mngr, sharding.with_shardings(abstract, shardings), None,
                                    partial=True)

@@ -204,3 +204,15 @@ def test_a_fold_run_on_another_partition_is_refused(tiny_config, tmp_path):
   config.data.protocol.fold = 1
   with pytest.raises(ValueError, match="was trained on other recordings: its train split held 4"):
     workdir_lib.check_inputs(workdir, experiment.Data(config).record(("train", "validation")))
+
+
+def test_the_environment_is_recorded_once_and_changes_named(tmp_path, caplog):
+  workdir_lib.record_environment(str(tmp_path))
+  path = tmp_path / "environment.json"
+  record = json.loads(path.read_text())
+  assert record["packages"]["jax"] == jax.__version__ and record["device_count"] >= 1
+  record["packages"]["jax"] = "0.0.1"
+  path.write_text(json.dumps(record))
+  workdir_lib.record_environment(str(tmp_path))
+  assert json.loads(path.read_text())["packages"]["jax"] == "0.0.1"  # the run's start is kept
+  assert f"jax 0.0.1 -> {jax.__version__}" in caplog.text

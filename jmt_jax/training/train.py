@@ -140,6 +140,7 @@ def _train_and_evaluate(config, workdir):
   if jax.process_index() == 0:  # the run is accepted: the workdir is its from here on
     workdir_lib.write_config(config, workdir)
     workdir_lib.write_inputs(workdir, inputs)
+    workdir_lib.record_environment(workdir)
 
   # ---------------------------------------------------------------- Eval
   writer = metric_writers.MetricWriter(workdir)  # training's metrics and the evaluations'
