@@ -21,6 +21,12 @@ def tone(num_samples, rate, amplitude=0.5):
   return (amplitude * np.sin(2 * np.pi * TONE_HZ * np.arange(num_samples) / rate)).astype(np.float32)
 
 
+def _mux(out, stream, frame):
+  """Encodes `frame` (None: flushes the encoder) and writes its packets."""
+  for packet in stream.encode(frame):
+    out.mux(packet)
+
+
 def write_video(path, frames, fps, audio=None, audio_rate=16000, vcodec="libx264", acodec="aac",
                 times=None, rotation=None, audio_start=0.0, lossless=False, faststart=False):
   """Writes RGB `frames` at `fps` and, if given, mono float `audio` as a second stream.
@@ -47,10 +53,8 @@ def write_video(path, frames, fps, audio=None, audio_rate=16000, vcodec="libx264
       frame = av.VideoFrame.from_ndarray(f, format="rgb24")
       if times is not None:
         frame.pts, frame.time_base = int(round(times[i] * 1000)), fractions.Fraction(1, 1000)
-      for packet in v.encode(frame):
-        out.mux(packet)
-    for packet in v.encode():
-      out.mux(packet)
+      _mux(out, v, frame)
+    _mux(out, v, None)
     if a is not None:
       fmt = "fltp" if acodec == "aac" else "s16"
       step, first = 1024, int(round(audio_start * audio_rate))
@@ -60,10 +64,8 @@ def write_video(path, frames, fps, audio=None, audio_rate=16000, vcodec="libx264
           chunk = (chunk * 32767).astype(np.int16)
         frame = av.AudioFrame.from_ndarray(chunk, format=fmt, layout="mono")
         frame.sample_rate, frame.pts = audio_rate, first + pts
-        for packet in a.encode(frame):
-          out.mux(packet)
-      for packet in a.encode():
-        out.mux(packet)
+        _mux(out, a, frame)
+      _mux(out, a, None)
 
 
 def write_cover_art_audio(path, audio, rate=16000):
@@ -73,19 +75,14 @@ def write_cover_art_audio(path, audio, rate=16000):
     v = out.add_stream("mjpeg")
     v.width, v.height, v.pix_fmt = 32, 32, "yuvj420p"
     v.disposition = av.stream.Disposition.attached_pic
-    for packet in v.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 90, np.uint8),
-                                                      format="rgb24")):
-      out.mux(packet)
-    for packet in v.encode():
-      out.mux(packet)
+    _mux(out, v, av.VideoFrame.from_ndarray(np.full((32, 32, 3), 90, np.uint8), format="rgb24"))
+    _mux(out, v, None)
     for pts in range(0, len(audio), 1152):
       frame = av.AudioFrame.from_ndarray((audio[None, pts:pts + 1152] * 32767).astype(np.int16),
                                          format="s16", layout="mono")
       frame.sample_rate, frame.pts = rate, pts
-      for packet in a.encode(frame):
-        out.mux(packet)
-    for packet in a.encode():
-      out.mux(packet)
+      _mux(out, a, frame)
+    _mux(out, a, None)
 
 
 def crop_image(recording_index, k, size=112):

@@ -99,16 +99,20 @@ def test_config_round_trip_and_differences(tiny_config, tmp_path):
   assert workdir_lib.config_differences(other, str(tmp_path), evaluating=True) == []
 
 
+def _trained(workdir):
+  mngr = workdir_lib.checkpoints(workdir, keep=3)
+  workdir_lib.save(mngr, 1, make_state(1), None)
+  mngr.wait_until_finished()
+  mngr.close()
+
+
 def test_another_config_is_refused_where_checkpoints_exist(tiny_config, tmp_path):
   workdir = str(tmp_path)
   config = tiny_config("demo", "tiny")
   workdir_lib.write_config(config, workdir)
   forgot_tiny = tiny_config("demo", "")
   workdir_lib.check_config(forgot_tiny, workdir)  # nothing trained yet: the new run takes it
-  mngr = workdir_lib.checkpoints(workdir, keep=3)
-  workdir_lib.save(mngr, 1, make_state(1), None)
-  mngr.wait_until_finished()
-  mngr.close()
+  _trained(workdir)
   with pytest.raises(ValueError) as e:
     workdir_lib.check_config(forgot_tiny, workdir)
   message = str(e.value)
@@ -171,13 +175,6 @@ def test_a_second_trainer_is_refused_and_the_lock_dies_with_its_holder(tmp_path)
     holder.wait()
   with workdir_lib.training_lock(str(tmp_path)):
     pass
-
-
-def _trained(workdir):
-  mngr = workdir_lib.checkpoints(workdir, keep=3)
-  workdir_lib.save(mngr, 1, make_state(1), None)
-  mngr.wait_until_finished()
-  mngr.close()
 
 
 def test_a_run_on_changed_data_is_refused(tiny_config, tmp_path):

@@ -16,8 +16,8 @@ import jax
 import numpy as np
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 from jax import export as jax_export
+from ml_collections import config_flags
 
 from jmt_jax import workdir as workdir_lib
 from jmt_jax.inference import exported

@@ -399,3 +399,21 @@ def test_exported_function_equals_the_model_in_process(va_model, va_workdir, vid
     export.export_workdir(va_workdir, out, platforms=["cpu", "gpu"])
   with pytest.raises(ValueError, match="unknown platform 'metal'"):
     export.export_workdir(va_workdir, out, platforms=["metal"])
+
+
+@pytest.mark.slow
+def test_export_of_a_workdir_without_config_json_takes_the_flag_its_advice_names(va_workdir,
+                                                                                tmp_path):
+  old = tmp_path / "old"
+  shutil.copytree(va_workdir, old)
+  os.remove(old / "config.json")  # trained before config.json was written
+  out = tmp_path / "export"
+  refused = run(module_command("jmt_jax.inference.export", f"--workdir={old}", f"--out={out}"))
+  last = refused.stderr.strip().splitlines()[-1]
+  assert refused.returncode == 1 and "no config.json" in last and "need --config" in last, last
+  done = run(module_command("jmt_jax.inference.export", f"--workdir={old}", f"--out={out}",
+                            "--config=configs/demo.py:tiny", "--platforms=cpu",
+                            f"--config.data.data_dir={workdir_lib.read_config(va_workdir).data.data_dir}",
+                            "--config.compilation_cache_dir="))
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert exported.load(str(out)).signature["step"] == 1

@@ -20,8 +20,8 @@ from conftest import subprocess_env
 from jmt_jax.data import pipeline
 from jmt_jax.data import prepared
 from jmt_jax.data.records import INVALID_LABEL
-from jmt_jax.faces import crops
 from jmt_jax.errors import BadInput
+from jmt_jax.faces import crops
 from jmt_jax.prepare import affwild2 as affwild2_layout
 from jmt_jax.prepare import driver
 

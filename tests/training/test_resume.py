@@ -129,6 +129,30 @@ def test_sigterm_or_ctrl_c_saves_exits_and_resumes(runs, data_dir, sig, name):
   assert_same_final_state(straight, stopped)
 
 
+def test_a_second_trainer_is_refused_and_the_first_ones_kill_frees_the_workdir(runs, data_dir):
+  root, straight = runs
+  workdir = str(root / "two")
+  first = subprocess.Popen(command(workdir, data_dir), cwd=ROOT, env=subprocess_env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 600
+    while time.time() < deadline and first.poll() is None and logged_steps(workdir) < 2:
+      time.sleep(0.05)
+    second = subprocess.run(command(workdir, data_dir), cwd=ROOT, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=600)
+    assert first.poll() is None, "the first trainer finished before the second started"
+    assert second.returncode == 1
+    assert second.stderr.strip().splitlines()[-1].startswith(
+        f"error: ValueError: {workdir} is in use: process {first.pid} on "), second.stderr[-2000:]
+  finally:
+    first.kill()  # SIGKILL: the lock goes with the process
+    first.wait()
+  rerun = subprocess.run(command(workdir, data_dir), cwd=ROOT, env=subprocess_env(),
+                         capture_output=True, text=True, timeout=600)
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert_same_final_state(straight, workdir)
+
+
 def test_corrupt_newest_checkpoint_is_reported_and_the_previous_one_used(runs, data_dir):
   root, straight = runs
   workdir = str(root / "corrupt")
