@@ -431,13 +431,15 @@ def result_stem(workdir, kind, split, step):
   return os.path.join(workdir, kind, f"{split}_step{int(step)}")
 
 
-def write_scores(workdir, split, step, scores):
-  """eval/<split>_step<N>.json (process 0 only); returns its path."""
+def write_scores(workdir, split, step, scores, settings):
+  """eval/<split>_step<N>.json (process 0 only), with the `settings` it was scored with
+  (config.eval: an evaluating command may score with other smoothing than training did);
+  returns its path."""
   path = result_stem(workdir, "eval", split, step) + ".json"
   if jax.process_index() == 0:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-      json.dump({"split": split, "step": int(step), **scores}, f, indent=2)
+      json.dump({"split": split, "step": int(step), **scores, "settings": settings}, f, indent=2)
   return path
 
 

@@ -115,3 +115,13 @@ def test_tiny_variant_trains_one_step(name, tiny_config, tmp_path):
   # --mode=eval on the trained workdir scores the same checkpoint the same way.
   again = scoring.evaluate_workdir(config, str(tmp_path), config.eval.split)
   assert again == pytest.approx(scores, nan_ok=True)
+  # It may score with other smoothing, which its file records; another model is refused.
+  smoothed = config.copy_and_resolve_references()
+  smoothed.eval.smoothing.valence = 3
+  scoring.evaluate_workdir(smoothed, str(tmp_path), config.eval.split)
+  with open(tmp_path / "eval" / f"{config.eval.split}_step1.json") as f:
+    assert json.load(f)["settings"]["smoothing"]["valence"] == 3
+  other = config.copy_and_resolve_references()
+  other.model.head.mlp = (7,)
+  with pytest.raises(ValueError, match="belongs to another run: model.head.mlp is"):
+    scoring.evaluate_workdir(other, str(tmp_path), config.eval.split)

@@ -67,7 +67,8 @@ def evaluate_and_record(predict_fn, source, config, workdir, split, step, make_g
   Returns the scores."""
   t0 = time.time()
   scores, details = evaluate(predict_fn, source, config, make_global)
-  path = workdir_lib.write_scores(workdir, split, step, scores)
+  path = workdir_lib.write_scores(workdir, split, step, scores,
+                                  {"smoothing": config.eval.smoothing.to_dict()})
   workdir_lib.write_recording_stats(workdir, split, step, *details["recording_stats"])
   if writer is not None:
     writer.write(step, {f"{split}/{k}": v for k, v in scores.items()})
