@@ -41,6 +41,18 @@ def upright(rgb, rotation):
   return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
+def _stream_seconds(stream):
+  """The video stream's own duration: from the stream, or Matroska's DURATION tag."""
+  if stream.duration:
+    return float(stream.duration * stream.time_base)
+  tag = stream.metadata.get("DURATION", "")
+  try:
+    h, m, sec = tag.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(sec)
+  except ValueError:
+    return None
+
+
 class Video:
   """A video file's frame rate and streams; a context manager around the open container."""
 
@@ -60,9 +72,12 @@ class Video:
       raise BadInput(f"{path}: the video stream has no frame rate")
     self.fps = float(rate)
     self.video_start = _start_seconds(stream)
-    duration = (float(stream.duration * stream.time_base) if stream.duration
-                else (self.container.duration or 0) / 1e6)
-    self.num_frames_hint = stream.frames or int(round(duration * self.fps))
+    seconds = _stream_seconds(stream)
+    # The frames the header promises for the video stream itself (0: it says nothing);
+    # the container's duration may be the audio's, longer, so it only sizes progress bars.
+    self.promised_frames = stream.frames or int(round((seconds or 0) * self.fps))
+    self.num_frames_hint = self.promised_frames or int(
+        round((self.container.duration or 0) / 1e6 * self.fps))
     self.decoded = 0  # frames decoded so far by `frames`
     self.audio_lead = 0  # samples of silence `audio_chunks` put before the audio starts
 
@@ -82,13 +97,13 @@ class Video:
     except av.error.FFmpegError as e:
       raise BadInput(f"{self._count()} (then {_reason(e)}): truncated or corrupt "
                      f"file?") from None
-    promised = self.num_frames_hint
+    promised = self.promised_frames
     short_by = promised - self.decoded
     if promised and short_by > max(TRUNCATION_TOLERANCE[0], TRUNCATION_TOLERANCE[1] * promised):
       raise BadInput(f"{self._count()}: truncated or corrupt file?")
 
   def _count(self):
-    promised = (f"of the {self.num_frames_hint} its header promises" if self.num_frames_hint
+    promised = (f"of the {self.promised_frames} its header promises" if self.promised_frames
                 else "(its header gives no count)")
     return f"{self.path}: {self.decoded} frames decoded {promised}"
 

@@ -89,3 +89,13 @@ def test_a_truncated_file_is_reported_in_every_container(tmp_path, name, codecs)
     with decode.Video(path) as video:
       for _ in video.frames():
         pass
+
+
+def test_audio_longer_than_the_video_is_no_truncation(tmp_path):
+  """Matroska gives no frame count and a container duration that is the audio's; the
+  video stream's own duration tag is what promises frames."""
+  path = str(tmp_path / "long_audio.mkv")
+  raw_trees.write_video(path, np.stack([_pattern(16, 16)] * 30), 10, vcodec="ffv1",
+                        audio=raw_trees.tone(int(3.8 * 16000), 16000))
+  with decode.Video(path) as video:
+    assert video.promised_frames == 30 and len(list(video.frames())) == 30
