@@ -88,7 +88,7 @@ class Video:
     self.container.close()
 
   def _decoded(self):
-    """(seconds from the first frame or None, upright RGB) of every decoded frame."""
+    """(seconds from the video stream's start or None, upright RGB) of every decoded frame."""
     try:
       for frame in self.container.decode(self.stream):
         self.decoded += 1

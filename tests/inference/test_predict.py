@@ -150,7 +150,9 @@ def test_predict_all_faces_writes_a_csv_per_person(va_workdir, photo_videos, tmp
   proc = run(module_command("jmt_jax.inference.predict", f"--workdir={va_workdir}",
                             f"--video={path}", f"--out={out}", "--faces=all", "--noprogress"))
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert sorted(os.listdir(out)) == ["two.png", "two_person1.csv", "two_person2.csv"]
+  assert sorted(os.listdir(out)) == ["two.json", "two.png", "two_person1.csv", "two_person2.csv"]
+  with open(out / "two.json") as f:
+    assert json.load(f)["csv"] == ["two_person1.csv", "two_person2.csv"]
   tables = [_read_csv(str(out / f"two_person{k}.csv")) for k in (1, 2)]
   for table, here in zip(tables, present.T):  # person 1 is the astronaut, on the left
     found = table["face_found"].astype(bool)

@@ -30,8 +30,8 @@ def test_interrupted_sweep_resumes_without_repeating_finished_runs(data_dir, tmp
       monkeypatch.setattr(preemption.StopRequests, "requested", lambda self: True)
     return real_train(config, rundir)
 
-  def recording_restore(*args):
-    out = real_restore(*args)
+  def recording_restore(*args, **kwargs):
+    out = real_restore(*args, **kwargs)
     restored.append(out[0])
     return out
 
