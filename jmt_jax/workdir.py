@@ -312,6 +312,16 @@ def _misfit(have, want, partial):
   return None
 
 
+def _saved_shapes(step_dir):
+  """{array path: shape} of a checkpoint step's state, from its Orbax metadata; raises
+  where it cannot be read."""
+  with ocp.StandardCheckpointer() as checkpointer:
+    saved = _leaf_shapes(checkpointer.metadata(os.path.join(step_dir, "state")).item_metadata)
+  if not saved:
+    raise ValueError("its state lists no arrays")
+  return saved
+
+
 def restore_latest(mngr, abstract_state, data_iterator, partial=False, set_aside=False):
   """(step, state) from the newest readable checkpoint, or (None, None) if there is none.
 
@@ -322,39 +332,30 @@ def restore_latest(mngr, abstract_state, data_iterator, partial=False, set_aside
   is passed over for an older one, and with `set_aside` (training, which will save
   those steps again) moved to checkpoints_set_aside/.
   """
+  want = _leaf_shapes(abstract_state)
+  if partial:
+    args = {"state": ocp.args.PyTreeRestore(
+        abstract_state, ocp.checkpoint_utils.construct_restore_args(abstract_state),
+        partial_restore=True)}
+  else:
+    args = {"state": ocp.args.StandardRestore(abstract_state)}
+  if data_iterator is not None:
+    args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
   unreadable, found = [], (None, None)
   for step in sorted(mngr.all_steps(), reverse=True):
     where = os.path.join(str(mngr.directory), str(step))
     try:
-      with ocp.StandardCheckpointer() as checkpointer:
-        saved = _leaf_shapes(checkpointer.metadata(os.path.join(where, "state")).item_metadata)
-      if not saved:
-        raise ValueError("its state lists no arrays")
-      misfit = _misfit(saved, _leaf_shapes(abstract_state), partial)
-    except Exception as e:  # pylint: disable=broad-except
-      misfit, error = None, e
-    else:
-      error = None
-    if misfit:
-      raise ValueError(f"the checkpoint {where} does not fit this config: {misfit}. Was the "
-                       f"workdir trained with another config?")
-    if error is None:
-      if partial:
-        args = {"state": ocp.args.PyTreeRestore(
-            abstract_state, ocp.checkpoint_utils.construct_restore_args(abstract_state),
-            partial_restore=True)}
-      else:
-        args = {"state": ocp.args.StandardRestore(abstract_state)}
-      if data_iterator is not None:
-        args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-      try:
+      misfit = _misfit(_saved_shapes(where), want, partial)
+      if not misfit:
         found = step, mngr.restore(step, args=ocp.args.Composite(**args))["state"]
         break
-      except Exception as e:  # pylint: disable=broad-except
-        error = e
-    logging.warning("The checkpoint %s is unreadable (%s: %s); trying an older one.", where,
-                    type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
-    unreadable.append(where)
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning("The checkpoint %s is unreadable (%s: %s); trying an older one.", where,
+                      type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+      unreadable.append(where)
+      continue
+    raise ValueError(f"the checkpoint {where} does not fit this config: {misfit}. Was the "
+                     f"workdir trained with another config?")
   if set_aside and unreadable:
     _set_aside(mngr, unreadable)
   return found

@@ -86,10 +86,10 @@ def tasks(raw_dir, test_list="", audio_rate=44100, frame_size=112, frame_toleran
       if f.endswith(".txt"):
         name = f[:-4]
         out.append(dict(common, name=name, split=split, labels=os.path.join(label_dir, f),
-                        crops=os.path.join(crops, name), video=_video_for(videos, name)))
+                        crops=os.path.join(crops, name), **_video_for(videos, name)))
   for name in _test_list(raw_dir, test_list):
     out.append(dict(common, name=name, split="test", labels="", crops=os.path.join(crops, name),
-                    video=_video_for(videos, name)))
+                    **_video_for(videos, name)))
   return out
 
 
@@ -99,9 +99,12 @@ def raw_video_name(name):
 
 
 def _video_for(videos, name):
-  """The raw video of recording `name`: "" if none; several (a clash `process` reports)
-  joined by os.pathsep."""
-  return os.pathsep.join(videos.get(name) or videos.get(raw_video_name(name)) or [])
+  """The task fields of recording `name`'s raw video: `video`, its path ("" if there is
+  none or several), and `video_clash`, the paths when several could be it (a clash
+  `process` reports)."""
+  found = videos.get(name) or videos.get(raw_video_name(name)) or []
+  return dict(video=found[0] if len(found) == 1 else "",
+              video_clash=found if len(found) > 1 else [])
 
 
 def read_labels(path):
@@ -137,13 +140,13 @@ def _crop_files(crops_dir):
   case; of two files of one frame the first extension of CROP_EXTENSIONS is used."""
   if not os.path.isdir(crops_dir):
     raise BadInput(f"{crops_dir}: the recording has no crop folder")
+  crops = []  # (frame number, extension rank, file name)
+  for f in os.listdir(crops_dir):
+    stem, ext = os.path.splitext(f)
+    if re.fullmatch(r"\d+", stem) and ext.lower() in CROP_EXTENSIONS:
+      crops.append((int(stem), CROP_EXTENSIONS.index(ext.lower()), f))
   found, unused = {}, []
-  rank = lambda f: CROP_EXTENSIONS.index(os.path.splitext(f)[1].lower())
-  names = [f for f in os.listdir(crops_dir)
-           if re.fullmatch(r"\d+", os.path.splitext(f)[0])
-           and os.path.splitext(f)[1].lower() in CROP_EXTENSIONS]
-  for f in sorted(names, key=lambda f: (int(os.path.splitext(f)[0]), rank(f), f)):
-    k = int(os.path.splitext(f)[0])
+  for k, _, f in sorted(crops):
     if k in found:
       unused.append(dict(file=os.path.join(crops_dir, f),
                          reason=f"another crop of frame {k} is used ({found[k]})"))
@@ -179,23 +182,22 @@ def process(task):
   """Reads one recording: (arrays, table entry, stats, notes) for `work.store`."""
   name, tol = task["name"], task["frame_tolerance"]
   crop_files, unreadable = _crop_files(task["crops"])
-  crop_numbers = set(crop_files)
+  if task["video_clash"]:
+    raise BadInput(f"{name}: several raw videos could be its video "
+                   f"({', '.join(task['video_clash'])}): keep one")
   if not task["video"]:
     raise BadInput(f"{name}: no raw video named {raw_video_name(name)}.* "
                    f"({'/'.join(VIDEO_EXTENSIONS)}) under the raw tree")
-  if os.pathsep in task["video"]:
-    raise BadInput(f"{name}: several raw videos could be its video "
-                   f"({', '.join(task['video'].split(os.pathsep))}): keep one")
   with decode.Video(task["video"]) as video:
     if task["labels"]:
       labels = read_labels(task["labels"])
     else:  # test set: every frame the video or the crops have, unlabelled
-      n = max(video.num_frames_hint, max(crop_numbers))
+      n = max(video.num_frames_hint, max(crop_files))
       labels = np.full((n, 2), INVALID_LABEL, np.float32)
     n = len(labels)
-    if max(crop_numbers) > n + tol:
+    if max(crop_files) > n + tol:
       raise BadInput(f"{task['labels']}: {n} label lines but the crops in {task['crops']} go up "
-                     f"to frame {max(crop_numbers)} (more than {tol} frames apart)")
+                     f"to frame {max(crop_files)} (more than {tol} frames apart)")
     audio = video.audio(task["audio_rate"])
     rate = task["audio_rate"]
     audio = decode.fit_length(audio, int(round(n * rate / video.fps)), "the audio track",
@@ -217,5 +219,5 @@ def process(task):
   entry = dict(name=name, num_frames=n, pain=0, fps=fps, subject=raw_video_name(name))
   stats = dict(frames=n, clips=int((labels[:, 0] != INVALID_LABEL).sum()),
                missing_faces=int((~face_found).sum()), unreadable_files=unreadable,
-               dropped_extra_crops=sum(1 for c in crop_numbers if c > n))
+               dropped_extra_crops=sum(1 for c in crop_files if c > n))
   return arrays, blobs, entry, stats

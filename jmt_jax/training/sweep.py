@@ -56,9 +56,11 @@ def run_config(spec, variant, seed, overrides=None):
 def run_one(config, rundir, with_robustness):
   """Trains (or resumes) one run unless finished; returns its run.json record."""
   record_path = os.path.join(rundir, "run.json")
-  workdir_lib.check_config(config, rundir)  # a finished run is reused only as it was trained
-  workdir_lib.check_inputs(rundir, experiment.Data(config).record(("train", config.eval.split)))
   if os.path.exists(record_path):
+    # A finished run is reused only as it was trained (training checks an unfinished one).
+    workdir_lib.check_config(config, rundir)
+    workdir_lib.check_inputs(rundir,
+                             experiment.Data(config).record(("train", config.eval.split)))
     with open(record_path) as f:
       record = json.load(f)
     logging.info("%s finished at step %d: skipped.", rundir, record["step"])
