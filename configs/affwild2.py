@@ -12,7 +12,17 @@ Variants, `--config=configs/affwild2.py:VARIANT[,tiny][,key=value...]`: jmt (def
 vanilla (no joint branch), concat, jca (joint cross-attention, Praveen et al. 2022),
 video, audio. The baselines are the paper's: Linear / backbone + head, no encoder.
 Arguments:
-  video_backbone=r2plus1d (default) or i3d (I3D + TCN, clips resized to 224x224);
+  video_backbone=r2plus1d (default), i3d (I3D + TCN, clips resized to 224x224) or
+    r2plus1d+i3d (both, merged per clip by `intra_fusion`);
+  audio_backbone=resnet18 (default, on log-mels), a speech encoder on the clip's audio at
+    16 kHz: wavlm, wav2vec2 or hubert (alone: then Linear(hidden -> 512), the authors'
+    FcLayer), or resnet18+wavlm (the authors' README command; likewise +wav2vec2, +hubert);
+  intra_fusion=encoder_self_attention (default, the authors' encoder_plus_self_attention)
+    or concat_fc (feat_concat_fc): how two backbones of one modality are merged;
+  speech_size=base (default) or large; speech_config=PATH: the architecture from a
+    transformers checkpoint's config.json instead (its preprocessor_config.json too);
+  speech_layer=-1 (default: the last hidden state), 0..num_layers (one hidden state) or
+    all (a learned weighted sum of every hidden state, as SUPERB);
   video_reduction=max (default, the paper's), mean or flatten_linear (flatten the
     512x1x7x7 map + Linear(25088, 512), the authors' `vision_r2d1_fc`): R(2+1)D's
     per-clip embedding from its last feature map;
@@ -33,12 +43,15 @@ from jmt_jax import config_args
 from jmt_jax import config_common as cc
 
 VARIANTS = ("jmt", "vanilla", "concat", "jca", "video", "audio")
+SPEECH = ("wavlm", "wav2vec2", "hubert")
 
 
 def get_config(arg=None):
   a = config_args.parse_arg(arg, variant="jmt", tiny=False, video_backbone="r2plus1d",
                             video_reduction="max", init_from="", freeze_backbones=True,
-                            data_dir="", synthetic=False, feature_cache="")
+                            data_dir="", synthetic=False, feature_cache="",
+                            audio_backbone="resnet18", intra_fusion="encoder_self_attention",
+                            speech_size="base", speech_config="", speech_layer="-1")
   if a.video_reduction not in ("max", "mean", "flatten_linear"):
     raise ValueError(f"video_reduction={a.video_reduction!r}: use 'max', 'mean' or "
                      f"'flatten_linear'")
@@ -51,6 +64,10 @@ def get_config(arg=None):
   else:
     c.data = cc.prepared_data("affwild2", a.data_dir or "~/jmt_jax_data/affwild2",
                               frame_size=112, audio_rate=44100)
+  audio = cc.logmel_input(window_seconds=45599 / 44100, n_fft=1024, win_length=882,
+                          hop_length=441, n_mels=64, mean=-14.8, std=19.895)
+  if a.audio_backbone in SPEECH:  # no log-mel: the window's waveform alone
+    audio = cc.waveform_input(window_seconds=audio["window_seconds"])
   c.input = dict(
       clip_frames=32, num_clips=16, train_stride=32, pain_classes=(),
       # Per clip, as the authors' clip transforms: flip, brightness and contrast jitter.
@@ -58,33 +75,34 @@ def get_config(arg=None):
       modalities=dict(
           video=cc.frames_input(frames_per_clip=8),
           # 45,599 samples ending at the clip's last frame; (x + 14.8) / 19.895.
-          audio=cc.logmel_input(window_seconds=45599 / 44100, n_fft=1024, win_length=882,
-                                hop_length=441, n_mels=64, mean=-14.8, std=19.895),
+          audio=audio,
       ),
   )
   widths, blocks = (64, 128, 256, 512), (2, 2, 2, 2)
   if a.tiny:
     widths, blocks = (8, 8, 16, 16), (1, 1, 1, 1)
-  if a.video_backbone == "r2plus1d":
-    video = cc.resnet("r2plus1d", widths=widths, blocks=blocks, stem_width=widths[0],
-                      stem_mid=45 if not a.tiny else 8, reduction=a.video_reduction,
-                      mean=cc.KINETICS_MEAN, std=cc.KINETICS_STD)
-  elif a.video_backbone == "i3d":
-    video = cc.i3d_tcn(tcn_widths=(widths[-1],) * 4, resize_to=224 if not a.tiny else 32,
-                       mean=cc.KINETICS_MEAN, std=cc.KINETICS_STD)
-  else:
-    raise ValueError(f"video_backbone={a.video_backbone!r}: use 'r2plus1d' or 'i3d'")
-  backbones = dict(
-      video=video,
-      audio=cc.resnet("resnet2d", widths=widths, blocks=blocks, stem_width=widths[0],
-                      reduction="mean"),
-  )
+  video_kinds = dict(
+      r2plus1d=lambda: cc.resnet("r2plus1d", widths=widths, blocks=blocks,
+                                 stem_width=widths[0], stem_mid=45 if not a.tiny else 8,
+                                 reduction=a.video_reduction, mean=cc.KINETICS_MEAN,
+                                 std=cc.KINETICS_STD),
+      i3d=lambda: cc.i3d_tcn(tcn_widths=(widths[-1],) * 4, resize_to=224 if not a.tiny else 32,
+                             mean=cc.KINETICS_MEAN, std=cc.KINETICS_STD))
+  audio_kinds = dict(
+      resnet18=lambda: cc.resnet("resnet2d", widths=widths, blocks=blocks,
+                                 stem_width=widths[0], reduction="mean"),
+      **{k: lambda k=k: _speech(k, a) for k in SPEECH})
+  backbones = dict(video=cc.backbones(a.video_backbone, video_kinds, "video_backbone"),
+                   audio=cc.backbones(a.audio_backbone, audio_kinds, "audio_backbone"))
   fusion_kwargs = dict(num_layers=1, num_heads=1, ffn_dim=widths[-1])
   modalities, fusion = cc.select_fusion(a.variant, ("video", "audio"), fusion_kwargs,
                                         baseline_layers=0)
   c.model = dict(modalities=modalities, backbones={m: backbones[m] for m in modalities},
                  fusion=fusion, head=cc.valence_arousal_head(hidden=128, dropout=0.1),
                  freeze_backbones=bool(a.init_from) and a.freeze_backbones)
+  intra = {m: cc.intra_fusion(backbones[m], a.intra_fusion, widths[-1], num_heads=1,
+                              num_layers=1, ffn_dim=widths[-1]) for m in modalities}
+  c.model.intra_fusion = {m: f for m, f in intra.items() if f is not None}
   c.init_from = a.init_from
   c.compute_dtype = "auto"  # bfloat16 on GPUs and TPUs, float32 on CPUs
   c.feature_cache = a.feature_cache
@@ -103,10 +121,23 @@ def get_config(arg=None):
       c.data.render.update(fps=8.0, min_frames=24, max_frames=32)
     c.input.update(clip_frames=4, num_clips=4, train_stride=4)
     c.input.modalities.video.frames_per_clip = 2
-    c.input.modalities.audio.update(window_seconds=0.5, n_fft=256, win_length=200,
-                                    hop_length=100, n_mels=16)
+    c.input.modalities.audio.window_seconds = 0.5
+    if c.input.modalities.audio.kind == "logmel":
+      c.input.modalities.audio.update(n_fft=256, win_length=200, hop_length=100, n_mels=16)
     c.model.head.hidden = 8
     c.model.fusion.update(attn_dim=8, attn_hidden=4)
     c.train.update(num_steps=1, batch_size=2, log_every=1, eval_every=1, checkpoint_every=1)
     c.eval.batch_size = 4
   return c
+
+
+def _speech(kind, a):
+  layer = a.speech_layer if a.speech_layer == "all" else int(a.speech_layer)
+  if a.speech_config:
+    return cc.speech_encoder(kind, layer=layer, transformers_config=a.speech_config)
+  if a.tiny:  # a random-init encoder of the same form, small enough for a CPU step
+    return cc.speech_encoder(kind, layer=layer, hidden=12, num_layers=2, num_heads=2, ffn_dim=24,
+                             conv_dim=(8, 8, 8), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
+                             pos_conv_kernel=8, pos_conv_groups=2, num_buckets=16,
+                             max_distance=32)
+  return cc.speech_encoder(kind, a.speech_size, layer=layer)

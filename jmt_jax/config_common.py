@@ -80,6 +80,11 @@ def logmel_input(window_seconds, n_fft, win_length, hop_length, n_mels, mean, st
               hop_length=hop_length, n_mels=n_mels, top_db=top_db, mean=mean, std=std)
 
 
+def waveform_input(window_seconds):
+  """The clip's audio window as it is, for a speech encoder (which resamples it)."""
+  return dict(kind="waveform", window_seconds=window_seconds)
+
+
 def biosignal_input(window_seconds, channels=(0,), baseline="mean", scale=1.0):
   return dict(kind="biosignal", window_seconds=window_seconds, channels=channels,
               baseline=baseline, scale=scale)
@@ -118,6 +123,108 @@ def i3d_tcn(tcn_widths=(512, 512, 512, 512), tcn_kernel=5, tcn_dropout=0.1, resi
   if mean is not None:
     c.update(mean=mean, std=std)
   return c
+
+
+# The speech encoders' architectures as their public checkpoints have them (Base:
+# facebook/wav2vec2-base, facebook/hubert-base-ls960, microsoft/wavlm-base-plus; Large:
+# the stable-layer-norm form of wav2vec2-large-lv60, hubert-large-ll60k, wavlm-large).
+# `speech_encoder(..., transformers_config=PATH)` reads them from a checkpoint's
+# config.json instead (speech_architecture).
+SPEECH_SIZES = {
+    "base": dict(hidden=768, num_layers=12, num_heads=12, ffn_dim=3072, conv_bias=False,
+                 feat_extract_norm="group", stable_layer_norm=False),
+    "large": dict(hidden=1024, num_layers=24, num_heads=16, ffn_dim=4096, conv_bias=True,
+                  feat_extract_norm="layer", stable_layer_norm=True),
+}
+
+
+# transformers config.json field -> speech encoder config field.
+_TRANSFORMERS_FIELDS = dict(
+    hidden_size="hidden", num_hidden_layers="num_layers", num_attention_heads="num_heads",
+    intermediate_size="ffn_dim", conv_dim="conv_dim", conv_kernel="conv_kernel",
+    conv_stride="conv_stride", conv_bias="conv_bias", feat_extract_norm="feat_extract_norm",
+    do_stable_layer_norm="stable_layer_norm", num_conv_pos_embeddings="pos_conv_kernel",
+    num_conv_pos_embedding_groups="pos_conv_groups", feat_proj_layer_norm="feat_proj_layer_norm",
+    layer_norm_eps="layer_norm_eps", num_buckets="num_buckets",
+    max_bucket_distance="max_distance")
+_MODEL_TYPES = {"wav2vec2": "wav2vec2", "hubert": "hubert", "wavlm": "wavlm"}
+
+
+def speech_architecture(path, kind):
+  """The speech encoder fields of a `transformers` checkpoint's config.json at `path`
+  (and `normalize_waveform` from the preprocessor_config.json beside it, if any)."""
+  import json  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+  path = os.path.expanduser(path)
+  if os.path.isdir(path):
+    path = os.path.join(path, "config.json")
+  try:
+    with open(path, encoding="utf-8") as f:
+      given = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{path}: not a readable transformers config.json ({e})") from e
+  if given.get("model_type") != _MODEL_TYPES[kind]:
+    raise ValueError(f"{path}: model_type is {given.get('model_type')!r}, not {kind!r}")
+  for unsupported in ("add_adapter", "use_weighted_layer_sum"):
+    if given.get(unsupported):
+      raise ValueError(f"{path}: {unsupported}=true is not supported")
+  arch = {ours: tuple(given[k]) if isinstance(given[k], list) else given[k]
+          for k, ours in _TRANSFORMERS_FIELDS.items() if k in given}
+  if given.get("feat_extract_activation", "gelu") != "gelu" or given.get(
+      "hidden_act", "gelu") != "gelu":
+    raise ValueError(f"{path}: only the 'gelu' activations of the public checkpoints are "
+                     f"supported")
+  pre = os.path.join(os.path.dirname(path), "preprocessor_config.json")
+  if os.path.isfile(pre):
+    with open(pre, encoding="utf-8") as f:
+      arch["normalize_waveform"] = bool(json.load(f).get("do_normalize", False))
+  return arch
+
+
+def speech_encoder(kind, size="base", layer=-1, transformers_config="", **fields):
+  """wav2vec2, hubert or wavlm (models.speech) on the clip's audio resampled to
+  `sample_rate`: `layer` -1 (the last hidden state), a hidden state 0..num_layers, or
+  'all' (every one, for a learned weighted sum: models.intra_fusion). `normalize_waveform`:
+  zero mean and unit variance per clip first, as the checkpoints whose feature extractor
+  says `do_normalize` were trained (wav2vec2-base, the Large ones)."""
+  if transformers_config:
+    arch = speech_architecture(transformers_config, kind)
+  elif size in SPEECH_SIZES:
+    arch = dict(SPEECH_SIZES[size])
+  else:
+    raise ValueError(f"speech size {size!r}: use one of {list(SPEECH_SIZES)} or give "
+                     f"transformers_config")
+  c = dict(kind=kind, conv_dim=(512,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+           conv_stride=(5, 2, 2, 2, 2, 2, 2), pos_conv_kernel=128, pos_conv_groups=16,
+           feat_proj_layer_norm=True, layer_norm_eps=1e-5, num_buckets=320, max_distance=800,
+           sample_rate=16000, normalize_waveform=False)
+  c.update(arch)
+  c.update(fields)
+  c.update(layer=layer, embed_dim=c["hidden"], **COMPUTE)
+  return c
+
+
+def backbones(spec, kinds, arg):
+  """The backbone config of `spec`: a name in `kinds` ({name: () -> config}), or two
+  joined by '+', a `pair` whose embeddings intra_fusion merges."""
+  names = spec.split("+")
+  unknown = [n for n in names if n not in kinds]
+  if unknown or len(names) > 2 or len(set(names)) != len(names):
+    raise ValueError(f"{arg}={spec!r}: use one of {list(kinds)} or two of them joined by '+'")
+  if len(names) == 1:
+    return kinds[spec]()
+  return dict(kind="pair", first=kinds[names[0]](), second=kinds[names[1]]())
+
+
+def intra_fusion(backbone, kind, width, **kwargs):
+  """How a modality's backbone embedding(s) become one of `width` (models.intra_fusion):
+  a pair by `kind`; one backbone of another width (or emitting every hidden state) by
+  'fc'; None where the embedding already is one of `width`."""
+  if backbone["kind"] == "pair":
+    return dict(kind=kind, width=width, **kwargs)
+  if backbone.get("embed_dim", width) != width or backbone.get("layer") == "all":
+    return dict(kind="fc", width=width, **kwargs)
+  return None
 
 
 def fusion(kind, num_layers=1, num_heads=1, ffn_dim=512, output="tokens", concat_ffn_dim=512,

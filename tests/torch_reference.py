@@ -334,6 +334,38 @@ def _seq_first(x):
   return x.permute(1, 0, 2)
 
 
+class FcLayer(nn.Module):
+  """The authors' FcLayer: one Linear, held as `fc_layer`."""
+
+  def __init__(self, cin, cout):
+    super().__init__()
+    self.fc_layer = nn.Linear(cin, cout)
+
+  def forward(self, x):
+    return self.fc_layer(x)
+
+
+class IntraModalTransformerFusion(nn.Module):
+  """Intra_modal_transformer_fusion: a 768-d input through the shared `fc`, the two
+  features as two tokens per clip (sequence-first), an encoder block, a self-attention,
+  the second token kept; batch-first (B, T, d) in and out."""
+
+  def __init__(self, d, heads, hidden, layers, fc_in=768):
+    super().__init__()
+    self.final_visual_encoder = EncoderBlock(d, heads, hidden, layers)
+    self.final_self_attention = nn.MultiheadAttention(d, heads)
+    self.fc = nn.Linear(fc_in, d)
+
+  def forward(self, a, b):
+    a = self.fc(a) if a.shape[-1] == self.fc.in_features else a
+    b = self.fc(b) if b.shape[-1] == self.fc.in_features else b
+    batch, seq = a.shape[:2]
+    tokens = torch.stack((a, b), dim=2).flatten(0, 1).permute(1, 0, 2)  # (2, B*T, d)
+    tokens = self.final_visual_encoder(tokens)
+    tokens = self.final_self_attention(tokens, tokens, tokens)[0]
+    return tokens.permute(1, 0, 2).unflatten(0, (batch, seq))[:, :, -1]
+
+
 class JMT(nn.Module):
   """MultimodalTransformer_w_JR (output 'SELF_ATTEN' = tokens, 'FC' = fc) and the BioVid
   Multi_cross_attention (output 'concat'), batch-first in and out."""

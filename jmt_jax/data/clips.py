@@ -26,7 +26,7 @@ import numpy as np
 from jmt_jax.data import records
 
 # The stored signal each non-frame input kind reads.
-SIGNAL_OF_KIND = {"logmel": "audio", "biosignal": "biosignal"}
+SIGNAL_OF_KIND = {"logmel": "audio", "waveform": "audio", "biosignal": "biosignal"}
 
 
 def clip_ends(starts, clip_frames, num_clips):
@@ -57,9 +57,9 @@ def _signal_windows(store, recording, ends, spec):
   return np.stack([span[s - n - lo:s - lo] for s in stops])
 
 
-def _read_logmel(store, recording, ends, spec):
+def _read_audio(store, recording, ends, spec):
   """(clips, samples) int16 audio windows; the model computes their log-mel spectrograms
-  on the device (models.frontends)."""
+  or resamples them for a speech encoder on the device (models.frontends)."""
   return _signal_windows(store, recording, ends, spec).astype(np.int16, copy=False)
 
 
@@ -72,7 +72,7 @@ def _read_biosignal(store, recording, ends, spec):
   return (sig * spec["scale"]).astype(np.float32)
 
 
-_SIGNAL_READERS = {"logmel": _read_logmel, "biosignal": _read_biosignal}
+_SIGNAL_READERS = {"logmel": _read_audio, "waveform": _read_audio, "biosignal": _read_biosignal}
 
 
 def _take(values, have, want, fill):

@@ -82,8 +82,9 @@ class Predictor:
     fuse = jax.jit(lambda v, e: model.apply(v, e, method=model.fuse))
     self.fuse = lambda embeddings: fuse(cast, embeddings)
 
-  def uses(self, kind):
-    return any(s["kind"] == kind for s in self.modalities.values())
+  def uses(self, signal):
+    """Whether an input reads the stored signal `signal` ('audio', 'biosignal')."""
+    return any(clips_lib.SIGNAL_OF_KIND.get(s["kind"]) == signal for s in self.modalities.values())
 
   # ------------------------------------------------------------------ signals
   def _signals(self, video_path, biosignals_path, tmp):
@@ -92,7 +93,7 @@ class Predictor:
       raise ValueError(f"this model does not read biosignals (its inputs: "
                        f"{sorted(self.modalities)}); leave out --biosignals")
     out = {}
-    if self.uses("logmel"):
+    if self.uses("audio"):
       audio = stream.DiskSignal(os.path.join(tmp, "audio.s16"))
       with decode.Video(video_path) as video:
         if video.has_audio:

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jmt_jax.models import resample
+
 _GRAY = (0.299, 0.587, 0.114)
 
 
@@ -82,7 +84,16 @@ def augment(pixels, params):
 
 def prepare(x, backbone, spec, rates, augment_params=None):
   """A (N, ...) batch of stored per-clip inputs of a modality read as `spec` (its input
-  config) says -> the backbone's input; `rates` are the data's signal rates."""
+  config) says -> the backbone's input (a pair of backbones: a tuple of their inputs);
+  `rates` are the data's signal rates."""
+  if backbone.kind == "pair":
+    return tuple(prepare(x, backbone[k], spec, rates, augment_params) for k in ("first", "second"))
+  if "sample_rate" in backbone:  # a speech encoder: the window's waveform at its rate
+    if spec["kind"] not in ("logmel", "waveform"):
+      raise ValueError(f"a {backbone.kind} backbone reads audio, not {spec['kind']!r} inputs")
+    return waveform(x, rates["audio_rate"], backbone.sample_rate, backbone.normalize_waveform)
+  if spec["kind"] == "waveform":
+    raise ValueError(f"a {backbone.kind} backbone does not read waveforms")
   if spec["kind"] == "logmel":
     x = log_mel(x.astype(jnp.float32) / 32768.0, sample_rate=rates["audio_rate"],
                 n_fft=spec["n_fft"], win_length=spec["win_length"],
@@ -95,6 +106,17 @@ def prepare(x, backbone, spec, rates, augment_params=None):
       x = augment(x, augment_params)
     x = (x / 255.0 - jnp.asarray(backbone.mean)) / jnp.asarray(backbone.std)
   return resize(x, backbone.get("resize_to"))
+
+
+def waveform(x, rate, to_rate, normalize):
+  """(N, samples) int16 audio at `rate` -> float32 in [-1, 1) at `to_rate`; with
+  `normalize`, zero mean and unit variance per clip (transformers' feature extractors'
+  `do_normalize`: (x - mean) / sqrt(var + 1e-7))."""
+  x = resample.resample(x.astype(jnp.float32) / 32768.0, rate, to_rate)
+  if normalize:
+    mean = x.mean(axis=-1, keepdims=True)
+    x = (x - mean) / jnp.sqrt(jnp.square(x - mean).mean(axis=-1, keepdims=True) + 1e-7)
+  return x
 
 
 def resize(x, size):

@@ -16,9 +16,14 @@ from jmt_jax.models import frontends
 from jmt_jax.models import fusion as fusion_lib
 from jmt_jax.models import heads
 from jmt_jax.models import i3d
+from jmt_jax.models import intra_fusion
 from jmt_jax.models import resnet
+from jmt_jax.models import speech
 
-BACKBONE_KINDS = ("resnet2d", "r3d", "r2plus1d", "biosignal_cnn", "i3d_tcn")
+BACKBONE_KINDS = ("resnet2d", "r3d", "r2plus1d", "biosignal_cnn", "i3d_tcn", *speech.KINDS,
+                  "pair")
+# The two backbones of a `pair`, in the order their embeddings are concatenated.
+PAIR = ("first", "second")
 
 
 def is_backbone(module_name):
@@ -54,7 +59,52 @@ def build_backbone(cfg, name=None):
     return _rematerialised(i3d.I3DTCN, remat)(
         tcn_widths=tuple(cfg.tcn_widths), tcn_kernel=cfg.tcn_kernel,
         tcn_dropout=cfg.tcn_dropout, conv3d=cfg.get("conv3d", "auto"), name=name)
+  if cfg.kind in speech.KINDS:
+    fields = {f: cfg[f] for f in SPEECH_FIELDS}
+    return _rematerialised(speech.SpeechEncoder, remat)(
+        kind=cfg.kind, layer=cfg.layer, **fields, name=name)
+  if cfg.kind == "pair":
+    return BackbonePair(cfg, name=name)
   raise ValueError(f"unknown backbone kind {cfg.kind!r}; use one of {list(BACKBONE_KINDS)}")
+
+
+SPEECH_FIELDS = ("hidden", "num_layers", "num_heads", "ffn_dim", "conv_dim", "conv_kernel",
+                 "conv_stride", "conv_bias", "feat_extract_norm", "stable_layer_norm",
+                 "pos_conv_kernel", "pos_conv_groups", "feat_proj_layer_norm", "layer_norm_eps",
+                 "num_buckets", "max_distance")
+
+
+def members(cfg):
+  """The backbone configs inside backbone config `cfg`: its `first` and `second` for a
+  pair, else itself."""
+  return tuple(cfg[k] for k in PAIR) if cfg.kind == "pair" else (cfg,)
+
+
+def embedding_layout(cfg):
+  """[(hidden states, width)] of each backbone of `cfg`, in the order of its embedding:
+  a speech encoder with layer 'all' emits num_layers + 1 pooled hidden states."""
+  out = []
+  for c in members(cfg):
+    if c.kind in speech.KINDS:
+      out.append((c.num_layers + 1 if c.layer == "all" else 1, c.hidden))
+    elif c.kind == "i3d_tcn":
+      out.append((1, c.tcn_widths[-1]))
+    else:
+      out.append((1, c.embed_dim))
+  return out
+
+
+class BackbonePair(nn.Module):
+  """Two backbones of one modality on their own inputs -> their embeddings, concatenated
+  (first, second): merged per clip after the backbones (models.intra_fusion), so that
+  with frozen backbones the merge trains on cached embeddings."""
+
+  config: ml_collections.FrozenConfigDict
+
+  @nn.compact
+  def __call__(self, inputs, train=False):
+    outs = [build_backbone(self.config[k], name=k)(x, train) for k, x in zip(PAIR, inputs)]
+    return jnp.concatenate([o.reshape(o.shape[0], -1) for o in outs], axis=-1)
 
 
 class MultimodalModel(nn.Module):
@@ -84,6 +134,10 @@ class MultimodalModel(nn.Module):
     # Parameter groups are named `<modality>_backbone`, as the converted checkpoints are.
     for m in cfg.modalities:
       setattr(self, f"{m}_backbone", build_backbone(cfg.backbones[m]))
+      merge = cfg.get("intra_fusion", {}).get(m)
+      if merge is not None:
+        setattr(self, f"{m}_intra_fusion", intra_fusion.build(
+            merge, embedding_layout(cfg.backbones[m])))
     self.head = heads.build_head(cfg.task, cfg.head)
 
   @property
@@ -100,7 +154,7 @@ class MultimodalModel(nn.Module):
       aug = batch.get("augment", {}).get(m) if train else None
       x = frontends.prepare(x.reshape((b * t,) + x.shape[2:]), cfg.backbones[m], cfg.inputs[m],
                             cfg.rates, None if aug is None else aug.reshape(b * t, -1))
-      x = x.astype(self.dtype)
+      x = jax.tree.map(lambda y: y.astype(self.dtype), x)
       e = getattr(self, f"{m}_backbone")(x, train and not frozen)
       if frozen:
         e = jax.lax.stop_gradient(e)
@@ -109,6 +163,8 @@ class MultimodalModel(nn.Module):
 
   def fuse(self, embeddings, train=False):
     cfg = self.config
+    embeddings = {m: getattr(self, f"{m}_intra_fusion")(e) if hasattr(self, f"{m}_intra_fusion")
+                  else e for m, e in embeddings.items()}
     dims = {embeddings[m].shape[-1] for m in cfg.modalities}
     if len(dims) != 1:
       raise ValueError(f"backbone embeddings of {list(cfg.modalities)} differ in width: "
@@ -153,7 +209,7 @@ def input_spec(config):
     if s.kind == "frames":
       shape = (1, c.num_clips, s.frames_per_clip, signals.frame_size, signals.frame_size, 3)
       spec[m] = jax.ShapeDtypeStruct(shape, np.uint8)
-    elif s.kind == "logmel":
+    elif s.kind in ("logmel", "waveform"):
       spec[m] = jax.ShapeDtypeStruct((1, c.num_clips, clips.signal_window(s, signals)), np.int16)
     elif s.kind == "biosignal":
       n = clips.signal_window(s, signals)

@@ -2,9 +2,15 @@
 `torch.load(..., weights_only=True)` when PyTorch is installed."""
 
 import os
+import re
 
 # Checkpoint dicts that wrap the state dict (the authors' I3D file keeps it under "net").
 _WRAPPER_KEYS = ("state_dict", "model", "net", "model_state_dict")
+
+
+# torch's parametrized weight norm names g and v so; its older form (and jmt_jax's
+# layout) `weight_g` and `weight_v`.
+_WEIGHT_NORM = re.compile(r"\.parametrizations\.weight\.original([01])$")
 
 
 class StateDictError(ValueError):
@@ -24,7 +30,8 @@ def load(path):
     raise StateDictError(f"{path}: unknown weights format {ext!r}; use .safetensors, .pth or .pt")
   if tensors and all(k.startswith("module.") for k in tensors):  # saved from DataParallel
     tensors = {k[len("module."):]: v for k, v in tensors.items()}
-  return tensors
+  return {_WEIGHT_NORM.sub(lambda m: {"0": ".weight_g", "1": ".weight_v"}[m.group(1)], k): v
+          for k, v in tensors.items()}
 
 
 def _load_safetensors(path):

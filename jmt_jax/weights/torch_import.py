@@ -68,6 +68,15 @@ def _apart(entry):
   return first if first in torch_layout.SAVED_APART else ""
 
 
+def _part(entry):
+  """The part of a parameter group located on its own in a file: a module saved apart,
+  or one backbone of a pair (each its own model, e.g. a ResNet and a WavLM)."""
+  if len(entry.path) > 2 and entry.path[0].endswith("_backbone") and entry.path[1] in (
+      model_lib.PAIR):
+    return entry.path[1]
+  return _apart(entry)
+
+
 def _locate(tensors, entries):
   """The _Location under which the file holds most of `entries` (one part) in their
   expected shapes; a module saved apart that the file does not hold is looked for at
@@ -130,7 +139,7 @@ def _read_source(paths, entries, others, model_cfg):
   tensors = _load_files(paths)
   by_part = collections.defaultdict(list)
   for e in entries:
-    by_part[(e.path[0], _apart(e))].append(e)
+    by_part[(e.path[0], _part(e))].append(e)
   locations = {part: _locate(tensors, es) for part, es in by_part.items()}
   used, missing, bad_shape, adapted, misfits, out = set(), [], [], [], [], {}
   not_finite = []

@@ -33,6 +33,8 @@ IGNORED = tuple(re.compile(p) for p in (
     r"^(mm_transformer\.)?gated_attention\.",
     r"^cross_attention_all\.", r"^out_layer_ca\.", r"^out_layerAll\d\.",  # BioVid: unused
     r"^regressor\.",  # CAM's regressor: jmt_jax uses its own heads
+    # transformers speech models: SpecAugment's mask vector (training only)
+    r"(^|\.)masked_spec_embed$",
 ))
 
 _RESNET_BLOCK_2D = {"conv1": "conv1", "bn1": "bn1", "conv2": "conv2", "bn2": "bn2"}
@@ -76,6 +78,9 @@ SAVED_APART = ("vision_r2d1_fc",)
 _FLATTEN_FC = re.compile(r"(^|\.)vision_r2d1_fc\.weight$")
 
 
+SPEECH_KINDS = ("wav2vec2", "hubert", "wavlm")  # models.speech.KINDS, in transformers' layout
+
+
 class LayoutError(ValueError):
   """A jmt_jax module with no counterpart in the public PyTorch code."""
 
@@ -105,6 +110,26 @@ def _encoder_module(path):
     raise LayoutError(f"'{'/'.join(path)}' has no counterpart in the public code")
   layer = re.fullmatch(r"layers_(\d+)", path[1]).group(1)
   return f"{_ENCODERS[path[0]]}.layers.{layer}.{_ENCODER_LAYER[path[2]]}"
+
+
+def _speech_module(path):
+  """transformers' module names: `layers_3` is `layers.3`; the position embedding's conv
+  is `pos_conv_embed.conv`."""
+  parts = []
+  for p in path:
+    m = re.fullmatch(r"(conv_layers|layers)_(\d+)", p)
+    parts.append(f"{m.group(1)}.{m.group(2)}" if m else
+                 {"pos_conv_embed": "pos_conv_embed.conv"}.get(p, p))
+  return ".".join(parts)
+
+
+def _intra_fusion_module(path):
+  """The authors' FcLayer (`fc_layer`) or Intra_modal_transformer_fusion."""
+  if not path:
+    raise LayoutError("the weighted sum of hidden states has no counterpart in the public code")
+  if path[0] == "token_encoder":
+    return _encoder_module(path)
+  return {"token_attn": "final_self_attention"}.get(path[0], path[0])
 
 
 def _fusion_module(kind, path):
@@ -139,8 +164,14 @@ def fusion_prefix(model_cfg):
 
 def torch_module(model_cfg, group, path):
   """PyTorch module path of the jmt_jax module `path` inside the top-level `group`."""
+  if group.endswith("_intra_fusion"):
+    return _intra_fusion_module(path)
   if group.endswith("_backbone"):
     cfg = model_cfg.backbones[group[:-len("_backbone")]]
+    if cfg.kind == "pair":  # each member in its own layout (torch_import locates them apart)
+      cfg, path = cfg[path[0]], path[1:]
+    if cfg.kind in SPEECH_KINDS:
+      return _speech_module(path)
     if cfg.kind in _RESNET_STEM:
       return _resnet_module(cfg.kind, path)
     if cfg.kind == "biosignal_cnn":
@@ -182,9 +213,14 @@ def _leaf_entry(module, collection, path, leaf, shape):
     torch_shape = (shape[-1], shape[-2]) + tuple(shape[:-2])
     suffix = "weight" if name == "kernel" else "weight_v"
     return Entry(f"{module}.{suffix}", torch_shape, collection, path, _kernel_from_torch(len(shape)))
-  if name == "weight_g":  # torch weight_norm keeps g as (out, 1, ..., 1)
-    return Entry(f"{module}.weight_g", (shape[0], 1, 1), collection, path,
+  if name == "weight_g":  # torch weight_norm keeps g as (out, 1, 1), or (1, 1, K) with dim=2
+    torch_shape = (1, 1, shape[0]) if module.endswith("pos_conv_embed.conv") else (shape[0], 1, 1)
+    return Entry(f"{module}.weight_g", torch_shape, collection, path,
                  lambda w: np.reshape(w, (-1,)))
+  if name == "embedding":
+    return Entry(f"{module}.weight", tuple(shape), collection, path, np.asarray)
+  if name == "gru_rel_pos_const":
+    return Entry(f"{module}.{name}", tuple(shape), collection, path, np.asarray)
   if name in ("scale", "bias"):
     return Entry(f"{module}.{'weight' if name == 'scale' else 'bias'}", tuple(shape), collection,
                  path, np.asarray)
