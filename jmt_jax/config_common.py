@@ -200,7 +200,7 @@ def speech_encoder(kind, size="base", layer=-1, transformers_config="", **fields
            sample_rate=16000, normalize_waveform=False)
   c.update(arch)
   c.update(fields)
-  c.update(layer=layer, embed_dim=c["hidden"], **COMPUTE)
+  c.update(layer=layer, **COMPUTE)
   return c
 
 
@@ -222,7 +222,8 @@ def intra_fusion(backbone, kind, width, **kwargs):
   'fc'; None where the embedding already is one of `width`."""
   if backbone["kind"] == "pair":
     return dict(kind=kind, width=width, **kwargs)
-  if backbone.get("embed_dim", width) != width or backbone.get("layer") == "all":
+  emitted = backbone.get("embed_dim", backbone.get("hidden", width))
+  if emitted != width or backbone.get("layer") == "all":
     return dict(kind="fc", width=width, **kwargs)
   return None
 

@@ -82,7 +82,10 @@ class Predictor:
     fuse = jax.jit(lambda v, e: model.apply(v, e, method=model.fuse))
     self.fuse = lambda embeddings: fuse(cast, embeddings)
 
-  def uses(self, signal):
+  def uses(self, kind):
+    return any(s["kind"] == kind for s in self.modalities.values())
+
+  def reads(self, signal):
     """Whether an input reads the stored signal `signal` ('audio', 'biosignal')."""
     return any(clips_lib.SIGNAL_OF_KIND.get(s["kind"]) == signal for s in self.modalities.values())
 
@@ -93,7 +96,7 @@ class Predictor:
       raise ValueError(f"this model does not read biosignals (its inputs: "
                        f"{sorted(self.modalities)}); leave out --biosignals")
     out = {}
-    if self.uses("audio"):
+    if self.reads("audio"):
       audio = stream.DiskSignal(os.path.join(tmp, "audio.s16"))
       with decode.Video(video_path) as video:
         if video.has_audio:
@@ -188,7 +191,7 @@ class Predictor:
                                      face.get("face_margin", 0.2),
                                      face.get("missing_face", "zeros"))
     rows = {m: stream.RowFile(os.path.join(tmp, f"{m}_{person}.f32"),
-                              self.model.config.backbones[m].embed_dim)
+                              model_lib.embedding_width(self.model.config.backbones[m]))
             for m in self.modalities}
     try:
       with decode.Video(video_path) as video:

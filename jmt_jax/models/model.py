@@ -94,6 +94,11 @@ def embedding_layout(cfg):
   return out
 
 
+def embedding_width(cfg):
+  """Features per clip that the backbone(s) of `cfg` emit (`MultimodalModel.embed`)."""
+  return sum(states * width for states, width in embedding_layout(cfg))
+
+
 class BackbonePair(nn.Module):
   """Two backbones of one modality on their own inputs -> their embeddings, concatenated
   (first, second): merged per clip after the backbones (models.intra_fusion), so that

@@ -10,6 +10,7 @@ import re
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jmt_jax import config_common as cc
 from jmt_jax.models import model as model_lib
 from jmt_jax.models import variables as variables_lib
 from jmt_jax.weights import state_dicts
@@ -113,6 +114,55 @@ def _adapt_input_channels(value, want_shape):
   if (got[1], want_shape[1]) == (4, 3):
     return value[:, :3], "first 3 of 4 input channels"
   return None
+
+
+# The weights file in a `transformers` checkpoint folder, in order of preference.
+TRANSFORMERS_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+def weights_file(path):
+  """`path`, or the weights file of the transformers checkpoint folder `path`."""
+  if not os.path.isdir(path):
+    return path
+  for name in TRANSFORMERS_WEIGHTS:
+    if os.path.isfile(os.path.join(path, name)):
+      return os.path.join(path, name)
+  raise ConversionError(f"{path}: a folder without {' or '.join(TRANSFORMERS_WEIGHTS)} (a "
+                        f"sharded checkpoint? merge it, or give the file)")
+
+
+def check_architecture(path, model_cfg, groups):
+  """A transformers checkpoint (`path`, a folder or a file in one) whose config.json
+  describes another speech encoder than the configured one is refused, naming the
+  fields: a post-LN and a pre-LN encoder have the same parameters, so shapes alone
+  would not tell them apart."""
+  folder = path if os.path.isdir(path) else os.path.dirname(path)
+  config_json = os.path.join(folder, "config.json")
+  speech = [(g, c) for g in groups if g.endswith("_backbone")
+            for c in model_lib.members(model_cfg.backbones[g[:-len("_backbone")]])
+            if c.kind in torch_layout.SPEECH_KINDS]
+  if not speech or not os.path.isfile(config_json):
+    return
+  with open(config_json, encoding="utf-8") as f:
+    model_type = json.load(f).get("model_type")
+  kinds = {c.kind for _, c in speech}
+  if model_type not in kinds:
+    raise ConversionError(f"{config_json}: a {model_type} checkpoint; the config's speech "
+                          f"encoder is {'/'.join(sorted(kinds))}")
+  group, cfg = next((g, c) for g, c in speech if c.kind == model_type)
+  given = cc.speech_architecture(config_json, model_type)
+  differ = [f"{k} {v!r} there, {cfg[k]!r} here" for k, v in sorted(given.items())
+            if k != "normalize_waveform" and _differs(v, cfg[k])]
+  if differ:
+    raise ConversionError(f"{config_json}: another {model_type} than {group}'s: "
+                          f"{'; '.join(differ[:4])} (convert with the config argument "
+                          f"speech_config={config_json})")
+
+
+def _differs(a, b):
+  if isinstance(a, (tuple, list)):
+    return tuple(a) != tuple(b)
+  return a != b
 
 
 def _load_files(paths):
@@ -273,6 +323,9 @@ def convert(config, sources):
   flat, reports = {}, []
   for groups, paths in sources:
     paths = (paths,) if isinstance(paths, str) else tuple(paths)
+    for p in paths:
+      check_architecture(p, model.config, groups)
+    paths = tuple(weights_file(p) for p in paths)
     try:
       entries = torch_layout.expected_keys(model.config, variables, set(groups))
     except torch_layout.LayoutError as e:

@@ -169,3 +169,40 @@ def test_intra_modal_fusion_matches_the_authors_modules(backbones, kind, widths,
   got = merge.apply({"params": variables["params"][group]},
                     np.concatenate([f.numpy() for f in feats], axis=-1))
   np.testing.assert_allclose(np.asarray(got), want.numpy(), atol=TOL)
+
+
+def test_a_checkpoint_folder_converts_and_another_architecture_is_refused(tmp_path):
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  import torch_reference as ref  # pylint: disable=import-outside-toplevel
+  _saved(torch, transformers, "wavlm", False, tmp_path / "post_ln")
+  # The authors' pair: their ResNet-18 file and a WavLM folder, each found under its own prefix.
+  resnet = ref.ResNet("resnet2d", in_channels=1, reduction="mean")
+  torch.save({f"resnet.{k}": v for k, v in resnet.state_dict().items()}, tmp_path / "resnet.pth")
+  config = load_config("affwild2", f"audio_backbone=resnet18+wavlm,speech_config="
+                       f"{tmp_path}/post_ln/config.json")
+  variables, manifest = torch_import.convert(
+      config, [(("audio_backbone",), (f"{tmp_path}/resnet.pth", f"{tmp_path}/post_ln"))])
+  assert set(variables["params"]["audio_backbone"]) == {"first", "second"}
+  assert manifest["sources"][0]["file"].endswith("post_ln/model.safetensors")
+  alone = torch_import.convert(load_config("affwild2", f"audio_backbone=wavlm,speech_config="
+                                           f"{tmp_path}/post_ln/config.json"),
+                               [(("audio_backbone",), str(tmp_path / "post_ln"))])[0]
+  jax.tree.map(np.testing.assert_array_equal, variables["params"]["audio_backbone"]["second"],
+               alone["params"]["audio_backbone"])
+  # A pre-LN config has the same parameters as a post-LN one: config.json tells them apart.
+  stable = load_config("affwild2", "tiny,audio_backbone=wavlm")
+  stable.model.backbones.audio.update(
+      **{k: v for k, v in load_config("affwild2", f"tiny,audio_backbone=wavlm,speech_config="
+                                      f"{tmp_path}/post_ln/config.json").model.backbones.audio.items()
+         if k != "stable_layer_norm"}, stable_layer_norm=True)
+  with pytest.raises(torch_import.ConversionError,
+                     match=r"post_ln/config.json: another wavlm than audio_backbone's: "
+                           r"stable_layer_norm False there, True here"):
+    torch_import.convert(stable, [(("audio_backbone",), str(tmp_path / "post_ln"))])
+  hubert = load_config("affwild2", "tiny,audio_backbone=hubert")
+  with pytest.raises(torch_import.ConversionError, match="a wavlm checkpoint; the config's "
+                     "speech encoder is hubert"):
+    torch_import.convert(hubert, [(("audio_backbone",), str(tmp_path / "post_ln"))])
+  with pytest.raises(torch_import.ConversionError, match="a folder without model.safetensors"):
+    torch_import.convert(hubert, [(("audio_backbone",), str(tmp_path))])

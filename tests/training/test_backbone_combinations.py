@@ -1,0 +1,85 @@
+"""Every backbone combination of a modality (a speech encoder alone or beside the
+log-mel ResNet, two face backbones, a weighted sum of hidden states) trains a step end
+to end in its tiny form: a finite loss and a gradient reaching every parameter group."""
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import raw_trees
+from jmt_jax import experiment
+from jmt_jax.evaluation import scoring
+from jmt_jax.features import extract
+from jmt_jax.inference import predictor as predictor_lib
+from jmt_jax.models import model as model_lib
+from jmt_jax.training import train
+from jmt_jax.training import train_step
+
+COMBINATIONS = (
+    "audio,audio_backbone=wavlm",
+    "audio,audio_backbone=wav2vec2,speech_layer=all",
+    "audio,audio_backbone=hubert,speech_layer=1",
+    "audio,audio_backbone=resnet18+wavlm",
+    "audio,audio_backbone=resnet18+hubert,intra_fusion=concat_fc",
+    "audio,audio_backbone=resnet18+wav2vec2,speech_layer=all",
+)
+
+
+def _step_gradients(config):
+  model = model_lib.build_model(config)
+  src = experiment.Data(config).source("train", train=True)
+  batch = jax.tree.map(lambda *x: np.stack(x), *[src[i] for i in range(2)])
+  sgd = optax.sgd(1.0)  # the update is -grad
+  state = train.initial_state(model, sgd, config, None)
+  step = jax.jit(train_step.make_train_step(model, sgd, config.task, 1, False))
+  new, logs = step(state, batch)
+  return logs, jax.tree.map(lambda a, b: np.asarray(a - b), state.params, new.params)
+
+
+def _check(config, arg):
+  logs, grads = _step_gradients(config)
+  assert np.isfinite(float(logs["loss"])), arg
+  for group, g in grads.items():
+    assert float(optax.tree.norm(g)) > 0, (arg, group)
+
+
+@pytest.mark.parametrize("arg", COMBINATIONS)
+def test_backbone_combination_trains_a_step(tiny_config, arg):
+  _check(tiny_config("affwild2", f"tiny,{arg}"), arg)
+
+
+@pytest.mark.slow
+def test_two_face_backbones_train_a_step(tiny_config):
+  """R(2+1)D beside I3D (whose trunk is full size even in tiny: slow on a CPU)."""
+  arg = "video_backbone=r2plus1d+i3d,intra_fusion=concat_fc"
+  _check(tiny_config("affwild2", f"tiny,{arg}"), arg)
+
+
+@pytest.mark.slow
+def test_resnet18_plus_wavlm_runs_through_cache_training_evaluation_and_prediction(
+    tiny_config, tmp_path):
+  """The authors' README configuration on the built-in data, a random-init tiny WavLM:
+  embeddings extracted once, the fusion trained on them, scored, and a recording of a
+  face with speech predicted from the workdir."""
+  config = tiny_config("affwild2", "tiny,audio_backbone=resnet18+wavlm")
+  config.model.freeze_backbones = True
+  config.input.augment = {}  # a cached clip has one embedding
+  config.train.update(num_steps=2, batch_size=2, eval_every=2, checkpoint_every=2)
+  config.feature_cache = str(tmp_path / "features")
+  index = extract.extract_config(config)
+  assert set(index["splits"]) == {"train", "validation"}
+  workdir = str(tmp_path / "workdir")
+  scores = train.train_and_evaluate(config, workdir)
+  assert np.isfinite(scores["ccc_mean"])
+  again = scoring.evaluate_workdir(config, workdir, config.eval.split)
+  assert again == pytest.approx(scores)
+  fps = config.data.render.fps
+  frames, _ = raw_trees.moving_face_video(40)
+  video = str(tmp_path / "speaker.mp4")
+  raw_trees.write_video(video, frames, fps, audio=raw_trees.speech_like(int(40 / fps * 16000),
+                                                                        16000), audio_rate=16000)
+  result = predictor_lib.Predictor(workdir).predict(video, progress=False)
+  assert result.num_frames == 40 and result.found["audio_found"].all()
+  for dim in ("valence", "arousal"):
+    assert np.isfinite(result.values[dim]).all() and np.ptp(result.values[dim]) > 0
