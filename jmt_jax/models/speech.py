@@ -273,13 +273,18 @@ class SpeechEncoder(nn.Module):
     """(the num_layers + 1 hidden states, last_hidden_state), each (N, frames, hidden)."""
     return self.encoder(self.feature_projection(self.feature_extractor(waveforms)))
 
-  def __call__(self, waveforms, train=False):
-    del train  # no dropout: the encoders' dropouts and LayerDrop are off, as in eval mode
+  def frames(self, waveforms):
+    """(N, frames, hidden) of hidden state `layer`; with 'all', (N, frames, num_layers + 1,
+    hidden)."""
     states, last = self.hidden_states(waveforms)
     if self.layer == "all":
-      return jnp.stack([s.mean(axis=1) for s in states], axis=1)
+      return jnp.stack(states, axis=2)
     layer = int(self.layer)
     if not -1 <= layer <= self.num_layers:
       raise ValueError(f"layer={self.layer!r}: use 'all', -1 (the last hidden state) or a "
                        f"hidden state 0..{self.num_layers}")
-    return (last if layer == -1 else states[layer]).mean(axis=1)
+    return last if layer == -1 else states[layer]
+
+  def __call__(self, waveforms, train=False):
+    del train  # no dropout: the encoders' dropouts and LayerDrop are off, as in eval mode
+    return self.frames(waveforms).mean(axis=1)

@@ -1,0 +1,209 @@
+"""WavLM-Base forward, jmt_jax beside `transformers`' PyTorch `WavLMModel` on the same
+weights, in one run; then per-clip against chunked encoding of a recording:
+
+  python -m jmt_jax.benchmarks.speech_encoders [--batch=16] [--seconds=1] [--rounds=3]
+
+1. Speed: a batch of `--batch` clips of `--seconds` of 16 kHz audio through
+   `WavLMModel(WavLMConfig())` (WavLM-Base's architecture, random weights saved with
+   `save_pretrained` and converted as a user's download is) to the pooled last hidden
+   state. The two sides alternate `--rounds` times; medians, clips/s, their ratio
+   (float32 against float32, jmt_jax bfloat16 beside it), XLA's FLOPs per batch and the
+   utilisation of the peak (`benchmarks.train_step.peak`: on a CPU a measured matmul).
+   PyTorch runs on `--threads` threads (default: every core), as XLA's CPU backend does.
+2. Context: a built-in Aff-Wild2-shaped recording (30 fps, 44.1 kHz, ~1 s windows, a clip
+   at every frame) embedded per clip (the authors' way) and in chunks of
+   `--chunk_seconds` with `--margin_seconds` of context (features.speech_context): the
+   time each takes for the recording, and how far the clip embeddings differ (cosine
+   similarity, relative L2), over the clips at every `--clip_every`-th frame.
+
+Needs `pip install torch transformers`.
+"""
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+
+from jmt_jax import config_args
+from jmt_jax.benchmarks import train_step as train_step_bench
+from jmt_jax.data import records
+from jmt_jax.data import synthetic
+from jmt_jax.features import speech_context
+from jmt_jax.models import model as model_lib
+from jmt_jax.models import resample
+from jmt_jax.runtime import cli
+from jmt_jax.runtime import library_logs
+from jmt_jax.weights import torch_import
+
+FLAGS = flags.FLAGS
+
+
+def build(torch, transformers, directory):
+  """(torch model, jmt_jax encoder, its float32 variables, config) of one WavLM-Base."""
+  torch.manual_seed(0)
+  reference = transformers.WavLMModel(transformers.WavLMConfig()).eval()
+  reference.save_pretrained(directory)
+  config = config_args.load(f"configs/affwild2.py:audio_backbone=wavlm,speech_config="
+                            f"{directory}/config.json")
+  variables, _ = torch_import.convert(config, [(("audio_backbone",), directory)])
+  encoder = model_lib.build_backbone(model_lib.build_model(config).config.backbones.audio)
+  return reference, encoder, {"params": variables["params"]["audio_backbone"]}, config
+
+
+def jax_side(encoder, variables, x, dtype):
+  """(jitted forward on `x`, XLA FLOPs) in `dtype` (parameters cast to it too)."""
+  cast = jax.tree.map(lambda p: jnp.asarray(p, dtype), variables)
+  fn = jax.jit(lambda v, y: encoder.apply(v, y.astype(dtype)).astype(jnp.float32))
+  compiled = fn.lower(cast, x).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  run = lambda: compiled(cast, x).block_until_ready()
+  run()
+  return run, float((cost or {}).get("flops", float("nan")))
+
+
+def speed(torch, reference, encoder, variables):
+  x = np.random.default_rng(0).standard_normal(
+      (FLAGS.batch, int(FLAGS.seconds * 16000))).astype(np.float32)
+  xt = torch.from_numpy(x)
+
+  def torch_run():
+    with torch.inference_mode():
+      return reference(xt).last_hidden_state.mean(1)
+  want = torch_run().numpy()
+  sides, flops = {}, {}
+  for dtype in ["float32"] + (["bfloat16"] if FLAGS.bfloat16 else []):
+    sides[f"jmt_jax {dtype}"], flops[dtype] = jax_side(encoder, variables, jnp.asarray(x),
+                                                       getattr(jnp, dtype))
+  got = np.asarray(jax.jit(encoder.apply)(variables, x))
+  print(f"pooled embeddings, jmt_jax float32 vs transformers: max |diff| "
+        f"{np.abs(got - want).max():.2e}")
+  sides["transformers float32"] = torch_run
+  seconds = {name: [] for name in sides}
+  for _ in range(FLAGS.rounds):
+    for name, fn in sides.items():
+      t0 = time.perf_counter()
+      fn()
+      seconds[name].append(time.perf_counter() - t0)
+  device = jax.devices()[0]
+  print(f"\nWavLM-Base forward, batch {FLAGS.batch} x {FLAGS.seconds:g} s, median of "
+        f"{FLAGS.rounds} rounds")
+  rate = {}
+  for name, s in seconds.items():
+    median = statistics.median(s)
+    rate[name] = FLAGS.batch / median
+    line = f"  {name:22s} {rate[name]:8.2f} clips/s  {median:.3f} s/batch"
+    dtype = name.split()[-1]
+    if name.startswith("jmt_jax"):
+      peak, source = train_step_bench.peak(device, dtype)
+      line += (f"  {flops[dtype] / 1e9:.1f} GFLOP/batch  {flops[dtype] / median / 1e12:.3f} "
+               f"TFLOP/s  MFU {flops[dtype] / median / peak:.1%} ({source})")
+    print(line + f"  (rounds: {', '.join(f'{v:.3f}' for v in s)})")
+  for name in rate:
+    if name.startswith("jmt_jax"):
+      print(f"  ratio {name} / transformers float32: "
+            f"{rate[name] / rate['transformers float32']:.2f}x")
+  return sides["jmt_jax float32"]
+
+
+def context(encoder, variables, config):
+  """Per-clip and chunked embeddings of one built-in recording: times and differences."""
+  spec = synthetic.RenderSpec(frame_size=16, fps=30.0, audio_rate=44100, bio_rate=64,
+                              min_frames=900, max_frames=900)
+  recording = synthetic.render_recording(0, spec)
+  cfg = config.model.backbones.audio
+  n = int(round(config.input.modalities.audio.window_seconds * spec.audio_rate))
+  audio = recording.audio.astype(np.float32) / 32768.0
+  to16k = jax.jit(lambda y: resample.resample(y, spec.audio_rate, cfg.sample_rate))
+  num_frames = len(recording.valence)
+  ends = np.arange(num_frames)
+  stops = np.array([records.sample_at(int(e) + 1, spec.audio_rate, spec.fps) for e in ends])
+  padded = np.concatenate([np.zeros(n, np.float32), audio])
+  windows = np.stack([padded[s:s + n] for s in stops])  # window i: samples stops[i]-n..stops[i]
+  embed = jax.jit(lambda v, y: encoder.apply(v, to16k(y)))
+  frames_of = jax.jit(lambda y: encoder.apply(variables, y, method=encoder.frames))
+  batch = FLAGS.batch
+
+  def per_clip(which):
+    out = []
+    for first in range(0, len(which), batch):
+      part = windows[which[first:first + batch]]
+      part = np.concatenate([part, np.zeros((batch - len(part), n), np.float32)])
+      out.append(np.asarray(embed(variables, part)))
+    return np.concatenate(out)[:len(which)]
+
+  hop, field = speech_context.frame_geometry(cfg)
+  scale = cfg.sample_rate / spec.audio_rate
+
+  def chunked():
+    wave = np.asarray(to16k(audio[None]))[0]
+    frames = speech_context.encode_recording(frames_of, wave, cfg, FLAGS.chunk_seconds,
+                                             FLAGS.margin_seconds)
+    stop16 = np.round(stops * scale).astype(np.int64)
+    return speech_context.pool_clips(frames, stop16 - int(np.ceil(n * scale)), stop16, hop, field)
+
+  chunked()  # compiles
+  per_clip(np.arange(batch))
+  t0 = time.perf_counter()
+  pooled = chunked()
+  chunk_s = time.perf_counter() - t0
+  sample = np.arange(0, num_frames, FLAGS.clip_every)
+  t0 = time.perf_counter()
+  direct = per_clip(sample)
+  per_clip_s = (time.perf_counter() - t0) * num_frames / len(sample)
+  # Clips wholly inside the recording (a window reaching before it is zero-padded per clip).
+  inside = sample[stops[sample] >= n]
+  a, b = direct[np.isin(sample, inside)], pooled[inside]
+  cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+  rel = np.linalg.norm(a - b, axis=-1) / np.linalg.norm(a, axis=-1)
+  print(f"\ncontext: one built-in recording, {num_frames / spec.fps:.0f} s at {spec.fps:g} fps, "
+        f"a {n / spec.audio_rate:.3f} s window per frame ({num_frames} clips)")
+  print(f"  per clip (the authors'): {per_clip_s:7.1f} s (timed on {len(sample)} clips, scaled)")
+  print(f"  chunked ({FLAGS.chunk_seconds:g} s chunks, {FLAGS.margin_seconds:g} s margins): "
+        f"{chunk_s:7.1f} s   speed-up {per_clip_s / chunk_s:.1f}x")
+  print(f"  over {len(a)} clips inside the recording: cosine similarity mean {cos.mean():.4f} "
+        f"(min {cos.min():.4f}), relative L2 difference mean {rel.mean():.4f} "
+        f"(max {rel.max():.4f})")
+
+
+def main(argv):
+  del argv
+  library_logs.quiet()
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+    import transformers  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    sys.exit("error: this benchmark needs PyTorch and transformers (pip install torch "
+             "transformers)")
+  torch.set_num_threads(FLAGS.threads or os.cpu_count())
+  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({os.cpu_count()} host "
+        f"cores); torch {torch.__version__} on {torch.get_num_threads()} threads; "
+        f"transformers {transformers.__version__}")
+  with tempfile.TemporaryDirectory() as directory:
+    reference, encoder, variables, config = build(torch, transformers, directory)
+  if "speed" in FLAGS.parts:
+    speed(torch, reference, encoder, variables)
+  if "context" in FLAGS.parts:
+    context(encoder, variables, config)
+
+
+def _define_flags():
+  flags.DEFINE_list("parts", ["speed", "context"], "What to measure.")
+  flags.DEFINE_integer("batch", 16, "Clips per batch.")
+  flags.DEFINE_float("seconds", 1.0, "Seconds of 16 kHz audio per clip (speed).")
+  flags.DEFINE_integer("rounds", 3, "Alternations of the sides.")
+  flags.DEFINE_integer("threads", 0, "PyTorch threads (0: every core).")
+  flags.DEFINE_bool("bfloat16", True, "Also time jmt_jax in bfloat16.")
+  flags.DEFINE_float("chunk_seconds", 10.0, "Chunk length of the chunked context.")
+  flags.DEFINE_float("margin_seconds", 1.0, "Context either side of a chunk.")
+  flags.DEFINE_integer("clip_every", 30, "Per-clip embeddings compared at every n-th frame.")
+
+
+if __name__ == "__main__":
+  cli.app_run(main, _define_flags)
