@@ -23,6 +23,9 @@ Arguments:
     transformers checkpoint's config.json instead (its preprocessor_config.json too);
   speech_layer=-1 (default: the last hidden state), 0..num_layers (one hidden state) or
     all (a learned weighted sum of every hidden state, as SUPERB);
+  audio_backbone=precomputed,features_dir=DIR[,features_dim=768]: per-clip voice features
+    extracted elsewhere, DIR/<recording>/<NNNNN>.npy for the clip ending at frame NNNNN
+    (features_pattern=... for another layout), then Linear(768 -> 512);
   video_reduction=max (default, the paper's), mean or flatten_linear (flatten the
     512x1x7x7 map + Linear(25088, 512), the authors' `vision_r2d1_fc`): R(2+1)D's
     per-clip embedding from its last feature map;
@@ -51,7 +54,9 @@ def get_config(arg=None):
                             video_reduction="max", init_from="", freeze_backbones=True,
                             data_dir="", synthetic=False, feature_cache="",
                             audio_backbone="resnet18", intra_fusion="encoder_self_attention",
-                            speech_size="base", speech_config="", speech_layer="-1")
+                            speech_size="base", speech_config="", speech_layer="-1",
+                            features_dir="", features_dim=768,
+                            features_pattern="{recording}/{frame:05d}.npy")
   if a.video_reduction not in ("max", "mean", "flatten_linear"):
     raise ValueError(f"video_reduction={a.video_reduction!r}: use 'max', 'mean' or "
                      f"'flatten_linear'")
@@ -68,6 +73,13 @@ def get_config(arg=None):
                           hop_length=441, n_mels=64, mean=-14.8, std=19.895)
   if a.audio_backbone in SPEECH:  # no log-mel: the window's waveform alone
     audio = cc.waveform_input(window_seconds=audio["window_seconds"])
+  if "precomputed" in a.audio_backbone:
+    if a.audio_backbone != "precomputed":
+      raise ValueError("audio_backbone=precomputed goes alone: features extracted elsewhere "
+                       "cannot be paired with a backbone run here")
+    if not a.features_dir:
+      raise ValueError("audio_backbone=precomputed needs features_dir=DIR")
+    audio = cc.features_input(a.features_dir, a.features_dim, a.features_pattern)
   c.input = dict(
       clip_frames=32, num_clips=16, train_stride=32, pain_classes=(),
       # Per clip, as the authors' clip transforms: flip, brightness and contrast jitter.
@@ -91,6 +103,7 @@ def get_config(arg=None):
   audio_kinds = dict(
       resnet18=lambda: cc.resnet("resnet2d", widths=widths, blocks=blocks,
                                  stem_width=widths[0], reduction="mean"),
+      precomputed=lambda: dict(kind="precomputed", dim=a.features_dim),
       **{k: lambda k=k: _speech(k, a) for k in SPEECH})
   backbones = dict(video=cc.backbones(a.video_backbone, video_kinds, "video_backbone"),
                    audio=cc.backbones(a.audio_backbone, audio_kinds, "audio_backbone"))
@@ -121,7 +134,8 @@ def get_config(arg=None):
       c.data.render.update(fps=8.0, min_frames=24, max_frames=32)
     c.input.update(clip_frames=4, num_clips=4, train_stride=4)
     c.input.modalities.video.frames_per_clip = 2
-    c.input.modalities.audio.window_seconds = 0.5
+    if "window_seconds" in c.input.modalities.audio:
+      c.input.modalities.audio.window_seconds = 0.5
     if c.input.modalities.audio.kind == "logmel":
       c.input.modalities.audio.update(n_fft=256, win_length=200, hop_length=100, n_mels=16)
     c.model.head.hidden = 8

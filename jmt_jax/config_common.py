@@ -85,6 +85,13 @@ def waveform_input(window_seconds):
   return dict(kind="waveform", window_seconds=window_seconds)
 
 
+def features_input(directory, dim, pattern="{recording}/{frame:05d}.npy"):
+  """Per-clip features extracted elsewhere (the authors read WavLM features so): one .npy
+  of `dim` floats per clip, at `directory`/`pattern`, `frame` the clip's last frame
+  counted from 1; the modality's backbone is then `precomputed`."""
+  return dict(kind="features", directory=directory, dim=dim, pattern=pattern)
+
+
 def biosignal_input(window_seconds, channels=(0,), baseline="mean", scale=1.0):
   return dict(kind="biosignal", window_seconds=window_seconds, channels=channels,
               baseline=baseline, scale=scale)
@@ -222,7 +229,7 @@ def intra_fusion(backbone, kind, width, **kwargs):
   'fc'; None where the embedding already is one of `width`."""
   if backbone["kind"] == "pair":
     return dict(kind=kind, width=width, **kwargs)
-  emitted = backbone.get("embed_dim", backbone.get("hidden", width))
+  emitted = backbone.get("embed_dim", backbone.get("hidden", backbone.get("dim", width)))
   if emitted != width or backbone.get("layer") == "all":
     return dict(kind="fc", width=width, **kwargs)
   return None

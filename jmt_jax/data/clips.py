@@ -20,10 +20,12 @@ is a config entry, not an edit here.
 """
 
 import math
+import os
 
 import numpy as np
 
 from jmt_jax.data import records
+from jmt_jax.errors import BadInput
 
 # The stored signal each non-frame input kind reads.
 SIGNAL_OF_KIND = {"logmel": "audio", "waveform": "audio", "biosignal": "biosignal"}
@@ -72,7 +74,42 @@ def _read_biosignal(store, recording, ends, spec):
   return (sig * spec["scale"]).astype(np.float32)
 
 
-_SIGNAL_READERS = {"logmel": _read_audio, "waveform": _read_audio, "biosignal": _read_biosignal}
+def feature_file(spec, name, frame):
+  """The file of precomputed features of the clip of recording `name` ending at `frame`
+  (0-based; the pattern numbers frames from 1, as Aff-Wild2's crops are)."""
+  return os.path.join(os.path.expanduser(spec["directory"]),
+                      spec["pattern"].format(recording=name, frame=int(frame) + 1))
+
+
+def _read_features(store, recording, ends, spec):
+  """(clips, dim) float32 per-clip features extracted elsewhere, one .npy file per clip
+  (the authors' WavLM features); zeros for a clip ending outside the recording."""
+  name, n = store.recording_name(recording), store.num_frames(recording)
+  out = np.zeros((len(ends), spec["dim"]), np.float32)
+  for i, end in enumerate(ends):
+    if not 0 <= end < n:
+      continue
+    path = feature_file(spec, name, end)
+    try:
+      value = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+      raise BadInput(f"{path}: missing: no precomputed features of the clip of {name} "
+                     f"ending at frame {int(end) + 1}") from None
+    except (OSError, ValueError) as e:
+      raise BadInput(f"{path}: not a readable .npy file ({e})") from None
+    value = np.asarray(value, np.float32)
+    if value.ndim == 2 and 1 in value.shape:  # saved as (1, dim) or (dim, 1)
+      value = value.reshape(-1)
+    if value.shape != (spec["dim"],):
+      raise BadInput(f"{path}: holds an array of shape {value.shape}, not {spec['dim']} features")
+    if not np.isfinite(value).all():
+      raise BadInput(f"{path}: holds NaN or inf")
+    out[i] = value
+  return out
+
+
+_SIGNAL_READERS = {"logmel": _read_audio, "waveform": _read_audio, "biosignal": _read_biosignal,
+                   "features": _read_features}
 
 
 def _take(values, have, want, fill):
@@ -124,6 +161,9 @@ class ShardStore:
 
   def num_frames(self, recording):
     return int(self.table.num_frames[recording])
+
+  def recording_name(self, recording):
+    return self.table.names[recording]
 
   def fps(self, recording):
     return float(self.table.fps[recording])

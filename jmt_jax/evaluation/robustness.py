@@ -37,6 +37,9 @@ FRAMES = "frames"  # what a frames modality reads from a store (signals go by th
 
 def stored_key(spec):
   """What a modality of `spec` reads from a store: frames, or its signal's key."""
+  if spec["kind"] not in clips_lib.SIGNAL_OF_KIND and spec["kind"] != "frames":
+    raise ValueError(f"robustness degrades recordings; {spec['kind']!r} inputs (features "
+                     f"extracted elsewhere) cannot be degraded")
   return FRAMES if spec["kind"] == "frames" else clips_lib.SIGNAL_OF_KIND[spec["kind"]]
 
 

@@ -248,6 +248,10 @@ class Predictor:
     """One `Prediction` per person of `face_tracks` (the largest face, or everyone)."""
     if faces not in tracking.MODES:
       raise ValueError(f"faces={faces!r}: use one of {tracking.MODES}")
+    if self.uses("features"):
+      raise ValueError("this model reads per-clip features extracted elsewhere (input kind "
+                       "'features'), which a new recording has none of: predict with a model "
+                       "whose backbones run on the recording")
     if faces == "all" and biosignals_path:
       raise ValueError("--faces=all with --biosignals: a biosignal recording belongs to one "
                        "person; predict with --faces=largest")

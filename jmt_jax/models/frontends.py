@@ -86,6 +86,11 @@ def prepare(x, backbone, spec, rates, augment_params=None):
   """A (N, ...) batch of stored per-clip inputs of a modality read as `spec` (its input
   config) says -> the backbone's input (a pair of backbones: a tuple of their inputs);
   `rates` are the data's signal rates."""
+  if (spec["kind"] == "features") != (backbone.kind == "precomputed"):
+    raise ValueError(f"a {backbone.kind} backbone with {spec['kind']!r} inputs: features "
+                     f"extracted elsewhere go with the 'precomputed' backbone, alone")
+  if spec["kind"] == "features":
+    return x
   if backbone.kind == "pair":
     return tuple(prepare(x, backbone[k], spec, rates, augment_params) for k in ("first", "second"))
   if "sample_rate" in backbone:  # a speech encoder: the window's waveform at its rate

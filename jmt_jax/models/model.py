@@ -21,7 +21,7 @@ from jmt_jax.models import resnet
 from jmt_jax.models import speech
 
 BACKBONE_KINDS = ("resnet2d", "r3d", "r2plus1d", "biosignal_cnn", "i3d_tcn", *speech.KINDS,
-                  "pair")
+                  "pair", "precomputed")
 # The two backbones of a `pair`, in the order their embeddings are concatenated.
 PAIR = ("first", "second")
 
@@ -65,6 +65,8 @@ def build_backbone(cfg, name=None):
         kind=cfg.kind, layer=cfg.layer, **fields, name=name)
   if cfg.kind == "pair":
     return BackbonePair(cfg, name=name)
+  if cfg.kind == "precomputed":
+    return Precomputed(name=name)
   raise ValueError(f"unknown backbone kind {cfg.kind!r}; use one of {list(BACKBONE_KINDS)}")
 
 
@@ -89,6 +91,8 @@ def embedding_layout(cfg):
       out.append((c.num_layers + 1 if c.layer == "all" else 1, c.hidden))
     elif c.kind == "i3d_tcn":
       out.append((1, c.tcn_widths[-1]))
+    elif c.kind == "precomputed":
+      out.append((1, c.dim))
     else:
       out.append((1, c.embed_dim))
   return out
@@ -97,6 +101,16 @@ def embedding_layout(cfg):
 def embedding_width(cfg):
   """Features per clip that the backbone(s) of `cfg` emit (`MultimodalModel.embed`)."""
   return sum(states * width for states, width in embedding_layout(cfg))
+
+
+class Precomputed(nn.Module):
+  """The backbone of features extracted elsewhere (input kind 'features'): they pass as
+  they are."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    del train
+    return x
 
 
 class BackbonePair(nn.Module):
@@ -216,6 +230,8 @@ def input_spec(config):
       spec[m] = jax.ShapeDtypeStruct(shape, np.uint8)
     elif s.kind in ("logmel", "waveform"):
       spec[m] = jax.ShapeDtypeStruct((1, c.num_clips, clips.signal_window(s, signals)), np.int16)
+    elif s.kind == "features":
+      spec[m] = jax.ShapeDtypeStruct((1, c.num_clips, s.dim), np.float32)
     elif s.kind == "biosignal":
       n = clips.signal_window(s, signals)
       spec[m] = jax.ShapeDtypeStruct((1, c.num_clips, n, len(s.channels)), np.float32)

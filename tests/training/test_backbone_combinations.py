@@ -9,8 +9,12 @@ import pytest
 
 import raw_trees
 from jmt_jax import experiment
+from jmt_jax import workdir as workdir_lib
+from jmt_jax.errors import BadInput
 from jmt_jax.evaluation import scoring
 from jmt_jax.features import extract
+from jmt_jax.inference import export
+from jmt_jax.inference import exported
 from jmt_jax.inference import predictor as predictor_lib
 from jmt_jax.models import model as model_lib
 from jmt_jax.training import train
@@ -60,8 +64,9 @@ def test_two_face_backbones_train_a_step(tiny_config):
 def test_resnet18_plus_wavlm_runs_through_cache_training_evaluation_and_prediction(
     tiny_config, tmp_path):
   """The authors' README configuration on the built-in data, a random-init tiny WavLM:
-  embeddings extracted once, the fusion trained on them, scored, and a recording of a
-  face with speech predicted from the workdir."""
+  embeddings extracted once, the fusion trained on them, scored, a recording of a face
+  with speech predicted from the workdir, and the model exported (lowered for CPU, CUDA
+  and TPU) giving the workdir's outputs."""
   config = tiny_config("affwild2", "tiny,audio_backbone=resnet18+wavlm")
   config.model.freeze_backbones = True
   config.input.augment = {}  # a cached clip has one embedding
@@ -83,3 +88,48 @@ def test_resnet18_plus_wavlm_runs_through_cache_training_evaluation_and_predicti
   assert result.num_frames == 40 and result.found["audio_found"].all()
   for dim in ("valence", "arousal"):
     assert np.isfinite(result.values[dim]).all() and np.ptp(result.values[dim]) > 0
+  signature = export.export_workdir(workdir, str(tmp_path / "export"))
+  assert signature["platforms"] == ["cpu", "cuda", "tpu"]
+  raw = config.copy_and_resolve_references()
+  raw.feature_cache = ""  # the recordings' inputs, not the cache's embeddings
+  src = experiment.Data(raw).source("validation", train=False)
+  batch = {m: np.stack([src[i][m] for i in range(2)]) for m in config.model.modalities}
+  model = model_lib.build_model(config)
+  _, trained = workdir_lib.restore_variables(config, workdir, model)
+  want = model.apply({"params": trained["params"], "batch_stats": trained["batch_stats"]}, batch)
+  got = exported.load(str(tmp_path / "export"))(batch)
+  for dim in ("valence", "arousal"):
+    np.testing.assert_allclose(got[dim], np.asarray(want[dim]), atol=1e-5)
+
+
+def _write_features(config, directory, dim):
+  """One .npy per clip end of every recording of the built-in data, as the authors'
+  extraction leaves them; returns the files."""
+  dataset = experiment.Data(config).dataset
+  rng = np.random.default_rng(0)
+  files = []
+  for split in ("train", "validation"):
+    table = dataset.splits[split].table
+    for name, n in zip(table.names, table.num_frames):
+      for end in range(int(n)):
+        path = directory / name / f"{end + 1:05d}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, rng.standard_normal(dim).astype(np.float32))
+        files.append(path)
+  return files
+
+
+@pytest.mark.parametrize("variant", ["audio", pytest.param("jmt", marks=pytest.mark.slow)])
+def test_features_extracted_elsewhere_train_and_a_missing_file_is_named(tiny_config, tmp_path,
+                                                                        variant):
+  directory = tmp_path / "wavlm_features"
+  arg = f"tiny,{variant},audio_backbone=precomputed,features_dir={directory},features_dim=6"
+  config = tiny_config("affwild2", arg)
+  files = _write_features(tiny_config("affwild2", "tiny"), directory, 6)
+  _check(config, arg)
+  files[0].unlink()
+  with pytest.raises(BadInput, match=rf"{files[0]}: missing: no precomputed features of the "
+                                     rf"clip of {files[0].parent.name} ending at frame 1"):
+    src = experiment.Data(config).source("train", train=False)
+    for i in range(len(src)):
+      src[i]  # pylint: disable=pointless-statement
