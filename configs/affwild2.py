@@ -23,6 +23,9 @@ Arguments:
     transformers checkpoint's config.json instead (its preprocessor_config.json too);
   speech_layer=-1 (default: the last hidden state), 0..num_layers (one hidden state) or
     all (a learned weighted sum of every hidden state, as SUPERB);
+  speech_chunk_seconds=S: encode each recording's voice once, in chunks of S seconds
+    (1 s of context either side), pooled per clip, into the feature cache (frozen
+    backbones only); 0 (default): each clip's window alone, as the authors do;
   audio_backbone=precomputed,features_dir=DIR[,features_dim=768]: per-clip voice features
     extracted elsewhere, DIR/<recording>/<NNNNN>.npy for the clip ending at frame NNNNN
     (features_pattern=... for another layout), then Linear(768 -> 512);
@@ -55,6 +58,7 @@ def get_config(arg=None):
                             data_dir="", synthetic=False, feature_cache="",
                             audio_backbone="resnet18", intra_fusion="encoder_self_attention",
                             speech_size="base", speech_config="", speech_layer="-1",
+                            speech_chunk_seconds=0.0,
                             features_dir="", features_dim=768,
                             features_pattern="{recording}/{frame:05d}.npy")
   if a.video_reduction not in ("max", "mean", "flatten_linear"):
@@ -147,11 +151,12 @@ def get_config(arg=None):
 
 def _speech(kind, a):
   layer = a.speech_layer if a.speech_layer == "all" else int(a.speech_layer)
+  chunk = dict(chunk_seconds=float(a.speech_chunk_seconds))
   if a.speech_config:
-    return cc.speech_encoder(kind, layer=layer, transformers_config=a.speech_config)
+    return cc.speech_encoder(kind, layer=layer, transformers_config=a.speech_config, **chunk)
   if a.tiny:  # a random-init encoder of the same form, small enough for a CPU step
     return cc.speech_encoder(kind, layer=layer, hidden=12, num_layers=2, num_heads=2, ffn_dim=24,
                              conv_dim=(8, 8, 8), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
                              pos_conv_kernel=8, pos_conv_groups=2, num_buckets=16,
-                             max_distance=32)
-  return cc.speech_encoder(kind, a.speech_size, layer=layer)
+                             max_distance=32, **chunk)
+  return cc.speech_encoder(kind, a.speech_size, layer=layer, **chunk)

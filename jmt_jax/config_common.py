@@ -193,7 +193,10 @@ def speech_encoder(kind, size="base", layer=-1, transformers_config="", **fields
   `sample_rate`: `layer` -1 (the last hidden state), a hidden state 0..num_layers, or
   'all' (every one, for a learned weighted sum: models.intra_fusion). `normalize_waveform`:
   zero mean and unit variance per clip first, as the checkpoints whose feature extractor
-  says `do_normalize` were trained (wav2vec2-base, the Large ones)."""
+  says `do_normalize` were trained (wav2vec2-base, the Large ones). `chunk_seconds` > 0:
+  with frozen backbones, each recording is encoded once in chunks of that length (with
+  `chunk_margin_seconds` of context either side) and pooled per clip
+  (features.speech_context), into the feature cache; 0: each clip's window alone."""
   if transformers_config:
     arch = speech_architecture(transformers_config, kind)
   elif size in SPEECH_SIZES:
@@ -204,7 +207,8 @@ def speech_encoder(kind, size="base", layer=-1, transformers_config="", **fields
   c = dict(kind=kind, conv_dim=(512,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2),
            conv_stride=(5, 2, 2, 2, 2, 2, 2), pos_conv_kernel=128, pos_conv_groups=16,
            feat_proj_layer_norm=True, layer_norm_eps=1e-5, num_buckets=320, max_distance=800,
-           sample_rate=16000, normalize_waveform=False)
+           sample_rate=16000, normalize_waveform=False, chunk_seconds=0.0,
+           chunk_margin_seconds=1.0)
   c.update(arch)
   c.update(fields)
   c.update(layer=layer, **COMPUTE)

@@ -29,6 +29,9 @@ class Data:
     self.dataset = pipeline.open_dataset(config.data)
     tasks.get(config.task).check_labels(self.dataset, config)
     self.cache = cache.FeatureCache(config) if config.get("feature_cache") else None
+    if self.cache is None and any(model_lib.chunked_member(config.model.backbones[m])
+                                  for m in config.model.modalities):
+      raise ValueError(model_lib.CHUNKED_NEEDS_CACHE)
 
   @property
   def from_embeddings(self):

@@ -15,12 +15,13 @@ def embedder(model, variables):
 
 
 def embed_clips(embed, inputs):
-  """{modality: (clips, D) float32} of per-clip `inputs` ({modality: (clips, ...)}),
-  through `embed` (an `embedder`) in batches of BATCH clips, the last zero-padded."""
+  """{modality: (clips, D) float32} of per-clip `inputs` ({modality: (clips, ...)}, and
+  any chunked speech context: models.model.context_key), through `embed` (an
+  `embedder`) in batches of BATCH clips, the last zero-padded."""
   n = len(next(iter(inputs.values())))
   parts = []
   for first in range(0, n, BATCH):
     batch = {m: np.concatenate([x[first:first + BATCH], np.zeros(
         (max(0, first + BATCH - n),) + x.shape[1:], x.dtype)])[None] for m, x in inputs.items()}
     parts.append(jax.device_get(embed(batch)))
-  return {m: np.concatenate([p[m][0] for p in parts])[:n].astype(np.float32) for m in inputs}
+  return {m: np.concatenate([p[m][0] for p in parts])[:n].astype(np.float32) for m in parts[0]}

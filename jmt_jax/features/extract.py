@@ -31,6 +31,7 @@ from jmt_jax.data import windows as windows_lib
 from jmt_jax.data.records import DIMENSIONS
 from jmt_jax.features import cache
 from jmt_jax.features import embed as embed_lib
+from jmt_jax.features import speech_context
 from jmt_jax.models import model as model_lib
 from jmt_jax.models import variables as variables_lib
 from jmt_jax.runtime import cli
@@ -97,14 +98,15 @@ def extract(config, model, variables, out_dir):
                      "training on any number of processes reads it")
 
   dataset = pipeline.open_dataset(config.data)
-  embed = embed_lib.embedder(model, variables_lib.cast(model, variables["params"],
-                                                          variables["batch_stats"]))
+  cast = variables_lib.cast(model, variables["params"], variables["batch_stats"])
+  embed = embed_lib.embedder(model, cast)
 
   os.makedirs(out_dir, exist_ok=True)
   stores = clips_to_cache(dataset, config.input)
   files = {key: f"{name}.array_record" for name, part in reversed(dataset.splits.items())
            for key in [id(part.source)]}
   specs = {m: config.input.modalities[m].to_dict() for m in config.model.modalities}
+  context = speech_context.ContextEmbedder(model, cast, specs)
   index = {"version": cache.VERSION, "chunk": cache.CHUNK,
            "input": cache.input_fingerprint(config),
            "backbones": cache.backbone_fingerprint(variables["params"], variables["batch_stats"]),
@@ -120,7 +122,9 @@ def extract(config, model, variables, out_dir):
       for first in range(0, len(ends[r]), cache.CHUNK):
         chunk_ends = ends[r][first:first + cache.CHUNK]
         clips = clips_lib.read_clips(store, r, chunk_ends, specs, config.input.clip_frames)
-        record = embed_lib.embed_clips(embed, {m: clips[m] for m in config.model.modalities})
+        inputs = {m: clips[m] for m in config.model.modalities}
+        inputs.update(context(store, r, chunk_ends) if context else {})
+        record = embed_lib.embed_clips(embed, inputs)
         record.update({d: clips[d] for d in DIMENSIONS})
         writer.write(_encode(record))
         chunks.append(num_records)

@@ -12,8 +12,15 @@ Encoder frames sit on a grid of `hop` samples (320 at 16 kHz for every wav2vec 2
 HuBERT and WavLM form), each `receptive` samples wide (400).
 """
 
-import numpy as np
+import math
 
+import jax
+import numpy as np
+from scipy import signal
+
+from jmt_jax.data import clips as clips_lib
+from jmt_jax.data import records
+from jmt_jax.models import model as model_lib
 from jmt_jax.models import speech
 
 
@@ -69,3 +76,57 @@ def pool_clips(frames, starts, stops, hop, field):
   count = (last - first).reshape((-1,) + (1,) * (frames.ndim - 1))
   sums = csum[last] - csum[first]
   return np.where(count > 0, sums / np.maximum(count, 1), 0.0).astype(np.float32)
+
+
+class ContextEmbedder:
+  """The chunked speech embeddings of a model's clips, one recording at a time: for each
+  modality whose speech encoder has `chunk_seconds` > 0, `batch entries` for
+  `model.embed` ({modality/context: (clips, width)}) of the clips of a recording of a
+  store ending at given frames. A recording is encoded once, at its first request."""
+
+  def __init__(self, model, variables, specs):
+    self.specs = specs
+    self.members = {m: c for m in specs
+                    for c in [model_lib.chunked_member(model.config.backbones[m])] if c}
+    self._frames = {m: jax.jit(lambda w, m=m: model.apply(variables, m, w,
+                                                          method=model.context_frames))
+                    for m in self.members}
+    self._recording = None
+
+  def __bool__(self):
+    return bool(self.members)
+
+  def _encode(self, store, recording):
+    if self._recording is not None and self._recording[0] is store and (
+        self._recording[1] == recording):
+      return self._cached
+    rate, fps = store.rates["audio_rate"], store.fps(recording)
+    total = records.sample_at(store.num_frames(recording), rate, fps)
+    audio = store.read_signal(recording, "audio", 0, total).astype(np.float64) / 32768.0
+    out = {}
+    for m, (_, _, cfg) in self.members.items():
+      g = math.gcd(int(rate), int(cfg.sample_rate))
+      # The model's front-end filter (models.resample equals it), on the host: one
+      # compile for every recording length.
+      wave = signal.resample_poly(audio, int(cfg.sample_rate) // g, int(rate) // g)
+      out[m] = encode_recording(self._frames[m], wave.astype(np.float32), cfg,
+                                cfg.chunk_seconds, cfg.chunk_margin_seconds)
+    self._recording, self._cached = (store, recording), out
+    return out
+
+  def __call__(self, store, recording, ends):
+    frames = self._encode(store, recording)
+    rate, fps = store.rates["audio_rate"], store.fps(recording)
+    out = {}
+    for m, (_, _, cfg) in self.members.items():
+      hop, field = frame_geometry(cfg)
+      scale = cfg.sample_rate / rate
+      n = math.ceil(clips_lib.signal_window(self.specs[m], store.rates) * scale)
+      stops = np.array([round(records.sample_at(int(e) + 1, rate, fps) * scale) for e in ends])
+      width = model_lib.embedding_layout(cfg)[0]
+      if frames[m] is None:
+        out[model_lib.context_key(m)] = np.zeros((len(ends), width[0] * width[1]), np.float32)
+        continue
+      pooled = pool_clips(frames[m], stops - n, stops, hop, field)
+      out[model_lib.context_key(m)] = pooled.reshape(len(ends), -1)
+    return out

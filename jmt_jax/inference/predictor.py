@@ -32,6 +32,7 @@ from jmt_jax.errors import BadInput
 from jmt_jax.faces import crops as crops_lib
 from jmt_jax.faces import tracking
 from jmt_jax.features import embed as embed_lib
+from jmt_jax.features import speech_context
 from jmt_jax.inference import stream
 from jmt_jax.media import biosignals
 from jmt_jax.media import decode
@@ -79,6 +80,7 @@ class Predictor:
     self.rates = {"audio_rate": signals.audio_rate, "bio_rate": signals.bio_rate}
     cast = variables_lib.cast(model, variables["params"], variables["batch_stats"])
     self.embed = embed_lib.embedder(model, cast)
+    self.context = speech_context.ContextEmbedder(model, cast, self.modalities)
     fuse = jax.jit(lambda v, e: model.apply(v, e, method=model.fuse))
     self.fuse = lambda embeddings: fuse(cast, embeddings)
 
@@ -152,7 +154,23 @@ class Predictor:
   def _embed(self, store, ends):
     """{modality: (len(ends), D)} embeddings of the clips ending at `ends`."""
     inputs = clips_lib.read_clips(store, 0, ends, self.modalities, self.config.input.clip_frames)
-    return embed_lib.embed_clips(self.embed, {m: inputs[m] for m in self.modalities})
+    inputs = {m: inputs[m] for m in self.modalities}
+    for m, (i, _, cfg) in self.context.members.items():  # filled in once the audio is whole
+      states, width = model_lib.embedding_layout(cfg)[0]
+      inputs[model_lib.context_key(m)] = np.zeros((len(ends), states * width), np.float32)
+    return embed_lib.embed_clips(self.embed, inputs)
+
+  def _fill_context(self, store, rows):
+    """Chunked speech embeddings, made from the whole recording (`store` finished), in
+    place of the zeros that streaming embedded."""
+    for m, (i, _, _) in self.context.members.items():
+      layout = model_lib.embedding_layout(self.model.config.backbones[m])
+      lo = sum(n * w for n, w in layout[:i])
+      key = model_lib.context_key(m)
+      rows[m].set_columns(lo, self.context(store, 0, np.arange(rows[m].rows))[key])
+      if rows[m].before_start is not None:
+        width = layout[i][0] * layout[i][1]
+        rows[m].before_start[lo:lo + width] = self.context(store, 0, [-1])[key][0]
 
   def _embed_into(self, store, ends, rows):
     for m, r in self._embed(store, ends).items():
@@ -220,6 +238,8 @@ class Predictor:
       if (ends < 0).any():  # a clip wholly before frame 0 reads only zeros
         for m, r in self._embed(store, [-1]).items():
           rows[m].before_start = r[0]
+      if self.context:
+        self._fill_context(store, rows)
       values = self._fuse_windows(rows, ends, n, progress)
     finally:
       for r in rows.values():

@@ -81,6 +81,15 @@ class RowFile:
       out[~before] = block.reshape(-1, self.width)[index[~before] - lo]
     return out
 
+  def set_columns(self, lo, values):
+    """Columns lo.. of every row replaced by `values` ((rows, k)), a block at a time."""
+    values = np.asarray(values, np.float32)
+    for first in range(0, self.rows, 4096):
+      block = self.take(np.arange(first, min(first + 4096, self.rows)))
+      block[:, lo:lo + values.shape[1]] = values[first:first + len(block)]
+      self._file.seek(4 * self.width * first)
+      self._file.write(block.tobytes())
+
   def close(self):
     self._file.close()
 

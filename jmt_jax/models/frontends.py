@@ -118,10 +118,13 @@ def waveform(x, rate, to_rate, normalize):
   `normalize`, zero mean and unit variance per clip (transformers' feature extractors'
   `do_normalize`: (x - mean) / sqrt(var + 1e-7))."""
   x = resample.resample(x.astype(jnp.float32) / 32768.0, rate, to_rate)
-  if normalize:
-    mean = x.mean(axis=-1, keepdims=True)
-    x = (x - mean) / jnp.sqrt(jnp.square(x - mean).mean(axis=-1, keepdims=True) + 1e-7)
-  return x
+  return normalized(x) if normalize else x
+
+
+def normalized(x):
+  """Zero mean and unit variance along the last axis: (x - mean) / sqrt(var + 1e-7)."""
+  mean = x.mean(axis=-1, keepdims=True)
+  return (x - mean) / jnp.sqrt(jnp.square(x - mean).mean(axis=-1, keepdims=True) + 1e-7)
 
 
 def resize(x, size):

@@ -120,10 +120,34 @@ class BackbonePair(nn.Module):
 
   config: ml_collections.FrozenConfigDict
 
-  @nn.compact
+  def setup(self):
+    self.first = build_backbone(self.config.first)
+    self.second = build_backbone(self.config.second)
+
   def __call__(self, inputs, train=False):
-    outs = [build_backbone(self.config[k], name=k)(x, train) for k, x in zip(PAIR, inputs)]
+    outs = [getattr(self, k)(x, train) for k, x in zip(PAIR, inputs)]
     return jnp.concatenate([o.reshape(o.shape[0], -1) for o in outs], axis=-1)
+
+
+def chunked_member(cfg):
+  """(index in the embedding layout, name in the pair or None, config) of the speech
+  encoder of backbone config `cfg` that encodes whole recordings in chunks
+  (`chunk_seconds` > 0: features.speech_context), or None."""
+  names = PAIR if cfg.kind == "pair" else (None,)
+  for i, (name, c) in enumerate(zip(names, members(cfg))):
+    if c.kind in speech.KINDS and c.get("chunk_seconds", 0) > 0:
+      return i, name, c
+  return None
+
+
+def context_key(modality):
+  """The batch entry holding a modality's chunked speech embeddings (features.speech_context)."""
+  return f"{modality}/context"
+
+
+CHUNKED_NEEDS_CACHE = ("chunked speech context (chunk_seconds > 0) encodes whole recordings "
+                       "once, into the feature cache: train and evaluate from one "
+                       "(feature_cache=DIR, frozen backbones)")
 
 
 class MultimodalModel(nn.Module):
@@ -174,11 +198,36 @@ class MultimodalModel(nn.Module):
       x = frontends.prepare(x.reshape((b * t,) + x.shape[2:]), cfg.backbones[m], cfg.inputs[m],
                             cfg.rates, None if aug is None else aug.reshape(b * t, -1))
       x = jax.tree.map(lambda y: y.astype(self.dtype), x)
-      e = getattr(self, f"{m}_backbone")(x, train and not frozen)
+      e = getattr(self, f"{m}_backbone")(x, train and not frozen).reshape(b * t, -1)
+      e = self._with_context(m, e, batch)
       if frozen:
         e = jax.lax.stop_gradient(e)
       embeddings[m] = e.reshape(b, t, -1)
     return embeddings
+
+  def _with_context(self, m, e, batch):
+    """`e` with the chunked speech encoder's part taken from the batch's context (XLA
+    then drops the per-clip encoder's work)."""
+    chunked = chunked_member(self.config.backbones[m])
+    if chunked is None or self.is_initializing():
+      return e
+    if context_key(m) not in batch:
+      raise ValueError(CHUNKED_NEEDS_CACHE)
+    layout = embedding_layout(self.config.backbones[m])
+    lo = sum(n * w for n, w in layout[:chunked[0]])
+    hi = lo + layout[chunked[0]][0] * layout[chunked[0]][1]
+    context = batch[context_key(m)].reshape(e.shape[0], -1).astype(e.dtype)
+    return jnp.concatenate([e[:, :lo], context, e[:, hi:]], axis=-1)
+
+  def context_frames(self, m, waveforms):
+    """(N, frames, ...) float32 frames of modality `m`'s chunked speech encoder on (N,
+    samples) waveforms at its rate (each normalised alone if the checkpoint's are)."""
+    _, name, cfg = chunked_member(self.config.backbones[m])
+    encoder = getattr(self, f"{m}_backbone")
+    if name is not None:
+      encoder = getattr(encoder, name)
+    x = frontends.normalized(waveforms) if cfg.normalize_waveform else waveforms
+    return encoder.frames(x.astype(self.dtype)).astype(jnp.float32)
 
   def fuse(self, embeddings, train=False):
     cfg = self.config

@@ -133,3 +133,39 @@ def test_features_extracted_elsewhere_train_and_a_missing_file_is_named(tiny_con
     src = experiment.Data(config).source("train", train=False)
     for i in range(len(src)):
       src[i]  # pylint: disable=pointless-statement
+
+
+@pytest.mark.slow
+def test_chunked_speech_context_fills_the_feature_cache_and_needs_one(tiny_config, tmp_path):
+  """A recording's voice encoded once in chunks: the cache's speech part comes from the
+  chunks, the ResNet's part is the per-clip one, the fusion trains from it; without a
+  cache the config is refused."""
+  caches = {}
+  for chunk in (0, 1):
+    config = tiny_config("affwild2", f"tiny,audio,audio_backbone=resnet18+wavlm,"
+                                     f"speech_chunk_seconds={chunk}")
+    config.model.freeze_backbones = True
+    config.input.augment = {}
+    config.train.update(num_steps=2, batch_size=2, eval_every=2, checkpoint_every=2)
+    if chunk:
+      with pytest.raises(ValueError, match=r"chunked speech context \(chunk_seconds > 0\)"):
+        experiment.Data(config)
+    config.feature_cache = str(tmp_path / f"chunk{chunk}")
+    extract.extract_config(config)
+    src = experiment.Data(config).source("validation", train=False)
+    caches[chunk] = np.stack([src[i]["embeddings"]["audio"] for i in range(len(src))])
+  width = 16  # the tiny ResNet's; the tiny WavLM's 12 follow
+  np.testing.assert_allclose(caches[1][..., :width], caches[0][..., :width], rtol=1e-6)
+  speech_part = caches[1][..., width:]
+  assert np.isfinite(speech_part).all() and np.abs(speech_part - caches[0][..., width:]).max() > 0
+  scores = train.train_and_evaluate(config, str(tmp_path / "workdir"))
+  assert np.isfinite(scores["ccc_mean"])
+  # A recording predicts too: its clips stream through the ResNet, and the voice's chunked
+  # embeddings are filled in from the whole recording once it is decoded.
+  fps = config.data.render.fps
+  frames, _ = raw_trees.moving_face_video(40)
+  video = str(tmp_path / "speaker.mp4")
+  raw_trees.write_video(video, frames, fps, audio=raw_trees.speech_like(int(40 / fps * 16000),
+                                                                        16000), audio_rate=16000)
+  result = predictor_lib.Predictor(str(tmp_path / "workdir")).predict(video, progress=False)
+  assert np.isfinite(result.values["valence"]).all()
