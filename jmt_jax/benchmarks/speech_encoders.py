@@ -32,11 +32,14 @@ from absl import flags
 
 from jmt_jax import config_args
 from jmt_jax.benchmarks import train_step as train_step_bench
+from jmt_jax.data import clips as clips_lib
 from jmt_jax.data import records
 from jmt_jax.data import synthetic
+from jmt_jax.features import embed as embed_lib
 from jmt_jax.features import speech_context
+from jmt_jax.inference import stream
 from jmt_jax.models import model as model_lib
-from jmt_jax.models import resample
+from jmt_jax.models import variables as variables_lib
 from jmt_jax.runtime import cli
 from jmt_jax.runtime import library_logs
 from jmt_jax.weights import torch_import
@@ -45,7 +48,8 @@ FLAGS = flags.FLAGS
 
 
 def build(torch, transformers, directory):
-  """(torch model, jmt_jax encoder, its float32 variables, config) of one WavLM-Base."""
+  """(torch model, jmt_jax encoder, its float32 variables) of one WavLM-Base, saved in
+  `directory` as a download is."""
   torch.manual_seed(0)
   reference = transformers.WavLMModel(transformers.WavLMConfig()).eval()
   reference.save_pretrained(directory)
@@ -53,7 +57,7 @@ def build(torch, transformers, directory):
                             f"{directory}/config.json")
   variables, _ = torch_import.convert(config, [(("audio_backbone",), directory)])
   encoder = model_lib.build_backbone(model_lib.build_model(config).config.backbones.audio)
-  return reference, encoder, {"params": variables["params"]["audio_backbone"]}, config
+  return reference, encoder, {"params": variables["params"]["audio_backbone"]}
 
 
 def jax_side(encoder, variables, x, dtype):
@@ -112,58 +116,62 @@ def speed(torch, reference, encoder, variables):
   return sides["jmt_jax float32"]
 
 
-def context(encoder, variables, config):
-  """Per-clip and chunked embeddings of one built-in recording: times and differences."""
+def context(directory, encoder_variables):
+  """Per-clip and chunked embeddings of one built-in recording, through the paths the
+  feature cache takes (`data.clips.read_clips` + `model.embed`, and
+  `features.speech_context.ContextEmbedder`): times and differences."""
   spec = synthetic.RenderSpec(frame_size=16, fps=30.0, audio_rate=44100, bio_rate=64,
                               min_frames=900, max_frames=900)
   recording = synthetic.render_recording(0, spec)
-  cfg = config.model.backbones.audio
-  n = int(round(config.input.modalities.audio.window_seconds * spec.audio_rate))
-  audio = recording.audio.astype(np.float32) / 32768.0
-  to16k = jax.jit(lambda y: resample.resample(y, spec.audio_rate, cfg.sample_rate))
   num_frames = len(recording.valence)
-  ends = np.arange(num_frames)
-  stops = np.array([records.sample_at(int(e) + 1, spec.audio_rate, spec.fps) for e in ends])
-  padded = np.concatenate([np.zeros(n, np.float32), audio])
-  windows = np.stack([padded[s:s + n] for s in stops])  # window i: samples stops[i]-n..stops[i]
-  embed = jax.jit(lambda v, y: encoder.apply(v, to16k(y)))
-  frames_of = jax.jit(lambda y: encoder.apply(variables, y, method=encoder.frames))
-  batch = FLAGS.batch
 
-  def per_clip(which):
-    out = []
-    for first in range(0, len(which), batch):
-      part = windows[which[first:first + batch]]
-      part = np.concatenate([part, np.zeros((batch - len(part), n), np.float32)])
-      out.append(np.asarray(embed(variables, part)))
-    return np.concatenate(out)[:len(which)]
+  def make_store():
+    out = stream.StreamStore(spec.fps, {"audio_rate": spec.audio_rate, "bio_rate": 0},
+                             {"audio": stream.ArraySignal(recording.audio)}, keep=num_frames)
+    for i in range(num_frames):  # no faces: the clips read labels only
+      out.add_frame(i, np.zeros((1, 1, 3), np.uint8))
+    out.finish(num_frames)
+    return out
+  store = make_store()
+  models = {}
+  for chunk in (0.0, FLAGS.chunk_seconds):
+    config = config_args.load(f"configs/affwild2.py:audio,audio_backbone=wavlm,speech_config="
+                              f"{directory}/config.json,speech_chunk_seconds={chunk}")
+    config.model.backbones.audio.chunk_margin_seconds = FLAGS.margin_seconds
+    model = model_lib.build_model(config)
+    variables = jax.jit(lambda k, m=model, c=config: variables_lib.init(m, c, k)[0])(
+        jax.random.PRNGKey(0))
+    params = {**variables["params"], "audio_backbone": encoder_variables["params"]}
+    models[chunk] = model, variables_lib.cast(model, params, variables["batch_stats"]), config
+  model, cast, config = models[0.0]
+  specs = {"audio": config.input.modalities.audio.to_dict()}
+  embed = embed_lib.embedder(model, cast)
+  window = clips_lib.signal_window(specs["audio"], store.rates)
 
-  hop, field = speech_context.frame_geometry(cfg)
-  scale = cfg.sample_rate / spec.audio_rate
+  def per_clip(ends):
+    clips = clips_lib.read_clips(store, 0, ends, specs, config.input.clip_frames)
+    return embed_lib.embed_clips(embed, {"audio": clips["audio"]})["audio"]
 
-  def chunked():
-    wave = np.asarray(to16k(audio[None]))[0]
-    frames = speech_context.encode_recording(frames_of, wave, cfg, FLAGS.chunk_seconds,
-                                             FLAGS.margin_seconds)
-    stop16 = np.round(stops * scale).astype(np.int64)
-    return speech_context.pool_clips(frames, stop16 - int(np.ceil(n * scale)), stop16, hop, field)
-
-  chunked()  # compiles
-  per_clip(np.arange(batch))
-  t0 = time.perf_counter()
-  pooled = chunked()
-  chunk_s = time.perf_counter() - t0
+  chunked_model, chunked_cast, _ = models[FLAGS.chunk_seconds]
+  embedder = speech_context.ContextEmbedder(chunked_model, chunked_cast, specs)
+  chunked = lambda ends, on=store: embedder(on, 0, ends)[model_lib.context_key("audio")]
   sample = np.arange(0, num_frames, FLAGS.clip_every)
+  chunked(sample[:1], make_store())  # compiles (a recording is encoded once per store)
+  per_clip(sample[:1])
+  t0 = time.perf_counter()
+  pooled = chunked(np.arange(num_frames))
+  chunk_s = time.perf_counter() - t0
   t0 = time.perf_counter()
   direct = per_clip(sample)
   per_clip_s = (time.perf_counter() - t0) * num_frames / len(sample)
   # Clips wholly inside the recording (a window reaching before it is zero-padded per clip).
-  inside = sample[stops[sample] >= n]
-  a, b = direct[np.isin(sample, inside)], pooled[inside]
+  stops = np.array([records.sample_at(int(e) + 1, spec.audio_rate, spec.fps) for e in sample])
+  inside = stops >= window
+  a, b = direct[inside], pooled[sample[inside]]
   cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
   rel = np.linalg.norm(a - b, axis=-1) / np.linalg.norm(a, axis=-1)
   print(f"\ncontext: one built-in recording, {num_frames / spec.fps:.0f} s at {spec.fps:g} fps, "
-        f"a {n / spec.audio_rate:.3f} s window per frame ({num_frames} clips)")
+        f"a {window / spec.audio_rate:.3f} s window per frame ({num_frames} clips)")
   print(f"  per clip (the authors'): {per_clip_s:7.1f} s (timed on {len(sample)} clips, scaled)")
   print(f"  chunked ({FLAGS.chunk_seconds:g} s chunks, {FLAGS.margin_seconds:g} s margins): "
         f"{chunk_s:7.1f} s   speed-up {per_clip_s / chunk_s:.1f}x")
@@ -186,11 +194,11 @@ def main(argv):
         f"cores); torch {torch.__version__} on {torch.get_num_threads()} threads; "
         f"transformers {transformers.__version__}")
   with tempfile.TemporaryDirectory() as directory:
-    reference, encoder, variables, config = build(torch, transformers, directory)
-  if "speed" in FLAGS.parts:
-    speed(torch, reference, encoder, variables)
-  if "context" in FLAGS.parts:
-    context(encoder, variables, config)
+    reference, encoder, variables = build(torch, transformers, directory)
+    if "speed" in FLAGS.parts:
+      speed(torch, reference, encoder, variables)
+    if "context" in FLAGS.parts:
+      context(directory, variables)
 
 
 def _define_flags():

@@ -146,8 +146,9 @@ def context_key(modality):
 
 
 CHUNKED_NEEDS_CACHE = ("chunked speech context (chunk_seconds > 0) encodes whole recordings "
-                       "once, into the feature cache: train and evaluate from one "
-                       "(feature_cache=DIR, frozen backbones)")
+                       "once, in the feature cache's extraction and in prediction on a video, "
+                       "not clip by clip: train and evaluate from a feature cache "
+                       "(feature_cache=DIR, frozen backbones); such a model cannot be exported")
 
 
 class MultimodalModel(nn.Module):

@@ -3,13 +3,13 @@
 converted through `python -m jmt_jax.weights.convert`'s library; the 16 kHz resampler
 equals scipy's polyphase one."""
 
+import jax
 import numpy as np
 import pytest
 from scipy import signal
 
-import jax
-
 from conftest import load_config
+from jmt_jax.models import intra_fusion
 from jmt_jax.models import model as model_lib
 from jmt_jax.models import resample
 from jmt_jax.models import speech
@@ -98,8 +98,9 @@ def test_hidden_states_match_transformers(kind, large, tmp_path):
     want = reference(torch.from_numpy(x), output_hidden_states=True)
   states, last = encoder.apply(variables, x, method=encoder.hidden_states)
   assert len(states) == len(want.hidden_states) == 4
-  for i, (got, ref) in enumerate(zip(states, want.hidden_states)):
-    np.testing.assert_allclose(np.asarray(got), ref.numpy(), atol=TOL, err_msg=f"hidden state {i}")
+  for i, (got, expected) in enumerate(zip(states, want.hidden_states)):
+    np.testing.assert_allclose(np.asarray(got), expected.numpy(), atol=TOL,
+                               err_msg=f"hidden state {i}")
   np.testing.assert_allclose(np.asarray(last), want.last_hidden_state.numpy(), atol=TOL)
   pooled = encoder.apply(variables, x)
   np.testing.assert_allclose(np.asarray(pooled), want.last_hidden_state.numpy().mean(1), atol=TOL)
@@ -119,8 +120,9 @@ def test_full_size_wavlm_saved_with_save_pretrained_converts_and_matches(tmp_pat
   states, last = jax.jit(lambda v, y: encoder.apply(v, y, method=encoder.hidden_states))(
       variables, x)
   assert len(states) == 13
-  for i, (got, ref) in enumerate(zip(states, want.hidden_states)):
-    np.testing.assert_allclose(np.asarray(got), ref.numpy(), atol=TOL, err_msg=f"hidden state {i}")
+  for i, (got, expected) in enumerate(zip(states, want.hidden_states)):
+    np.testing.assert_allclose(np.asarray(got), expected.numpy(), atol=TOL,
+                               err_msg=f"hidden state {i}")
   np.testing.assert_allclose(np.asarray(last), want.last_hidden_state.numpy(), atol=TOL)
 
 
@@ -145,7 +147,7 @@ def test_every_hidden_state_pooled_for_a_weighted_sum(tmp_path):
 ])
 def test_intra_modal_fusion_matches_the_authors_modules(backbones, kind, widths, tmp_path):
   torch = pytest.importorskip("torch")
-  import torch_reference as ref  # pylint: disable=import-outside-toplevel
+  import torch_reference as ref  # pylint: disable=import-outside-toplevel (needs torch)
   config = load_config("affwild2", f"tiny,{backbones},intra_fusion={kind}")
   modality = backbones.split("_")[0]
   d = config.model.intra_fusion[modality].width
@@ -164,7 +166,6 @@ def test_intra_modal_fusion_matches_the_authors_modules(backbones, kind, widths,
         torch.cat(feats, dim=-1))
   model = model_lib.build_model(config)
   layout = model_lib.embedding_layout(model.config.backbones[modality])
-  from jmt_jax.models import intra_fusion  # pylint: disable=import-outside-toplevel
   merge = intra_fusion.build(model.config.intra_fusion[modality], layout)
   got = merge.apply({"params": variables["params"][group]},
                     np.concatenate([f.numpy() for f in feats], axis=-1))
@@ -174,7 +175,7 @@ def test_intra_modal_fusion_matches_the_authors_modules(backbones, kind, widths,
 def test_a_checkpoint_folder_converts_and_another_architecture_is_refused(tmp_path):
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
-  import torch_reference as ref  # pylint: disable=import-outside-toplevel
+  import torch_reference as ref  # pylint: disable=import-outside-toplevel (needs torch)
   _saved(torch, transformers, "wavlm", False, tmp_path / "post_ln")
   # The authors' pair: their ResNet-18 file and a WavLM folder, each found under its own prefix.
   resnet = ref.ResNet("resnet2d", in_channels=1, reduction="mean")
