@@ -4,6 +4,7 @@ converted through `python -m jmt_jax.weights.convert`'s library; the 16 kHz resa
 equals scipy's polyphase one."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import signal
@@ -86,6 +87,21 @@ def _converted_encoder(kind, directory, layer="-1"):
   return encoder, {"params": variables["params"]["audio_backbone"]}
 
 
+def _assert_hidden_states_match(torch, reference, encoder, variables, x, count):
+  """Every hidden state and the last one of `encoder` on `x` equal the reference's;
+  returns the reference's outputs."""
+  with torch.no_grad():
+    want = reference(torch.from_numpy(x), output_hidden_states=True)
+  states, last = jax.jit(lambda v, y: encoder.apply(v, y, method=encoder.hidden_states))(
+      variables, x)
+  assert len(states) == len(want.hidden_states) == count
+  for i, (got, expected) in enumerate(zip(states, want.hidden_states)):
+    np.testing.assert_allclose(np.asarray(got), expected.numpy(), atol=TOL,
+                               err_msg=f"hidden state {i}")
+  np.testing.assert_allclose(np.asarray(last), want.last_hidden_state.numpy(), atol=TOL)
+  return want
+
+
 @pytest.mark.parametrize("large", [False, True], ids=["base_like", "large_like"])
 @pytest.mark.parametrize("kind", speech.KINDS)
 def test_hidden_states_match_transformers(kind, large, tmp_path):
@@ -94,14 +110,7 @@ def test_hidden_states_match_transformers(kind, large, tmp_path):
   reference = _saved(torch, transformers, kind, large, tmp_path)
   encoder, variables = _converted_encoder(kind, tmp_path)
   x = np.random.default_rng(1).standard_normal((2, 4000)).astype(np.float32)
-  with torch.no_grad():
-    want = reference(torch.from_numpy(x), output_hidden_states=True)
-  states, last = encoder.apply(variables, x, method=encoder.hidden_states)
-  assert len(states) == len(want.hidden_states) == 4
-  for i, (got, expected) in enumerate(zip(states, want.hidden_states)):
-    np.testing.assert_allclose(np.asarray(got), expected.numpy(), atol=TOL,
-                               err_msg=f"hidden state {i}")
-  np.testing.assert_allclose(np.asarray(last), want.last_hidden_state.numpy(), atol=TOL)
+  want = _assert_hidden_states_match(torch, reference, encoder, variables, x, 4)
   pooled = encoder.apply(variables, x)
   np.testing.assert_allclose(np.asarray(pooled), want.last_hidden_state.numpy().mean(1), atol=TOL)
 
@@ -115,15 +124,7 @@ def test_full_size_wavlm_saved_with_save_pretrained_converts_and_matches(tmp_pat
                      config=transformers.WavLMConfig())
   encoder, variables = _converted_encoder("wavlm", tmp_path)
   x = np.random.default_rng(2).standard_normal((1, 16000)).astype(np.float32)
-  with torch.no_grad():
-    want = reference(torch.from_numpy(x), output_hidden_states=True)
-  states, last = jax.jit(lambda v, y: encoder.apply(v, y, method=encoder.hidden_states))(
-      variables, x)
-  assert len(states) == 13
-  for i, (got, expected) in enumerate(zip(states, want.hidden_states)):
-    np.testing.assert_allclose(np.asarray(got), expected.numpy(), atol=TOL,
-                               err_msg=f"hidden state {i}")
-  np.testing.assert_allclose(np.asarray(last), want.last_hidden_state.numpy(), atol=TOL)
+  _assert_hidden_states_match(torch, reference, encoder, variables, x, 13)
 
 
 def test_every_hidden_state_pooled_for_a_weighted_sum(tmp_path):
@@ -207,3 +208,26 @@ def test_a_checkpoint_folder_converts_and_another_architecture_is_refused(tmp_pa
     torch_import.convert(hubert, [(("audio_backbone",), str(tmp_path / "post_ln"))])
   with pytest.raises(torch_import.ConversionError, match="a folder without model.safetensors"):
     torch_import.convert(hubert, [(("audio_backbone",), str(tmp_path))])
+
+
+@pytest.mark.slow
+def test_rematerialised_and_bfloat16_encoder():
+  """`remat` recomputes the encoder in the backward pass with the same gradient; in
+  bfloat16 (the accelerators' compute dtype) the pooled embedding stays near float32's."""
+  cfg = load_config("affwild2", "tiny,audio_backbone=wavlm").model.backbones.audio
+  x = jax.random.normal(jax.random.key(0), (2, 4000))
+  grads = {}
+  for remat in ("", "nothing_saveable"):
+    cfg.remat = remat
+    net = model_lib.build_backbone(cfg)
+    variables = net.init(jax.random.key(1), x, False)
+    grads[remat] = jax.grad(lambda p, net=net: jnp.sum(net.apply({"params": p}, x, True) ** 2))(
+        variables["params"])
+  for a, b in zip(jax.tree.leaves(grads[""]), jax.tree.leaves(grads["nothing_saveable"])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  full = net.apply(variables, x, False)
+  half = net.apply(jax.tree.map(lambda p: p.astype(jnp.bfloat16), variables),
+                   x.astype(jnp.bfloat16), False)
+  assert half.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(half, np.float32), full, atol=0.1 * float(
+      jnp.abs(full).max()))

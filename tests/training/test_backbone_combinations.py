@@ -60,6 +60,16 @@ def test_two_face_backbones_train_a_step(tiny_config):
   _check(tiny_config("affwild2", f"tiny,{arg}"), arg)
 
 
+def _speaker_video(config, tmp_path, num_frames=40):
+  """An MP4 of a moving face with a speech-like 16 kHz track, at the config's frame rate."""
+  fps = config.data.render.fps
+  frames, _ = raw_trees.moving_face_video(num_frames)
+  video = str(tmp_path / "speaker.mp4")
+  raw_trees.write_video(video, frames, fps, audio=raw_trees.speech_like(
+      int(num_frames / fps * 16000), 16000), audio_rate=16000)
+  return video
+
+
 @pytest.mark.slow
 def test_resnet18_plus_wavlm_runs_through_cache_training_evaluation_and_prediction(
     tiny_config, tmp_path):
@@ -79,12 +89,8 @@ def test_resnet18_plus_wavlm_runs_through_cache_training_evaluation_and_predicti
   assert np.isfinite(scores["ccc_mean"])
   again = scoring.evaluate_workdir(config, workdir, config.eval.split)
   assert again == pytest.approx(scores)
-  fps = config.data.render.fps
-  frames, _ = raw_trees.moving_face_video(40)
-  video = str(tmp_path / "speaker.mp4")
-  raw_trees.write_video(video, frames, fps, audio=raw_trees.speech_like(int(40 / fps * 16000),
-                                                                        16000), audio_rate=16000)
-  result = predictor_lib.Predictor(workdir).predict(video, progress=False)
+  result = predictor_lib.Predictor(workdir).predict(_speaker_video(config, tmp_path),
+                                                    progress=False)
   assert result.num_frames == 40 and result.found["audio_found"].all()
   for dim in ("valence", "arousal"):
     assert np.isfinite(result.values[dim]).all() and np.ptp(result.values[dim]) > 0
@@ -162,10 +168,6 @@ def test_chunked_speech_context_fills_the_feature_cache_and_needs_one(tiny_confi
   assert np.isfinite(scores["ccc_mean"])
   # A recording predicts too: its clips stream through the ResNet, and the voice's chunked
   # embeddings are filled in from the whole recording once it is decoded.
-  fps = config.data.render.fps
-  frames, _ = raw_trees.moving_face_video(40)
-  video = str(tmp_path / "speaker.mp4")
-  raw_trees.write_video(video, frames, fps, audio=raw_trees.speech_like(int(40 / fps * 16000),
-                                                                        16000), audio_rate=16000)
-  result = predictor_lib.Predictor(str(tmp_path / "workdir")).predict(video, progress=False)
+  result = predictor_lib.Predictor(str(tmp_path / "workdir")).predict(
+      _speaker_video(config, tmp_path), progress=False)
   assert np.isfinite(result.values["valence"]).all()
