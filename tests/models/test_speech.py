@@ -14,6 +14,7 @@ from jmt_jax.models import intra_fusion
 from jmt_jax.models import model as model_lib
 from jmt_jax.models import resample
 from jmt_jax.models import speech
+from jmt_jax.models import variables as variables_lib
 from jmt_jax.weights import torch_import
 
 TOL = 1e-4
@@ -231,3 +232,23 @@ def test_rematerialised_and_bfloat16_encoder():
   assert half.dtype == jnp.bfloat16
   np.testing.assert_allclose(np.asarray(half, np.float32), full, atol=0.1 * float(
       jnp.abs(full).max()))
+
+
+@pytest.mark.parametrize("kind", speech.KINDS)
+def test_full_size_parameter_counts_equal_transformers(kind):
+  """Base presets hold transformers' default (Base) models' parameters, less SpecAugment's
+  mask vector; paired with the log-mel ResNet-18 they build at full size too."""
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  del torch
+  cls = {"wav2vec2": transformers.Wav2Vec2Model, "hubert": transformers.HubertModel,
+         "wavlm": transformers.WavLMModel}[kind]
+  config_cls = {"wav2vec2": transformers.Wav2Vec2Config, "hubert": transformers.HubertConfig,
+                "wavlm": transformers.WavLMConfig}[kind]
+  reference = cls(config_cls())
+  want = sum(p.numel() for n, p in reference.named_parameters() if n != "masked_spec_embed")
+  config = load_config("affwild2", f"audio_backbone=resnet18+{kind}")
+  shapes = variables_lib.abstract(model_lib.build_model(config), config)["params"]
+  count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+  assert count(shapes["audio_backbone"]["second"]) == want
+  assert set(shapes["audio_intra_fusion"]) == {"fc", "token_encoder", "token_attn"}
