@@ -119,7 +119,8 @@ def get_config(arg=None):
                  freeze_backbones=bool(a.init_from) and a.freeze_backbones)
   intra = {m: cc.intra_fusion(backbones[m], a.intra_fusion, widths[-1], num_heads=1,
                               num_layers=1, ffn_dim=widths[-1]) for m in modalities}
-  c.model.intra_fusion = {m: f for m, f in intra.items() if f is not None}
+  if any(f is not None for f in intra.values()):  # absent otherwise: older workdirs resume
+    c.model.intra_fusion = {m: f for m, f in intra.items() if f is not None}
   c.init_from = a.init_from
   c.compute_dtype = "auto"  # bfloat16 on GPUs and TPUs, float32 on CPUs
   c.feature_cache = a.feature_cache

@@ -125,3 +125,11 @@ def test_tiny_variant_trains_one_step(name, tiny_config, tmp_path):
   other.model.head.mlp = (7,)
   with pytest.raises(ValueError, match="belongs to another run: model.head.mlp is"):
     scoring.evaluate_workdir(other, str(tmp_path), config.eval.split)
+
+
+def test_default_aff_wild2_config_is_unchanged_by_the_backbone_options():
+  """Without a second backbone or a speech encoder there is no intra-modal fusion entry,
+  so that workdirs trained before those options existed keep their config (and resume)."""
+  for arg in ("jmt", "video,video_backbone=i3d"):
+    assert "intra_fusion" not in load_config("affwild2", arg).model
+  assert "intra_fusion" in load_config("affwild2", "audio_backbone=resnet18+wavlm").model

@@ -5,10 +5,12 @@
       --weights=fusion+head=fusion_w.pt
 
 Each `--weights=GROUPS=FILE[,FILE...]` fills the parameter groups GROUPS (`+`-separated:
-`<modality>_backbone`, `fusion`, `head`) from FILE (.safetensors; .pth/.pt when PyTorch is
-installed); several files are read as one state dict, as for the authors' flatten
-reduction, saved apart from its backbone:
-`--weights=video_backbone=vision_r2d1.pt,vision_r2d1_fc.pt`. Key names and layouts:
+`<modality>_backbone`, `<modality>_intra_fusion`, `fusion`, `head`) from FILE
+(.safetensors; .pth/.pt/.bin when PyTorch is installed; a transformers checkpoint folder,
+whose config.json must describe the configured speech encoder); several files are read
+as one state dict, as for the authors' flatten reduction, saved apart from its backbone
+(`--weights=video_backbone=vision_r2d1.pt,vision_r2d1_fc.pt`), or a pair of backbones
+(`--weights=audio_backbone=audio_resnet18.pt,weights/wavlm-base-plus`). Key names and layouts:
 jmt_jax/weights/torch_layout.py. A file must provide every
 parameter of its groups with the right shape; keys it has beyond those are an error
 unless the public code is known to carry them unused (classifier heads, BatchNorm
