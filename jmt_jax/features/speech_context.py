@@ -123,9 +123,9 @@ class ContextEmbedder:
       scale = cfg.sample_rate / rate
       n = math.ceil(clips_lib.signal_window(self.specs[m], store.rates) * scale)
       stops = np.array([round(records.sample_at(int(e) + 1, rate, fps) * scale) for e in ends])
-      width = model_lib.embedding_layout(cfg)[0]
-      if frames[m] is None:
-        out[model_lib.context_key(m)] = np.zeros((len(ends), width[0] * width[1]), np.float32)
+      if frames[m] is None:  # a recording shorter than one encoder frame
+        states, width = model_lib.embedding_layout(cfg)[0]
+        out[model_lib.context_key(m)] = np.zeros((len(ends), states * width), np.float32)
         continue
       pooled = pool_clips(frames[m], stops - n, stops, hop, field)
       out[model_lib.context_key(m)] = pooled.reshape(len(ends), -1)

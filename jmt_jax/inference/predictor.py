@@ -155,22 +155,20 @@ class Predictor:
     """{modality: (len(ends), D)} embeddings of the clips ending at `ends`."""
     inputs = clips_lib.read_clips(store, 0, ends, self.modalities, self.config.input.clip_frames)
     inputs = {m: inputs[m] for m in self.modalities}
-    for m, (i, _, cfg) in self.context.members.items():  # filled in once the audio is whole
-      states, width = model_lib.embedding_layout(cfg)[0]
-      inputs[model_lib.context_key(m)] = np.zeros((len(ends), states * width), np.float32)
+    for m in self.context.members:  # filled in once the audio is whole (_fill_context)
+      lo, hi = model_lib.context_columns(self.model.config.backbones[m])
+      inputs[model_lib.context_key(m)] = np.zeros((len(ends), hi - lo), np.float32)
     return embed_lib.embed_clips(self.embed, inputs)
 
   def _fill_context(self, store, rows):
     """Chunked speech embeddings, made from the whole recording (`store` finished), in
     place of the zeros that streaming embedded."""
-    for m, (i, _, _) in self.context.members.items():
-      layout = model_lib.embedding_layout(self.model.config.backbones[m])
-      lo = sum(n * w for n, w in layout[:i])
+    for m in self.context.members:
+      lo, hi = model_lib.context_columns(self.model.config.backbones[m])
       key = model_lib.context_key(m)
       rows[m].set_columns(lo, self.context(store, 0, np.arange(rows[m].rows))[key])
       if rows[m].before_start is not None:
-        width = layout[i][0] * layout[i][1]
-        rows[m].before_start[lo:lo + width] = self.context(store, 0, [-1])[key][0]
+        rows[m].before_start[lo:hi] = self.context(store, 0, [-1])[key][0]
 
   def _embed_into(self, store, ends, rows):
     for m, r in self._embed(store, ends).items():

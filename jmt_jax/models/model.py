@@ -140,6 +140,15 @@ def chunked_member(cfg):
   return None
 
 
+def context_columns(cfg):
+  """(lo, hi): the columns of the embedding of backbone config `cfg` that its chunked
+  speech encoder fills (`chunked_member`)."""
+  index = chunked_member(cfg)[0]
+  layout = embedding_layout(cfg)
+  lo = sum(n * w for n, w in layout[:index])
+  return lo, lo + layout[index][0] * layout[index][1]
+
+
 def context_key(modality):
   """The batch entry holding a modality's chunked speech embeddings (features.speech_context)."""
   return f"{modality}/context"
@@ -189,6 +198,8 @@ class MultimodalModel(nn.Module):
     return COMPUTE_DTYPES[self.config.compute_dtype]
 
   def embed(self, batch, train=False):
+    """{modality: (B, T, D)}; a chunked speech encoder's columns come from
+    batch[context_key(modality)] (features.speech_context), which it must hold."""
     cfg = self.config
     frozen = cfg.get("freeze_backbones", False)
     embeddings = {}
@@ -214,9 +225,7 @@ class MultimodalModel(nn.Module):
       return e
     if context_key(m) not in batch:
       raise ValueError(CHUNKED_NEEDS_CACHE)
-    layout = embedding_layout(self.config.backbones[m])
-    lo = sum(n * w for n, w in layout[:chunked[0]])
-    hi = lo + layout[chunked[0]][0] * layout[chunked[0]][1]
+    lo, hi = context_columns(self.config.backbones[m])
     context = batch[context_key(m)].reshape(e.shape[0], -1).astype(e.dtype)
     return jnp.concatenate([e[:, :lo], context, e[:, hi:]], axis=-1)
 
@@ -232,8 +241,9 @@ class MultimodalModel(nn.Module):
 
   def fuse(self, embeddings, train=False):
     cfg = self.config
-    embeddings = {m: getattr(self, f"{m}_intra_fusion")(e) if hasattr(self, f"{m}_intra_fusion")
-                  else e for m, e in embeddings.items()}
+    merged = cfg.get("intra_fusion", {})
+    embeddings = {m: getattr(self, f"{m}_intra_fusion")(e) if m in merged else e
+                  for m, e in embeddings.items()}
     dims = {embeddings[m].shape[-1] for m in cfg.modalities}
     if len(dims) != 1:
       raise ValueError(f"backbone embeddings of {list(cfg.modalities)} differ in width: "
