@@ -1,6 +1,9 @@
 """Building blocks shared by the files in `configs/`: the training skeleton and the
 standard backbone, input and head sub-configs. Each config file composes these."""
 
+import json
+import os
+
 import ml_collections
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -154,14 +157,11 @@ _TRANSFORMERS_FIELDS = dict(
     num_conv_pos_embedding_groups="pos_conv_groups", feat_proj_layer_norm="feat_proj_layer_norm",
     layer_norm_eps="layer_norm_eps", num_buckets="num_buckets",
     max_bucket_distance="max_distance")
-_MODEL_TYPES = {"wav2vec2": "wav2vec2", "hubert": "hubert", "wavlm": "wavlm"}
 
 
 def speech_architecture(path, kind):
   """The speech encoder fields of a `transformers` checkpoint's config.json at `path`
   (and `normalize_waveform` from the preprocessor_config.json beside it, if any)."""
-  import json  # pylint: disable=import-outside-toplevel
-  import os  # pylint: disable=import-outside-toplevel
   path = os.path.expanduser(path)
   if os.path.isdir(path):
     path = os.path.join(path, "config.json")
@@ -170,7 +170,7 @@ def speech_architecture(path, kind):
       given = json.load(f)
   except (OSError, ValueError) as e:
     raise ValueError(f"{path}: not a readable transformers config.json ({e})") from e
-  if given.get("model_type") != _MODEL_TYPES[kind]:
+  if given.get("model_type") != kind:  # transformers' model_type is our kind
     raise ValueError(f"{path}: model_type is {given.get('model_type')!r}, not {kind!r}")
   for unsupported in ("add_adapter", "use_weighted_layer_sum"):
     if given.get(unsupported):

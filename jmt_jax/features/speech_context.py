@@ -24,15 +24,6 @@ from jmt_jax.models import model as model_lib
 from jmt_jax.models import speech
 
 
-def frame_geometry(cfg):
-  """(hop, receptive field) in samples of the feature extractor of speech config `cfg`."""
-  hop, field = 1, 1
-  for k, s in zip(cfg.conv_kernel, cfg.conv_stride):
-    field += (k - 1) * hop
-    hop *= s
-  return hop, field
-
-
 def encode_recording(frames_of, waveform, cfg, chunk_seconds=10.0, margin_seconds=1.0,
                      batch=4):
   """(num_frames, ...) encoder frames of a whole recording's `waveform` (at the encoder's
@@ -41,11 +32,11 @@ def encode_recording(frames_of, waveform, cfg, chunk_seconds=10.0, margin_second
   recording is cut into chunks of `chunk_seconds` (a whole number of hops), each encoded
   with `margin_seconds` of its neighbours' audio either side (zeros past the ends), and
   each chunk's frames starting inside it are kept; `batch` chunks go per call."""
-  hop, field = frame_geometry(cfg)
+  hop, field = speech.frame_geometry(cfg.conv_kernel, cfg.conv_stride)
   rate = cfg.sample_rate
   step = max(1, int(round(chunk_seconds * rate / hop))) * hop
   margin = int(np.ceil(margin_seconds * rate / hop)) * hop
-  total = max(0, (len(waveform) - field) // hop + 1)
+  total = speech.frames_of(len(waveform), cfg.conv_kernel, cfg.conv_stride)
   if not total:
     return None
   width = margin + step + margin + field - hop
@@ -119,7 +110,7 @@ class ContextEmbedder:
     rate, fps = store.rates["audio_rate"], store.fps(recording)
     out = {}
     for m, (_, _, cfg) in self.members.items():
-      hop, field = frame_geometry(cfg)
+      hop, field = speech.frame_geometry(cfg.conv_kernel, cfg.conv_stride)
       scale = cfg.sample_rate / rate
       n = math.ceil(clips_lib.signal_window(self.specs[m], store.rates) * scale)
       stops = np.array([round(records.sample_at(int(e) + 1, rate, fps) * scale) for e in ends])

@@ -69,10 +69,20 @@ class FeatureExtractor(nn.Module):
 
 
 def frames_of(samples, conv_kernel, conv_stride):
-  """Frames the feature extractor makes of `samples` samples."""
+  """Frames the feature extractor makes of `samples` samples (0 if too few)."""
   for k, s in zip(conv_kernel, conv_stride):
-    samples = (samples - k) // s + 1
+    samples = max(0, (samples - k) // s + 1)
   return samples
+
+
+def frame_geometry(conv_kernel, conv_stride):
+  """(hop, receptive field) in samples of a feature extractor's frames: frame j covers
+  samples [j * hop, j * hop + field)."""
+  hop, field = 1, 1
+  for k, s in zip(conv_kernel, conv_stride):
+    field += (k - 1) * hop
+    hop *= s
+  return hop, field
 
 
 class PositionalConvEmbedding(nn.Module):

@@ -12,6 +12,7 @@ import orbax.checkpoint as ocp
 
 from jmt_jax import config_common as cc
 from jmt_jax.models import model as model_lib
+from jmt_jax.models import speech
 from jmt_jax.models import variables as variables_lib
 from jmt_jax.weights import state_dicts
 from jmt_jax.weights import torch_layout
@@ -140,7 +141,7 @@ def check_architecture(path, model_cfg, groups):
   config_json = os.path.join(folder, "config.json")
   speech = [(g, c) for g in groups if g.endswith("_backbone")
             for c in model_lib.members(model_cfg.backbones[g[:-len("_backbone")]])
-            if c.kind in torch_layout.SPEECH_KINDS]
+            if c.kind in speech.KINDS]
   if not speech or not os.path.isfile(config_json):
     return
   with open(config_json, encoding="utf-8") as f:

@@ -19,6 +19,8 @@ from typing import Optional
 import numpy as np
 from flax import traverse_util
 
+from jmt_jax.models import speech
+
 # Keys present in the public state dicts that no jmt_jax parameter corresponds to:
 # BatchNorm step counters, classifier heads the backbones drop, modules the public code
 # builds but never calls, and weight-norm aliases (`net.0` is `conv1` in TemporalBlock).
@@ -76,9 +78,6 @@ _TORCHVISION_FC = re.compile(r"^fc\.(weight|bias)$")
 # saved in all_backbones.pt next to vision_r2d1.* and alone as vision_r2d1_fc.pt.
 SAVED_APART = ("vision_r2d1_fc",)
 _FLATTEN_FC = re.compile(r"(^|\.)vision_r2d1_fc\.weight$")
-
-
-SPEECH_KINDS = ("wav2vec2", "hubert", "wavlm")  # models.speech.KINDS, in transformers' layout
 
 
 class LayoutError(ValueError):
@@ -170,7 +169,7 @@ def torch_module(model_cfg, group, path):
     cfg = model_cfg.backbones[group[:-len("_backbone")]]
     if cfg.kind == "pair":  # each member in its own layout (torch_import locates them apart)
       cfg, path = cfg[path[0]], path[1:]
-    if cfg.kind in SPEECH_KINDS:
+    if cfg.kind in speech.KINDS:  # transformers' layout
       return _speech_module(path)
     if cfg.kind in _RESNET_STEM:
       return _resnet_module(cfg.kind, path)

@@ -6,6 +6,7 @@ import pytest
 
 from conftest import load_config
 from jmt_jax.features import speech_context
+from jmt_jax.models import speech
 
 
 def _cfg():
@@ -28,7 +29,7 @@ def _framing(hop, field):
                                                   (3.0, 0.64, 0.0)])
 def test_chunks_tile_the_recording_frame_grid(seconds, chunk, margin):
   cfg = _cfg()
-  hop, field = speech_context.frame_geometry(cfg)
+  hop, field = speech.frame_geometry(cfg.conv_kernel, cfg.conv_stride)
   assert (hop, field) == (320, 400)
   wave = np.random.default_rng(0).standard_normal(int(seconds * 16000)).astype(np.float32)
   frames_of = _framing(hop, field)
