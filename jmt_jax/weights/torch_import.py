@@ -139,18 +139,18 @@ def check_architecture(path, model_cfg, groups):
   would not tell them apart."""
   folder = path if os.path.isdir(path) else os.path.dirname(path)
   config_json = os.path.join(folder, "config.json")
-  speech = [(g, c) for g in groups if g.endswith("_backbone")
-            for c in model_lib.members(model_cfg.backbones[g[:-len("_backbone")]])
-            if c.kind in speech.KINDS]
-  if not speech or not os.path.isfile(config_json):
+  encoders = [(g, c) for g in groups if g.endswith("_backbone")
+              for c in model_lib.members(model_cfg.backbones[g[:-len("_backbone")]])
+              if c.kind in speech.KINDS]
+  if not encoders or not os.path.isfile(config_json):
     return
   with open(config_json, encoding="utf-8") as f:
     model_type = json.load(f).get("model_type")
-  kinds = {c.kind for _, c in speech}
+  kinds = {c.kind for _, c in encoders}
   if model_type not in kinds:
     raise ConversionError(f"{config_json}: a {model_type} checkpoint; the config's speech "
                           f"encoder is {'/'.join(sorted(kinds))}")
-  group, cfg = next((g, c) for g, c in speech if c.kind == model_type)
+  group, cfg = next((g, c) for g, c in encoders if c.kind == model_type)
   given = cc.speech_architecture(config_json, model_type)
   differ = [f"{k} {v!r} there, {cfg[k]!r} here" for k, v in sorted(given.items())
             if k != "normalize_waveform" and _differs(v, cfg[k])]
