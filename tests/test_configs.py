@@ -16,8 +16,6 @@ from jmt_jax import tasks
 from jmt_jax import workdir as workdir_lib
 from jmt_jax.data import pipeline
 from jmt_jax.evaluation import scoring
-from jmt_jax.models import fusion as fusion_lib
-from jmt_jax.models import heads
 from jmt_jax.models import model as model_lib
 from jmt_jax.models import variables
 from jmt_jax.training import train
@@ -31,7 +29,9 @@ def test_all_configs_found():
 
 
 # Backbone choices beyond the variants, checked the same way.
-EXTRA_ARGS = {"affwild2": ("jmt,video_backbone=i3d",)}
+EXTRA_ARGS = {"affwild2": ("jmt,video_backbone=i3d", "jmt,audio_backbone=resnet18+wavlm",
+                          "jmt,video_backbone=r2plus1d+i3d,intra_fusion=concat_fc",
+                          "jmt,audio_backbone=wav2vec2,speech_layer=all,speech_size=large")}
 
 
 def _args(name):
@@ -59,9 +59,9 @@ def test_every_variant_builds_at_full_size(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_every_tiny_variant_fusion_and_head_take_a_gradient_step(name, tiny_config):
-  """Each variant's fusion and head on random embeddings and a real batch's labels: a
-  finite loss and a non-zero gradient for each. (The backbones' compile time would
-  dominate; test_tiny_variant_trains_one_step runs whole models.)"""
+  """Each variant's fusion and head (and intra-modal fusions) on random embeddings and a
+  real batch's labels: a finite loss and a non-zero gradient for each. (The backbones'
+  compile time would dominate; test_tiny_variant_trains_one_step runs whole models.)"""
   for arg in _args(name):
     config = tiny_config(name, arg + ",tiny")
     dataset = pipeline.open_dataset(config.data)
@@ -72,19 +72,17 @@ def test_every_tiny_variant_fusion_and_head_take_a_gradient_step(name, tiny_conf
     for m, spec in model_lib.input_spec(config).items():
       assert (batch[m].shape, batch[m].dtype) == (spec.shape, spec.dtype), (name, arg, m)
     t = config.input.num_clips
-    embeddings = [jax.random.normal(jax.random.key(i), (1, t, model_lib.build_backbone(
-        config.model.backbones[m], m).out_dim)) for i, m in enumerate(config.model.modalities)]
-    fusion, _ = fusion_lib.build_fusion(config.model.fusion)
-    head = heads.build_head(config.task, config.model.head)
+    model = model_lib.build_model(config)
+    embeddings = {m: jax.random.normal(jax.random.key(i), (1, t, model_lib.embedding_width(
+        config.model.backbones[m]))) for i, m in enumerate(config.model.modalities)}
     rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
-    fused, fusion_vars = fusion.init_with_output(rngs, *embeddings)
-    # The paper's unimodal baselines have no fusion parameters (backbone + head).
-    params = {"fusion": fusion_vars.get("params", {}), "head": head.init(rngs, fused)["params"]}
+    # fuse's groups: the intra-modal fusions, the fusion (none for the paper's unimodal
+    # baselines, backbone + head) and the head.
+    params = model.init(rngs, embeddings, method=model.fuse)["params"]
 
     def loss_fn(p):
-      out = head.apply({"params": p["head"]},  # pylint: disable=cell-var-from-loop
-                       fusion.apply({"params": p["fusion"]}, *embeddings),  # pylint: disable=cell-var-from-loop
-                       train=True, rngs={"dropout": jax.random.key(2)})
+      out = model.apply({"params": p}, embeddings, train=True,  # pylint: disable=cell-var-from-loop
+                        rngs={"dropout": jax.random.key(2)}, method=model.fuse)  # pylint: disable=cell-var-from-loop
       task = tasks.get(config.task)  # pylint: disable=cell-var-from-loop
       return task.loss_from_sums(task.loss_sums(out, batch))[0]
 
