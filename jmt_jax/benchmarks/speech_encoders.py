@@ -33,7 +33,6 @@ from absl import flags
 from jmt_jax import config_args
 from jmt_jax.benchmarks import train_step as train_step_bench
 from jmt_jax.data import clips as clips_lib
-from jmt_jax.data import records
 from jmt_jax.data import synthetic
 from jmt_jax.features import embed as embed_lib
 from jmt_jax.features import speech_context
@@ -61,7 +60,8 @@ def build(torch, transformers, directory):
 
 
 def jax_side(encoder, variables, x, dtype):
-  """(jitted forward on `x`, XLA FLOPs) in `dtype` (parameters cast to it too)."""
+  """(compiled forward on `x`, returning its float32 output; XLA FLOPs) in `dtype`
+  (parameters cast to it too)."""
   cast = jax.tree.map(lambda p: jnp.asarray(p, dtype), variables)
   fn = jax.jit(lambda v, y: encoder.apply(v, y.astype(dtype)).astype(jnp.float32))
   compiled = fn.lower(cast, x).compile()
@@ -85,7 +85,7 @@ def speed(torch, reference, encoder, variables):
   for dtype in ["float32"] + (["bfloat16"] if FLAGS.bfloat16 else []):
     sides[f"jmt_jax {dtype}"], flops[dtype] = jax_side(encoder, variables, jnp.asarray(x),
                                                        getattr(jnp, dtype))
-  got = np.asarray(jax.jit(encoder.apply)(variables, x))
+  got = np.asarray(sides["jmt_jax float32"]())
   print(f"pooled embeddings, jmt_jax float32 vs transformers: max |diff| "
         f"{np.abs(got - want).max():.2e}")
   sides["transformers float32"] = torch_run
@@ -113,7 +113,6 @@ def speed(torch, reference, encoder, variables):
     if name.startswith("jmt_jax"):
       print(f"  ratio {name} / transformers float32: "
             f"{rate[name] / rate['transformers float32']:.2f}x")
-  return sides["jmt_jax float32"]
 
 
 def context(directory, encoder_variables):
@@ -165,8 +164,7 @@ def context(directory, encoder_variables):
   direct = per_clip(sample)
   per_clip_s = (time.perf_counter() - t0) * num_frames / len(sample)
   # Clips wholly inside the recording (a window reaching before it is zero-padded per clip).
-  stops = np.array([records.sample_at(int(e) + 1, spec.audio_rate, spec.fps) for e in sample])
-  inside = stops >= window
+  inside = clips_lib.window_stops(sample, spec.audio_rate, spec.fps) >= window
   a, b = direct[inside], pooled[sample[inside]]
   cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
   rel = np.linalg.norm(a - b, axis=-1) / np.linalg.norm(a, axis=-1)

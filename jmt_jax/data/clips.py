@@ -48,12 +48,17 @@ def signal_window(spec, rates):
   return int(round(spec["window_seconds"] * rates[records.RATE_KEYS[key]]))
 
 
+def window_stops(ends, rate, fps):
+  """(clips,) the sample (at `rate`) where each clip ending at frame `ends` stops: the
+  end of its last frame. A clip's signal window is the samples just before it."""
+  return np.array([records.sample_at(int(e) + 1, rate, fps) for e in ends], np.int64)
+
+
 def _signal_windows(store, recording, ends, spec):
   """(clips, n, ...) the n samples ending where each clip's last frame ends."""
   key = SIGNAL_OF_KIND[spec["kind"]]
   n = signal_window(spec, store.rates)
-  rate, fps = store.rates[records.RATE_KEYS[key]], store.fps(recording)
-  stops = np.array([records.sample_at(int(e) + 1, rate, fps) for e in ends])
+  stops = window_stops(ends, store.rates[records.RATE_KEYS[key]], store.fps(recording))
   lo = int(stops.min()) - n
   span = store.read_signal(recording, key, lo, int(stops.max()))
   return np.stack([span[s - n - lo:s - lo] for s in stops])

@@ -9,7 +9,7 @@ the frames per-clip encoding would average, but each seen with its chunk's conte
 rather than its window's: benchmarks/speech_encoders.py measures how far the two differ.
 
 Encoder frames sit on a grid of `hop` samples (320 at 16 kHz for every wav2vec 2.0,
-HuBERT and WavLM form), each `receptive` samples wide (400).
+HuBERT and WavLM form), each `field` samples wide (400): models.speech.frame_geometry.
 """
 
 import math
@@ -112,7 +112,7 @@ class ContextEmbedder:
       hop, field = speech.frame_geometry(cfg.conv_kernel, cfg.conv_stride)
       scale = cfg.sample_rate / rate
       n = math.ceil(clips_lib.signal_window(self.specs[m], store.rates) * scale)
-      stops = np.array([round(records.sample_at(int(e) + 1, rate, fps) * scale) for e in ends])
+      stops = np.round(clips_lib.window_stops(ends, rate, fps) * scale).astype(np.int64)
       if frames[m] is None:  # a recording shorter than one encoder frame
         states, width = model_lib.embedding_layout(cfg)[0]
         out[model_lib.context_key(m)] = np.zeros((len(ends), states * width), np.float32)
