@@ -30,10 +30,12 @@ from jmt_jax.runtime import cli
 FLAGS = flags.FLAGS
 
 
-def write_long_video(path, seconds, fps, size=(240, 320), rate=16000):
-  """Streams `seconds` of a drifting face with a voice-like sound into an MP4."""
-  import skimage.data  # pylint: disable=import-outside-toplevel  (the test extra)
-  face = cv2.resize(skimage.data.astronaut()[20:240, 110:330], (150, 150))
+def write_long_video(path, seconds, fps, size=(240, 320), rate=16000, face=None):
+  """Streams `seconds` of a drifting face (150x150 RGB; default scikit-image's astronaut)
+  with a voice-like sound into an MP4."""
+  if face is None:
+    import skimage.data  # pylint: disable=import-outside-toplevel  (the test extra)
+    face = cv2.resize(skimage.data.astronaut()[20:240, 110:330], (150, 150))
   with av.open(path, "w") as out:
     video = out.add_stream("libx264", rate=fps)
     video.width, video.height, video.pix_fmt = size[1], size[0], "yuv420p"

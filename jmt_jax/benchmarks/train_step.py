@@ -67,6 +67,27 @@ def memory_in_use(device, step):
   return step.memory_bytes, "XLA memory analysis"
 
 
+def measure(config, setting, dtype, batch_size, steps, peak_flops):
+  """{compile_s, step_s, examples_per_s, gflop_per_step, tflop_per_s, mfu, memory_gib,
+  memory_source} of the train step of `config` with backbones `setting` ('frozen' or
+  'finetune') in `dtype`, on a made-up batch of `batch_size`, over `steps` timed steps;
+  `peak_flops`: the device's peak for `dtype` (`peak`)."""
+  if setting not in ("frozen", "finetune"):
+    raise ValueError(f"setting {setting!r}: use frozen or finetune")
+  config = config.copy_and_resolve_references()
+  config.model.freeze_backbones = setting == "frozen"
+  config.compute_dtype = dtype
+  batch = step_timing.synthetic_batch(config, batch_size, config.seed)
+  step = step_timing.compile_step(config, batch)
+  seconds = step.time(steps)
+  rate = step.flops / seconds
+  memory, source = memory_in_use(jax.devices()[0], step)
+  return {"compile_s": step.compile_s, "step_s": seconds,
+          "examples_per_s": batch_size / seconds, "gflop_per_step": step.flops / 1e9,
+          "tflop_per_s": rate / 1e12, "mfu": rate / peak_flops,
+          "memory_gib": memory / 2**30, "memory_source": source}
+
+
 def main(argv):
   del argv
   library_logs.quiet()
@@ -80,21 +101,15 @@ def main(argv):
             f"{'GFLOP/step':>10s} {'TFLOP/s':>8s} {'MFU':>6s} {'memory GiB':>10s}")
   print(header)
   for setting in FLAGS.settings:
-    if setting not in ("frozen", "finetune"):
-      raise app.UsageError(f"--settings: unknown {setting!r}; use frozen, finetune")
     for dtype in FLAGS.dtypes:
-      config = FLAGS.config.copy_and_resolve_references()
-      config.model.freeze_backbones = setting == "frozen"
-      config.compute_dtype = dtype
-      batch = step_timing.synthetic_batch(config, FLAGS.batch_size, config.seed)
-      step = step_timing.compile_step(config, batch)
-      seconds = step.time(FLAGS.steps)
-      rate = step.flops / seconds
-      memory, what = memory_in_use(device, step)
-      print(f"{setting:9s} {dtype:9s} {step.compile_s:9.1f} {seconds:8.3f} "
-            f"{FLAGS.batch_size / seconds:10.2f} {step.flops / 1e9:10.1f} {rate / 1e12:8.3f} "
-            f"{rate / peaks[dtype][0]:6.1%} {memory / 2**30:10.2f}  ({what})", flush=True)
-      del step
+      try:
+        r = measure(FLAGS.config, setting, dtype, FLAGS.batch_size, FLAGS.steps,
+                    peaks[dtype][0])
+      except ValueError as e:
+        raise app.UsageError(f"--settings: {e}") from e
+      print(f"{setting:9s} {dtype:9s} {r['compile_s']:9.1f} {r['step_s']:8.3f} "
+            f"{r['examples_per_s']:10.2f} {r['gflop_per_step']:10.1f} {r['tflop_per_s']:8.3f} "
+            f"{r['mfu']:6.1%} {r['memory_gib']:10.2f}  ({r['memory_source']})", flush=True)
 
 
 def _define_flags():

@@ -4,13 +4,26 @@ stores and what prediction fuses."""
 import jax
 import numpy as np
 
+from jmt_jax.models import model as model_lib
+
 BATCH = 16  # clips per backbone call: one compiled shape, little padding for short inputs
 
 
+def embed_fn(model):
+  """Jitted (variables, {modality: (1, clips, ...) inputs}) -> {modality: (1, clips, D)}:
+  `model.embed`, with variables as `model.apply` takes them (`models.variables.cast`)."""
+  return jax.jit(lambda v, batch: model.apply(v, batch, method=model.embed))
+
+
+def batch_spec(config):
+  """{modality: jax.ShapeDtypeStruct} of the batch an `embed_fn` is called with: BATCH clips."""
+  return {m: jax.ShapeDtypeStruct((1, BATCH) + s.shape[2:], s.dtype)
+          for m, s in model_lib.input_spec(config).items()}
+
+
 def embedder(model, variables):
-  """Jitted {modality: (1, clips, ...) inputs} -> {modality: (1, clips, D)}: `model.embed`
-  with `variables` as `model.apply` takes them (`models.variables.cast`)."""
-  embed = jax.jit(lambda v, batch: model.apply(v, batch, method=model.embed))
+  """`embed_fn(model)` on `variables`: {modality: (1, clips, ...)} -> {modality: (1, clips, D)}."""
+  embed = embed_fn(model)
   return lambda batch: embed(variables, batch)
 
 

@@ -42,27 +42,43 @@ def check_platforms(platforms):
     raise ValueError(f"--platforms: name at least one of {list(PLATFORMS)}")
 
 
+def export_model(config, platforms):
+  """The `jax.export.Exported` of the model of `config` on a batch of windows (batch size
+  symbolic) for `platforms`, taking float32 variables ({params, batch_stats}): on each
+  platform the model `build_model(config, platform)` makes, so that `auto` choices
+  (compute dtype, 3-D convolutions) are the platform's, whatever host exports."""
+  check_platforms(platforms)
+  models = {p: model_lib.build_model(config, p) for p in platforms}
+
+  def applying(model):
+    return lambda v, x: model.apply(variables_lib.cast(model, v["params"], v["batch_stats"]), x)
+
+  if len({model.config for model in models.values()}) == 1:
+    apply = applying(models[platforms[0]])
+  else:
+    branches = {p: applying(model) for p, model in models.items()}
+    apply = lambda v, x: jax.lax.platform_dependent(v, x, **branches)
+  batch = jax_export.symbolic_shape("batch")[0]
+  inputs = {m: jax.ShapeDtypeStruct((batch,) + s.shape[1:], s.dtype)
+            for m, s in model_lib.input_spec(config).items()}
+  abstract = variables_lib.abstract(models[platforms[0]], config)
+  return jax_export.export(jax.jit(apply), platforms=tuple(platforms))(abstract, inputs)
+
+
 def export_workdir(workdir, out_dir, platforms=("cpu", "cuda", "tpu"), config=None):
   """Writes the export of `workdir`'s newest checkpoint to `out_dir`; returns its signature.
   `config`: the training config, for a workdir without config.json."""
   check_platforms(platforms)
   config = config if config is not None else workdir_lib.read_config(workdir)
+  exp = export_model(config, platforms)
   model = model_lib.build_model(config)
   step, trained = workdir_lib.restore_variables(config, workdir, model)
-  variables = variables_lib.cast(model, trained["params"], trained["batch_stats"])
-  batch = jax_export.symbolic_shape("batch")[0]
-  inputs = {m: jax.ShapeDtypeStruct((batch,) + s.shape[1:], s.dtype)
-            for m, s in model_lib.input_spec(config).items()}
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), variables)
-  apply = jax.jit(model.apply)
-  exp = jax_export.export(apply, platforms=tuple(platforms))(abstract, inputs)
-  outputs = jax.eval_shape(apply, abstract, {m: jax.ShapeDtypeStruct((1,) + s.shape[1:], s.dtype)
-                                             for m, s in inputs.items()})
+  variables = {"params": trained["params"], "batch_stats": trained["batch_stats"]}
   signature = {
       "inputs": {m: {"shape": [None, *s.shape[1:]], "dtype": np.dtype(s.dtype).name}
-                 for m, s in inputs.items()},
+                 for m, s in jax.tree.unflatten(exp.in_tree, exp.in_avals)[0][1].items()},
       "outputs": {k: {"shape": [None, *s.shape[1:]], "dtype": np.dtype(s.dtype).name}
-                  for k, s in outputs.items()},
+                  for k, s in jax.tree.unflatten(exp.out_tree, exp.out_avals).items()},
       "task": config.task, "step": int(step), "platforms": list(platforms),
   }
   serialized = exp.serialize()

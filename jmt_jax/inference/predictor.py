@@ -66,13 +66,18 @@ def face_crop_of(spec):
 
 
 class Predictor:
-  """The newest checkpoint of a training workdir, ready to predict on recordings."""
+  """The newest checkpoint of a training workdir, ready to predict on recordings; or,
+  with `variables` ({params, batch_stats}, float32) and `config`, a model that was not
+  trained in a workdir (step 0)."""
 
-  def __init__(self, workdir, config=None):
+  def __init__(self, workdir, config=None, variables=None):
     self.config = config if config is not None else workdir_lib.read_config(workdir)
     self.task = tasks.get(self.config.task)
     model = self.model = model_lib.build_model(self.config)
-    self.step, variables = workdir_lib.restore_variables(self.config, workdir, model)
+    if variables is None:
+      self.step, variables = workdir_lib.restore_variables(self.config, workdir, model)
+    else:
+      self.step = 0
     self.modalities = {m: self.config.input.modalities[m].to_dict()
                        for m in self.config.model.modalities}
     signals = self.config.data.signals

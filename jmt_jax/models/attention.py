@@ -61,13 +61,14 @@ class MultiHeadAttention(nn.Module):
     shape = q.shape  # (..., queries, dim)
     heads = lambda y: y.reshape((-1,) + y.shape[-2:-1] + (self.num_heads, head_dim))
     q, k, v = heads(q), heads(k), heads(v)
+    # The softmax in float32, both matmuls in the compute dtype, so that in bfloat16 the
+    # backward pass's matmuls are bfloat16 too (tests/benchmarks/test_lowering.py); where
+    # jax.nn.dot_product_attention keeps the logits' cotangent float32.
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(head_dim).astype(q.dtype)
+    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
     if self.is_mutable_collection("intermediates"):  # the maps are asked for: keep them
-      logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(head_dim).astype(q.dtype)
-      weights = jax.nn.softmax(logits, axis=-1)
       self.sow("intermediates", "attention_weights", weights.reshape(shape[:-2] + weights.shape[1:]))
-      out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-    else:  # the same softmax(Q K^T / sqrt(d)) V, through the backend's fused kernel
-      out = jax.nn.dot_product_attention(q, k, v)
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
     return project(out.reshape(shape[:-1] + (dim,)), [self.out(dim)])[0]
 
   def __call__(self, query, key_value):

@@ -160,6 +160,11 @@ CHUNKED_NEEDS_CACHE = ("chunked speech context (chunk_seconds > 0) encodes whole
                        "(feature_cache=DIR, frozen backbones); such a model cannot be exported")
 
 
+# The name scope of the inputs' front ends (models.frontends): pixels normalised and
+# augmented, log-mel spectrograms in decibels, waveforms resampled, all in float32.
+FRONTEND_SCOPE = "frontend"
+
+
 class MultimodalModel(nn.Module):
   """Three entry points: `embed` (batch[modality] (B, T, ...) per-clip inputs -> {modality:
   (B, T, D)} backbone embeddings), `fuse` (those embeddings -> head outputs) and the whole
@@ -207,8 +212,11 @@ class MultimodalModel(nn.Module):
       x = batch[m]
       b, t = x.shape[:2]
       aug = batch.get("augment", {}).get(m) if train else None
-      x = frontends.prepare(x.reshape((b * t,) + x.shape[2:]), cfg.backbones[m], cfg.inputs[m],
-                            cfg.rates, None if aug is None else aug.reshape(b * t, -1))
+      # Front ends compute in float32 whatever the compute dtype (tests/runtime/test_lowering).
+      with jax.named_scope(FRONTEND_SCOPE):
+        x = frontends.prepare(x.reshape((b * t,) + x.shape[2:]), cfg.backbones[m],
+                              cfg.inputs[m], cfg.rates, None if aug is None else aug.reshape(
+                                  b * t, -1))
       x = jax.tree.map(lambda y: y.astype(self.dtype), x)
       e = getattr(self, f"{m}_backbone")(x, train and not frozen).reshape(b * t, -1)
       e = self._with_context(m, e, batch)
@@ -260,11 +268,12 @@ class MultimodalModel(nn.Module):
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def resolve_compute_dtype(name):
-  """'float32' or 'bfloat16' for a config's `compute_dtype` ('auto': float32 on a CPU,
-  bfloat16 on GPUs and TPUs, whose matrix units run it at several times the float32 rate)."""
+def resolve_compute_dtype(name, platform=None):
+  """'float32' or 'bfloat16' for a config's `compute_dtype` on `platform` (default: this
+  host's backend); 'auto' is float32 on a CPU, bfloat16 on GPUs and TPUs, whose matrix
+  units run it at several times the float32 rate."""
   if name == "auto":
-    return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+    return "float32" if (platform or jax.default_backend()) == "cpu" else "bfloat16"
   if name not in COMPUTE_DTYPES:
     raise ValueError(f"compute_dtype={name!r}: use one of {['auto', *COMPUTE_DTYPES]}")
   return name
@@ -300,11 +309,17 @@ def input_spec(config):
   return spec
 
 
-def build_model(config):
+def build_model(config, platform=None):
   """The model of `config`: its `model`, the head of its `task`, computing in its
-  `compute_dtype` (resolve_compute_dtype) on the inputs its data stores (`model_inputs`)."""
+  `compute_dtype` on the inputs its data stores (`model_inputs`), with the `auto` choices
+  (compute dtype, 3-D convolutions) made for `platform` ('cpu', 'cuda', 'rocm', 'tpu';
+  default: this host's backend), so a program can be lowered here for another one."""
   cfg = ml_collections.ConfigDict(config.model.to_dict())
   cfg.task = config.task
-  cfg.compute_dtype = resolve_compute_dtype(config.compute_dtype)
+  cfg.compute_dtype = resolve_compute_dtype(config.compute_dtype, platform)
+  for m in cfg.modalities:
+    for c in members(cfg.backbones[m]):
+      if c.kind in ("r3d", "r2plus1d", "i3d_tcn"):
+        c.conv3d = resnet.conv3d_impl(c.get("conv3d", "auto"), platform)
   cfg.inputs, cfg.rates = model_inputs(config)
   return MultimodalModel(ml_collections.FrozenConfigDict(cfg))

@@ -5,6 +5,7 @@ Layer and parameter names follow torchvision's (`stem`, `layer{i}_{j}`, `conv1`,
 `bn1`, `downsample_conv`...) so PyTorch checkpoints map onto them one to one.
 """
 
+import functools
 from typing import Optional
 from typing import Sequence
 
@@ -24,13 +25,13 @@ def batch_norm(train, name, momentum=_BN_MOMENTUM, epsilon=_BN_EPS):
 CONV3D_IMPLS = ("auto", "native", "per_tap")
 
 
-def conv3d_impl(impl):
-  """'native' or 'per_tap' for a config's `conv3d` ('auto': per_tap on CPUs, native on
-  GPUs and TPUs)."""
+def conv3d_impl(impl, platform=None):
+  """'native' or 'per_tap' for a config's `conv3d` on `platform` (default: this host's
+  backend); 'auto' is per_tap on CPUs, native on GPUs and TPUs."""
   if impl not in CONV3D_IMPLS:
     raise ValueError(f"conv3d={impl!r}: use one of {list(CONV3D_IMPLS)}")
   if impl == "auto":
-    return "per_tap" if jax.default_backend() == "cpu" else "native"
+    return "per_tap" if (platform or jax.default_backend()) == "cpu" else "native"
   return impl
 
 
@@ -95,8 +96,7 @@ class Conv3D(nn.Module):
                         (kt, kh, kw, x.shape[-1], self.features)).astype(x.dtype)
     pads = [tuple(p) for p in (self.padding or [(k // 2, k // 2) for k in self.kernel_size])]
     if conv3d_impl(self.impl) == "native":
-      return jax.lax.conv_general_dilated(x, kernel, tuple(self.strides), pads,
-                                          dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+      return native_conv3d(x, kernel, tuple(self.strides), tuple(pads))
     st = self.strides[0]
     n = x.shape[0]
     x = jnp.pad(x, ((0, 0), pads[0], (0, 0), (0, 0), (0, 0)))
@@ -110,6 +110,68 @@ class Conv3D(nn.Module):
       out = out + conv2d(xs.reshape((n * t_out,) + xs.shape[2:]), kernel[k], self.strides[1:],
                          pads[1:])
     return out if out.ndim == 5 else out.reshape((n, t_out) + out.shape[1:])
+
+
+def _conv3d(x, kernel, strides, pads):
+  return jax.lax.conv_general_dilated(x, kernel, strides, pads,
+                                      dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+
+
+def stride_one_form(x, kernel, strides, pads):
+  """The strided 3-D convolution `_conv3d(x, kernel, strides, pads)` computed with stride
+  1: an axis of kernel size 1 is subsampled, any other strided axis is folded into the
+  channels (space-to-depth) with the kernel's taps zero-padded to a multiple of the
+  stride, so a tap of the folded kernel covers `stride` input positions."""
+  n, c, o = x.shape[0], x.shape[-1], kernel.shape[-1]
+  outs = [(length + lo + hi - k) // s + 1
+          for length, k, s, (lo, hi) in zip(x.shape[1:4], kernel.shape[:3], strides, pads)]
+  folds, conv_pads = [], []
+  for axis, (k, s, (lo, hi), out) in enumerate(zip(kernel.shape[:3], strides, pads, outs)):
+    if s == 1:
+      folds.append(1)
+      conv_pads.append((lo, hi))
+      continue
+    taps = -(-k // s) if k > 1 else 1
+    span = s * (out + taps - 1) if k > 1 else s * (out - 1) + 1
+    x = jax.lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0)] * (axis + 1) + [
+        (lo, span - x.shape[axis + 1] - lo, 0)] + [(0, 0, 0)] * (3 - axis))
+    if k == 1:
+      x = jax.lax.slice_in_dim(x, 0, span, s, axis=axis + 1)
+      folds.append(1)
+    else:
+      kernel = jnp.pad(kernel, [(0, 0)] * axis + [(0, taps * s - k)] + [(0, 0)] * (4 - axis))
+      folds.append(s)
+    conv_pads.append((0, 0))
+  # (N, D*fd, H*fh, W*fw, C) -> (N, D, H, W, fd*fh*fw*C), and the kernel alike.
+  fd, fh, fw = folds
+  x = x.reshape(n, x.shape[1] // fd, fd, x.shape[2] // fh, fh, x.shape[3] // fw, fw, c)
+  x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7).reshape(n, *x.shape[1:7:2], fd * fh * fw * c)
+  kd, kh, kw = kernel.shape[:3]
+  kernel = kernel.reshape(kd // fd, fd, kh // fh, fh, kw // fw, fw, c, o)
+  kernel = kernel.transpose(0, 2, 4, 1, 3, 5, 6, 7).reshape(
+      kd // fd, kh // fh, kw // fw, fd * fh * fw * c, o)
+  return _conv3d(x, kernel, (1, 1, 1), conv_pads)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def native_conv3d(x, kernel, strides, pads):
+  """XLA's 3-D convolution, whose gradients are those of `stride_one_form`: stride-1
+  convolutions, where a strided convolution's own gradients would be transposed (input-
+  dilated) and kernel-dilated ones, slow paths of XLA on GPUs (BUILD_NOTES.md)."""
+  return _conv3d(x, kernel, strides, pads)
+
+
+def _native_conv3d_forward(x, kernel, strides, pads):
+  return _conv3d(x, kernel, strides, pads), (x, kernel)
+
+
+def _native_conv3d_backward(strides, pads, residuals, grad):
+  if all(s == 1 for s in strides):
+    return jax.vjp(lambda x, k: _conv3d(x, k, strides, pads), *residuals)[1](grad)
+  return jax.vjp(lambda x, k: stride_one_form(x, k, strides, pads), *residuals)[1](grad)
+
+
+native_conv3d.defvjp(_native_conv3d_forward, _native_conv3d_backward)
 
 
 def conv(features, kernel, strides, name, conv3d="auto"):

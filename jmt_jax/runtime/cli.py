@@ -82,11 +82,19 @@ def _one_line(e):
 def parse_flags(argv):
   """absl's flag parsing, a user's mistake (an unknown, misspelled or missing flag, a
   config file that is not there, a config field or argument that does not exist) said in
-  one `error:` line rather than a traceback or the usage text."""
+  one `error:` line rather than a traceback or the usage text; asked for (--help), the
+  usage text with exit status 0 (absl's is 1)."""
   try:
     return flags.FLAGS([argv[0]] + [_config_flag(a) for a in argv[1:]])
   except (flags.Error, AttributeError, TypeError) + USER_ERRORS as e:
     sys.exit(f"error: {_one_line(e)}")
+  except SystemExit:
+    if any(a in _HELP for a in argv[1:]):
+      sys.exit(0)
+    raise
+
+
+_HELP = ("--help", "-help", "--helpshort", "--helpfull", "-?")
 
 
 def app_run(main, define_flags):
