@@ -12,6 +12,9 @@
 # SBATCH_FLAGS (e.g. "--partition=gpu --time=24:00:00"); PYTHON picks the interpreter of
 # the environment jmt_jax is installed in (default python3), with its GPU extra:
 #   python3 -m venv .venv && .venv/bin/pip install -e ".[cuda12]"
+# On a cluster without internet, WHEELS names a folder launch/wheels.sh gathered (with the
+# cuda12 extra): jmt_jax is first installed from it into PYTHON's environment by
+# launch/install_offline.sh, which keeps a JAX the environment already has.
 set -euo pipefail
 
 dry_run=0
@@ -49,14 +52,26 @@ exit "\$status"
 JOB
 )
 
+install=()
+if [ -n "${WHEELS:-}" ]; then
+  install=(env PYTHON="$python" "$(dirname "$0")/install_offline.sh" "$WHEELS" cuda12)
+fi
+
 script="$workdir/slurm_job.sh"
 read -r -a extra <<< "${SBATCH_FLAGS:-}"
 if [ "$dry_run" -eq 1 ]; then
+  if [ "${#install[@]}" -gt 0 ]; then
+    printf '%q ' "${install[@]}"
+    echo
+  fi
   echo "# $script:"
   echo "$job"
   printf '%q ' sbatch "${extra[@]}" "$script"
   echo
   exit 0
+fi
+if [ "${#install[@]}" -gt 0 ]; then
+  "${install[@]}"
 fi
 mkdir -p "$workdir"
 echo "$job" > "$script"

@@ -11,7 +11,10 @@
 # its shards of each checkpoint. Rerunning the command resumes from the newest checkpoint,
 # so after a preemption the same command is all it takes (an existing slice is reused).
 # Environment: PROJECT (gcloud project), TPU_VERSION (runtime, default tpu-ubuntu2204-base),
-# SPOT=1 (spot capacity), RESULTS (local folder for results, default results/TPU_NAME).
+# SPOT=1 (spot capacity), RESULTS (local folder for results, default results/TPU_NAME),
+# WHEELS (a folder launch/wheels.sh gathered with the tpu extra: the workers install from
+# it with launch/install_offline.sh, never reaching a package index, for slices without
+# internet access).
 set -euo pipefail
 
 dry_run=0
@@ -65,8 +68,16 @@ if [ "$dry_run" -eq 1 ] || ! gcloud compute tpus tpu-vm describe "$name" --zone=
 fi
 run git archive --format=tar.gz --output=/tmp/jmt_jax.tar.gz HEAD
 tpu scp /tmp/jmt_jax.tar.gz "$name":/tmp/jmt_jax.tar.gz --worker=all
-tpu ssh "$name" --worker=all --command="mkdir -p ~/jmt_jax && tar -xzf /tmp/jmt_jax.tar.gz \
--C ~/jmt_jax && cd ~/jmt_jax && python3 -m venv .venv && .venv/bin/pip install -q -e '.[tpu]'"
+install="mkdir -p ~/jmt_jax && tar -xzf /tmp/jmt_jax.tar.gz -C ~/jmt_jax && cd ~/jmt_jax && \
+python3 -m venv .venv && .venv/bin/pip install -q -e '.[tpu]'"
+if [ -n "${WHEELS:-}" ]; then
+  run tar -czf /tmp/jmt_jax_wheels.tar.gz -C "$WHEELS" .
+  tpu scp /tmp/jmt_jax_wheels.tar.gz "$name":/tmp/jmt_jax_wheels.tar.gz --worker=all
+  install="mkdir -p ~/jmt_jax ~/jmt_jax_wheels && tar -xzf /tmp/jmt_jax.tar.gz -C ~/jmt_jax && \
+tar -xzf /tmp/jmt_jax_wheels.tar.gz -C ~/jmt_jax_wheels && cd ~/jmt_jax && python3 -m venv .venv \
+&& PYTHON=.venv/bin/python launch/install_offline.sh ~/jmt_jax_wheels tpu"
+fi
+tpu ssh "$name" --worker=all --command="$install"
 tpu ssh "$name" --worker=all --command="$train_cmd"
 run mkdir -p "$results"
 tpu scp --recurse "$name":"$workdir/eval" "$name":"$workdir/metrics.jsonl" "$results" --worker=0

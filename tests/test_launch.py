@@ -31,7 +31,7 @@ def test_single_host_usage_error():
 
 def test_shellcheck_passes_on_every_launch_script():
   scripts = sorted(glob.glob(os.path.join(ROOT, "launch", "*.sh")))
-  assert len(scripts) == 3
+  assert len(scripts) == 5
   shellcheck = shutil.which("shellcheck") or os.path.join(os.path.dirname(sys.executable),
                                                           "shellcheck")
   proc = subprocess.run([shellcheck, *scripts], capture_output=True, text=True)
@@ -68,3 +68,23 @@ def test_slurm_dry_run_prints_the_job_and_its_submission(tmp_path):
   assert f"--workdir={workdir} --distributed --config.seed=3" in srun
   assert out.splitlines()[-1] == f"sbatch --partition=gpu --time=1:00:00 {workdir}/slurm_job.sh "
   assert not workdir.exists()
+
+
+def test_launch_scripts_install_from_a_wheels_folder_when_given_one(tmp_path):
+  common = dict(capture_output=True, text=True, check=True, cwd=ROOT)
+  tpu = subprocess.run(
+      [os.path.join(ROOT, "launch", "tpu_pod.sh"), "--dry-run", "jmt-v4", "us-central2-b",
+       "v4-32", "configs/affwild2.py:data_dir=/data/a", "/mnt/shared/w"],
+      env=dict(os.environ, WHEELS="/srv/wheels", RESULTS=str(tmp_path / "r")), **common)
+  lines = tpu.stdout.splitlines()
+  assert "tar -czf /tmp/jmt_jax_wheels.tar.gz -C /srv/wheels . " in lines
+  install = next(l for l in lines if "install_offline.sh" in l)
+  assert r"launch/install_offline.sh\ ~/jmt_jax_wheels\ tpu" in install
+  assert r"pip\ install" not in install
+  slurm = subprocess.run(
+      [os.path.join(ROOT, "launch", "slurm_gpu.sh"), "--dry-run", "1", "4",
+       "configs/affwild2.py:data_dir=/data/a", str(tmp_path / "w")],
+      env=dict(os.environ, WHEELS="/srv/wheels", PYTHON="/opt/venv/bin/python"), **common)
+  first = slurm.stdout.splitlines()[0]
+  assert first == (f"env PYTHON=/opt/venv/bin/python {ROOT}/launch/install_offline.sh "
+                   "/srv/wheels cuda12 ")
