@@ -122,25 +122,28 @@ def markdown(data):
   out = [f"## jmt_jax on {d['count']} x {d['kind']} ({d['platform']})", "",
          f"jax {d['jax']}, Python {d['python']}, {d['host_cores']} host cores, {d['date']}; "
          f"{data['mode']} run.", ""]
+  if data.get("peaks"):
+    out += ["MFU against " + "; ".join(f"{p['tflop_per_s']:.3g} TFLOP/s {d} ({p['source']})"
+                                       for d, p in data["peaks"].items()) + ".", ""]
   out.append(_table("Train step", [("config", "config"), ("setting", "setting"),
                                    ("dtype", "dtype"), ("batch", "batch")],
-                    [("compile s", "compile_s", "{:.1f}"), ("s/step", "step_s", "{:.4f}"),
-                     ("examples/s", "examples_per_s", "{:.2f}"),
+                    [("compile s", "compile_s", "{:.1f}"), ("s/step", "step_s", "{:.4g}"),
+                     ("examples/s", "examples_per_s", "{:.4g}"),
                      ("GFLOP/step", "gflop_per_step", "{:,.1f}"),
                      ("TFLOP/s", "tflop_per_s", "{:.3f}"), ("MFU", "mfu", "{:.1%}"),
                      ("memory GiB", "memory_gib", "{:.2f}")], data["step"]))
   out.append(_table("Input pipeline (Aff-Wild2 windows, synthetic recordings)",
                     [("workers", "workers")],
                     [("examples/s", "examples_per_s", "{:.1f}"),
-                     ("frozen bfloat16 step examples/s", "step_examples_per_s", "{:.1f}"),
-                     ("pipeline / step", "ratio", "{:.2f}x")], data["pipeline"]))
+                     ("frozen bfloat16 step examples/s", "step_examples_per_s", "{:.4g}"),
+                     ("pipeline / step", "ratio", "{:.3g}x")], data["pipeline"]))
   out.append(_table("Feature extraction (frozen backbones)",
                     [("config", "config"), ("dtype", "dtype")],
-                    [("clips/s", "clips_per_s", "{:.1f}"), ("compile s", "compile_s", "{:.1f}")],
+                    [("clips/s", "clips_per_s", "{:.4g}"), ("compile s", "compile_s", "{:.1f}")],
                     data["extract"]))
   out.append(_table("Prediction on a video", [("config", "config"), ("video", "video")],
                     [("frames", "frames", "{:,}"), ("faces found", "faces", "{:,}"),
-                     ("seconds", "seconds", "{:.1f}"), ("frames/s", "frames_per_s", "{:.1f}"),
+                     ("seconds", "seconds", "{:.1f}"), ("frames/s", "frames_per_s", "{:.3g}"),
                      ("x real time", "real_time", "{:.2f}")], data["predict"]))
   return "\n".join(out)
 
@@ -151,14 +154,17 @@ def load(name, mode):
 
 def measure_steps(report, mode, steps):
   device = jax.devices()[0]
-  peaks = {dtype: train_step.peak(device, dtype)[0] for dtype in DTYPES}
+  peaks = {dtype: train_step.peak(device, dtype) for dtype in DTYPES}
+  report.data["peaks"] = {d: {"tflop_per_s": f / 1e12, "source": source}
+                          for d, (f, source) in peaks.items()}
   for name in PAPER:
     for setting in SETTINGS:
       for dtype in DTYPES:
         batch = BATCH[mode][name]
         row = {"config": name, "setting": setting, "dtype": dtype, "batch": batch}
         try:
-          row |= train_step.measure(load(name, mode), setting, dtype, batch, steps, peaks[dtype])
+          row |= train_step.measure(load(name, mode), setting, dtype, batch, steps,
+                                    peaks[dtype][0])
         except Exception as e:  # pylint: disable=broad-except  (recorded; the next one runs)
           row["error"] = _error(e)
         report.add("step", row)
