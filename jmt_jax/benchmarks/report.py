@@ -30,7 +30,6 @@ import platform as platform_lib
 import sys
 import tempfile
 import time
-import traceback
 
 import cv2
 import jax
@@ -256,7 +255,6 @@ def measure_prediction(report, mode, seconds, work_dir):
             "seconds": took, "frames_per_s": result.num_frames / took,
             "real_time": seconds / took}
   except Exception as e:  # pylint: disable=broad-except
-    traceback.print_exc()
     row["error"] = _error(e)
   report.add("predict", row)
 
