@@ -59,6 +59,8 @@ def lower(config, program, platform, batch_size=None):
   """The `jax.stages.Lowered` (for `export`: the `jax.export.Exported`) of `program` of
   `config` for `platform`. The train step is sharded over `sharding.Mesh(config)` (this
   host's devices) by `config.sharding`'s rules."""
+  if program == "export":
+    return export.export_model(config, (platform,))
   model = model_lib.build_model(config, platform)
   batch_size = batch_size or jax.device_count()
   lowering = {"lowering_platforms": (platform,)}
@@ -84,8 +86,6 @@ def lower(config, program, platform, batch_size=None):
     cast = jax.eval_shape(lambda v: variables_lib.cast(model, v["params"], v["batch_stats"]),
                           variables)
     return embed.embed_fn(model).trace(cast, embed.batch_spec(config)).lower(**lowering)
-  if program == "export":
-    return export.export_model(config, (platform,))
   raise ValueError(f"program {program!r}: use one of {list(PROGRAMS)}")
 
 

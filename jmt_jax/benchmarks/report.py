@@ -60,7 +60,6 @@ DTYPES = ("float32", "bfloat16")
 # on a CPU the batches of the README's step tables.
 BATCH = {"accelerator": {"affwild2": 8, "biovid": 32}, "cpu": {"affwild2": 2, "biovid": 8},
          "reduced": {"affwild2": 1, "biovid": 2}}
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def device_info():
@@ -148,7 +147,7 @@ def markdown(data):
 
 
 def load(name, mode):
-  return config_args.load(os.path.join(_REPO, (REDUCED if mode == "reduced" else PAPER)[name]))
+  return config_args.load((REDUCED if mode == "reduced" else PAPER)[name])
 
 
 def measure_steps(report, mode, steps):
@@ -173,7 +172,7 @@ def measure_pipeline(report, mode, examples, data_dir):
   if mode == "reduced":  # the tiny config's few short recordings
     config = load("affwild2", mode)
   else:  # six recordings at the paper's shapes (112x112 faces, 44.1 kHz audio)
-    config = config_args.load(os.path.join(_REPO, PAPER["affwild2"] + ",synthetic"))
+    config = config_args.load(PAPER["affwild2"] + ",synthetic")
     config.data.split_sizes = {"train": 6, "validation": 1}
     config.data.render.update(min_frames=300, max_frames=400)
   config.data.data_dir = data_dir
