@@ -105,8 +105,11 @@ def biosignal_input(window_seconds, channels=(0,), baseline="mean", scale=1.0):
 #     tap) or 'auto' (per_tap on CPUs, native on GPUs and TPUs): models.resnet.Conv3D;
 #   remat: '' (keep activations for the backward pass) or a jax.checkpoint_policies name
 #     ('nothing_saveable', 'dots_saveable'...): recompute them, to fine-tune the backbone
-#     at a larger batch in the same memory.
-COMPUTE = dict(conv3d="auto", remat="")
+#     at a larger batch in the same memory;
+#   clips_per_call: clips embedded per call when the backbone runs in inference mode
+#     (frozen, evaluating, extracting, predicting): 0 for the whole batch at once, -1
+#     for 4 for 3-D convolutional backbones on CPUs, else 0: models.model.run_backbone.
+COMPUTE = dict(conv3d="auto", remat="", clips_per_call=-1)
 
 
 def resnet(kind, widths, blocks, stem_width, reduction, mean=None, std=None, stem_mid=45,

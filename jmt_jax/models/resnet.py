@@ -77,9 +77,10 @@ class Conv3D(nn.Module):
   in, out)), computed as `impl` says (`conv3d_impl`).
 
   'native' is XLA's 3-D convolution. 'per_tap' is the same sum as 2-D convolutions over
-  the frames folded into the batch, one per temporal tap (a pure temporal tap is a
-  matmul): XLA's CPU backend runs strided 3-D convolutions and their gradients 20-40x
-  slower than the equivalent 2-D ones (BUILD_NOTES.md).
+  the frames folded into the batch, one per temporal tap (a purely temporal kernel is one
+  2-D convolution over frames and pixels): XLA's CPU backend runs strided 3-D
+  convolutions and their gradients 20-40x slower than the equivalent 2-D ones
+  (BUILD_NOTES.md).
   """
 
   features: int
@@ -99,17 +100,45 @@ class Conv3D(nn.Module):
       return native_conv3d(x, kernel, tuple(self.strides), tuple(pads))
     st = self.strides[0]
     n = x.shape[0]
+    if kh == kw == 1 and tuple(self.strides[1:]) == (1, 1):
+      return temporal_conv(x, kernel[:, 0, 0], st, pads[0])
     x = jnp.pad(x, ((0, 0), pads[0], (0, 0), (0, 0), (0, 0)))
     t_out = (x.shape[1] - kt) // st + 1
     out = 0.0
     for k in range(kt):
       xs = x[:, k:k + st * (t_out - 1) + 1:st]
-      if kh == kw == 1 and tuple(self.strides[1:]) == (1, 1):
-        out = out + xs @ kernel[k, 0, 0]
-        continue
       out = out + conv2d(xs.reshape((n * t_out,) + xs.shape[2:]), kernel[k], self.strides[1:],
                          pads[1:])
-    return out if out.ndim == 5 else out.reshape((n, t_out) + out.shape[1:])
+    return out.reshape((n, t_out) + out.shape[1:])
+
+
+def _temporal_taps(x, kernel, stride, pads):
+  x = jnp.pad(x, ((0, 0), pads, (0, 0), (0, 0), (0, 0)))
+  t_out = (x.shape[1] - kernel.shape[0]) // stride + 1
+  return sum(x[:, k:k + stride * (t_out - 1) + 1:stride] @ kernel[k]
+             for k in range(kernel.shape[0]))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def temporal_conv(x, kernel, stride, pads):
+  """(N, T, H, W, C) convolved over T with (kt, C, O) at `stride`, T padded by `pads`
+  (before, after). On XLA's CPU backend the forward is fastest as one 2-D convolution
+  over (frames, pixels), 2.6x a matmul per tap (whose taps' slices are copies) on layer 1
+  of R(2+1)D-18; the gradient is fastest through the matmuls, whose gradient is matmuls."""
+  n, t, h, w, c = x.shape
+  y = conv2d(x.reshape(n, t, h * w, c), kernel[:, None], (stride, 1), [pads, (0, 0)])
+  return y.reshape(y.shape[:2] + (h, w, y.shape[-1]))
+
+
+def _temporal_conv_forward(x, kernel, stride, pads):
+  return temporal_conv(x, kernel, stride, pads), (x, kernel)
+
+
+def _temporal_conv_backward(stride, pads, residuals, grad):
+  return jax.vjp(lambda x, k: _temporal_taps(x, k, stride, pads), *residuals)[1](grad)
+
+
+temporal_conv.defvjp(_temporal_conv_forward, _temporal_conv_backward)
 
 
 def _conv3d(x, kernel, strides, pads):

@@ -56,12 +56,18 @@ def test_inference_programs_lower_for_accelerators(name, program, platform):
   _check_accelerator_module(_census(name, "frozen", program, platform))
 
 
-def test_float32_where_the_config_asks_and_per_tap_convolutions_on_a_cpu():
-  found = _census("biovid", "frozen", "eval_step", "cuda", compute_dtype="float32")
+def test_float32_where_the_config_asks_and_cpu_choices_on_a_cpu():
+  """On a CPU: 2-D convolutions per temporal tap, and the frozen video backbone looping
+  over chunks of clips (`clips_per_call`), which an accelerator's program does not."""
+  config = lowering.configured(load_config("affwild2", "jmt"), "frozen", "float32")
+  texts = {p: lowering.module_text(lowering.lower(config, "eval_step", p))
+           for p in ("cuda", "cpu")}
+  found = lowering.census(texts["cuda"])
   assert found.float32() and all(op.dtypes == ("f32", "f32") for op in found.ops
                                  if op.kind == "convolution")
-  on_cpu = _census("biovid", "frozen", "eval_step", "cpu")
+  on_cpu = lowering.census(texts["cpu"])
   assert not [op for op in on_cpu.ops if op.kind == "convolution" and op.rank == 3]
+  assert "stablehlo.while" in texts["cpu"] and "stablehlo.while" not in texts["cuda"]
 
 
 def test_the_census_sees_the_slow_paths_a_strided_convolution_takes_by_default():

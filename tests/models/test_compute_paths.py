@@ -162,3 +162,44 @@ def test_attention_maps_are_sown_without_changing_the_outputs():
   for m in maps.values():
     assert m.shape == (3, 2, 5, 5)
     np.testing.assert_allclose(np.asarray(m).sum(-1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name,arg", [
+    ("affwild2", "jmt,tiny"), ("biovid", "jmt,tiny"),
+    pytest.param("affwild2", "tiny,video_backbone=r2plus1d+i3d", marks=pytest.mark.slow)])
+def test_backbones_embed_alike_in_chunks_of_clips(name, arg):
+  """Embedding 2 clips per call (with a remainder: 3 windows of 4 clips, 12 / 5 for
+  BioVid) gives the embeddings of one call over the batch; a pair chunks its members."""
+  config = load_config(name, arg)
+  batch = step_timing.synthetic_batch(config, 3)
+  embeddings, loops = {}, {}
+  for clips in (0, 5 if name == "biovid" else 2):
+    for backbone in config.model.backbones.values():
+      for c in model_lib.members(backbone):
+        c.clips_per_call = clips
+    model = model_lib.build_model(config)
+    variables = model.init(jax.random.key(0), batch)
+    embed = jax.jit(lambda v, b, model=model: model.apply(v, b, method=model.embed))
+    loops[clips] = str(jax.make_jaxpr(embed)(variables, batch)).count("scan[")
+    embeddings[clips] = embed(variables, batch)
+  chunked, whole = embeddings.values()
+  assert loops[2 if name != "biovid" else 5] - loops[0] == len(config.model.modalities) + (
+      "+" in arg)  # a loop per backbone
+  for m in config.model.modalities:
+    assert _close(chunked[m], whole[m]) < TOL, m
+
+
+def test_clips_per_call_resolves_per_backbone_and_platform():
+  resolve = model_lib.resolve_clips_per_call
+  assert resolve(-1, "r2plus1d") == model_lib.CPU_CLIPS_PER_CALL
+  assert resolve(-1, "r2plus1d", "cuda") == resolve(-1, "r3d", "tpu") == 0
+  assert resolve(-1, "resnet2d") == resolve(-1, "wavlm") == 0
+  assert resolve(8, "resnet2d", "tpu") == 8
+  for bad in (-2, "4", 2.0, True):
+    with pytest.raises(ValueError, match="clips_per_call="):
+      resolve(bad, "r3d")
+  for name in ("affwild2", "biovid"):
+    config = load_config(name, "jmt")
+    model = model_lib.build_model(config, "cpu")
+    assert model.config.backbones.video.clips_per_call == model_lib.CPU_CLIPS_PER_CALL
+    assert model_lib.build_model(config, "tpu").config.backbones.video.clips_per_call == 0
