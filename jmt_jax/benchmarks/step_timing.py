@@ -48,7 +48,7 @@ class CompiledStep:
   state: object
   batch: object
   compile_s: float
-  flops: float  # per step, from XLA's cost analysis (nan where it gives none)
+  flops: float  # per step, from XLA's cost analysis (`step_flops`; nan where it gives none)
   memory_bytes: float  # arguments + outputs + temporaries, from XLA's memory analysis
 
   def time(self, steps):
@@ -60,26 +60,47 @@ class CompiledStep:
     return (time.perf_counter() - t0) / steps
 
 
-def compile_step(config, batch, from_embeddings=False):
-  """The config's jitted train step compiled for `batch` (of inputs, or with
-  `from_embeddings` of the backbones' embeddings), run once (warm)."""
+def _jitted_step(config, from_embeddings):
+  """(model, optimizer, the config's jitted train step)."""
   model = model_lib.build_model(config)
   tx = train.make_optimizer(config.optimizer, config.train.num_steps,
                             config.model.get("freeze_backbones", False))
-  state = train.initial_state(model, tx, config, None)
-  batch = jax.device_put(batch)
   step = jax.jit(train_step.make_train_step(model, tx, config.task,
                                             config.train.grad_accum_steps, from_embeddings),
                  donate_argnums=0)
+  return model, tx, step
+
+
+def step_flops(config, batch, from_embeddings=False):
+  """FLOPs of one train step of `config` on `batch`: XLA's count on the lowered program
+  with every backbone embedding its clips in one call. XLA counts a loop's body once, so
+  the program that embeds a few clips a call (`clips_per_call`, on a CPU) would be
+  undercounted by its number of calls."""
+  config = config.copy_and_resolve_references()
+  for backbone in config.model.backbones.values():
+    for c in model_lib.members(backbone):
+      c.clips_per_call = 0
+  model, tx, step = _jitted_step(config, from_embeddings)
+  state = jax.eval_shape(lambda: train.initial_state(model, tx, config, None))
+  cost = step.lower(state, jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), batch)).cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float((cost or {}).get("flops", float("nan")))
+
+
+def compile_step(config, batch, from_embeddings=False):
+  """The config's jitted train step compiled for `batch` (of inputs, or with
+  `from_embeddings` of the backbones' embeddings), run once (warm)."""
+  model, tx, step = _jitted_step(config, from_embeddings)
+  state = train.initial_state(model, tx, config, None)
+  batch = jax.device_put(batch)
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   memory = compiled.memory_analysis()
   memory_bytes = float("nan") if memory is None else float(
       memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes)
   out = CompiledStep(compiled, state, batch, compile_s,
-                     float((cost or {}).get("flops", float("nan"))), memory_bytes)
+                     step_flops(config, batch, from_embeddings), memory_bytes)
   out.time(1)
   return out

@@ -203,3 +203,23 @@ def test_clips_per_call_resolves_per_backbone_and_platform():
     model = model_lib.build_model(config, "cpu")
     assert model.config.backbones.video.clips_per_call == model_lib.CPU_CLIPS_PER_CALL
     assert model_lib.build_model(config, "tpu").config.backbones.video.clips_per_call == 0
+
+
+def test_step_flops_count_every_chunk_of_clips():
+  """XLA counts a loop's body once, so a step's FLOPs (for MFU) are those of its program
+  without chunks of clips, which the chunked program's own count falls short of."""
+  config = load_config("affwild2", "jmt,tiny")
+  config.model.freeze_backbones = True
+  batch = step_timing.synthetic_batch(config, 2)
+  counts = {}
+  for clips in (0, 2):
+    for backbone in config.model.backbones.values():
+      for c in model_lib.members(backbone):
+        c.clips_per_call = clips
+    model = model_lib.build_model(config)
+    variables = jax.eval_shape(lambda m=model: m.init(jax.random.key(0), batch))
+    embed = jax.jit(lambda v, b, m=model: m.apply(v, b, method=m.embed))
+    own = embed.lower(variables, batch).cost_analysis()["flops"]
+    counts[clips] = (step_timing.step_flops(config, batch), own)
+  assert counts[2][0] == counts[0][0] > 0
+  assert counts[2][1] < 0.6 * counts[0][1]  # a quarter of the backbones' clips counted
