@@ -12,8 +12,14 @@ Variants, `--config=configs/affwild2.py:VARIANT[,tiny][,key=value...]`: jmt (def
 vanilla (no joint branch), concat, jca (joint cross-attention, Praveen et al. 2022),
 video, audio. The baselines are the paper's: Linear / backbone + head, no encoder.
 Arguments:
-  video_backbone=r2plus1d (default), i3d (I3D + TCN, clips resized to 224x224) or
-    r2plus1d+i3d (both, merged per clip by `intra_fusion`);
+  video_backbone=r2plus1d (default), i3d (I3D + TCN, clips resized to 224x224),
+    r2plus1d+i3d (both, merged per clip by `intra_fusion`) or vit (a ViT image encoder on
+    each frame, then Linear(hidden -> 512)): vit_family=clip (default), vit_mae or
+    dinov2; vit_config=PATH: the architecture from a transformers checkpoint's
+    config.json (default: the family's Base, ViT-B/16 or DINOv2-B/14);
+    vit_input_size=N: faces resized to NxN (default: the checkpoint's size for clip and
+    vit_mae, which take no other; 224 for dinov2); vit_pooling=cls (default) or mean (of
+    the patches); vit_temporal=mean (default) or max over the clip's frames;
   audio_backbone=resnet18 (default, on log-mels), a speech encoder on the clip's audio at
     16 kHz: wavlm, wav2vec2 or hubert (alone: then Linear(hidden -> 512), the authors'
     FcLayer), or resnet18+wavlm (the authors' README command; likewise +wav2vec2, +hubert);
@@ -60,7 +66,9 @@ def get_config(arg=None):
                             speech_size="base", speech_config="", speech_layer="-1",
                             speech_chunk_seconds=0.0,
                             features_dir="", features_dim=768,
-                            features_pattern="{recording}/{frame:05d}.npy")
+                            features_pattern="{recording}/{frame:05d}.npy",
+                            vit_family="clip", vit_config="", vit_input_size=0,
+                            vit_pooling="cls", vit_temporal="mean")
   if a.video_reduction not in ("max", "mean", "flatten_linear"):
     raise ValueError(f"video_reduction={a.video_reduction!r}: use 'max', 'mean' or "
                      f"'flatten_linear'")
@@ -103,7 +111,8 @@ def get_config(arg=None):
                                  reduction=a.video_reduction, mean=cc.KINETICS_MEAN,
                                  std=cc.KINETICS_STD),
       i3d=lambda: cc.i3d_tcn(tcn_widths=(widths[-1],) * 4, resize_to=224 if not a.tiny else 32,
-                             mean=cc.KINETICS_MEAN, std=cc.KINETICS_STD))
+                             mean=cc.KINETICS_MEAN, std=cc.KINETICS_STD),
+      vit=lambda: cc.vit_face_encoder(a))
   audio_kinds = dict(
       resnet18=lambda: cc.resnet("resnet2d", widths=widths, blocks=blocks,
                                  stem_width=widths[0], reduction="mean"),

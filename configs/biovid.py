@@ -16,6 +16,9 @@ vanilla (no joint branch), concat, jca (joint cross-attention), video, eda. The
 baselines are the paper's: Linear / backbone + head, no encoder. Arguments:
   init_from=DIR: start from weights converted with `python -m jmt_jax.weights.convert`;
   freeze_backbones: train the fusion and head only;
+  video_backbone=r3d (default) or vit (a ViT image encoder on each frame, then
+    Linear(hidden -> 512)), with the vit_family, vit_config, vit_input_size, vit_pooling
+    and vit_temporal arguments of configs/affwild2.py;
   video_fc: keep a Linear(512, 512) after R3D-18's pooling, as the authors' `Visual_model2`
     (the face model their BioVid feature concatenation loads) does; weights saved from
     it need this;
@@ -42,7 +45,9 @@ def get_config(arg=None):
   given = config_args.given(arg)
   a = config_args.parse_arg(arg, variant="jmt", tiny=False, init_from="", freeze_backbones=False,
                             video_fc=False, data_dir="", synthetic=False, classes="binary",
-                            protocol="subject_kfold", fold=0, num_folds=5)
+                            protocol="subject_kfold", fold=0, num_folds=5,
+                            video_backbone="r3d", vit_family="clip", vit_config="",
+                            vit_input_size=0, vit_pooling="cls", vit_temporal="mean")
   if a.classes not in ("binary", "five"):
     raise ValueError(f"classes={a.classes!r}: use 'binary' (BL1 vs PA4) or 'five'")
   synthetic = a.synthetic or (a.tiny and not a.data_dir)
@@ -70,9 +75,15 @@ def get_config(arg=None):
   widths, blocks, embed = (64, 128, 256, 512), (2, 2, 2, 2), 512
   if a.tiny:
     widths, blocks, embed = (8, 8, 16, 16), (1, 1, 1, 1), 16
+  video_kinds = dict(
+      r3d=lambda: cc.resnet("r3d", widths=widths, blocks=blocks, stem_width=widths[0],
+                            reduction="mean", projection=a.video_fc, mean=cc.IMAGENET_MEAN,
+                            std=cc.IMAGENET_STD),
+      vit=lambda: cc.vit_face_encoder(a))
+  if a.video_backbone not in video_kinds:
+    raise ValueError(f"video_backbone={a.video_backbone!r}: use one of {list(video_kinds)}")
   backbones = dict(
-      video=cc.resnet("r3d", widths=widths, blocks=blocks, stem_width=widths[0], reduction="mean",
-                      projection=a.video_fc, mean=cc.IMAGENET_MEAN, std=cc.IMAGENET_STD),
+      video=video_kinds[a.video_backbone](),
       eda=cc.biosignal_cnn(embed_dim=embed, widths=(32, 64) if not a.tiny else (4, 8)),
   )
   # The authors' BioVid main.py feeds every fusion the backbones' raw features
@@ -91,6 +102,9 @@ def get_config(arg=None):
                  fusion=fusion, head=cc.pain_head(num_classes=2 if a.classes == "binary" else 5,
                                                    mlp=mlp),
                  freeze_backbones=a.freeze_backbones)
+  video_fc = cc.intra_fusion(backbones["video"], "fc", embed)  # a ViT's width -> the fusion's
+  if "video" in modalities and video_fc is not None:
+    c.model.intra_fusion = dict(video=video_fc)
   c.init_from = a.init_from
   c.compute_dtype = "auto"  # bfloat16 on GPUs and TPUs, float32 on CPUs
 

@@ -218,6 +218,94 @@ def speech_encoder(kind, size="base", layer=-1, transformers_config="", **fields
   return c
 
 
+# The ViT face encoders' architectures as the public checkpoints have them
+# (openai/clip-vit-base-patch16, facebook/vit-mae-base, facebook/dinov2-base), with the
+# pixel statistics their image processors normalise by. `vit_encoder(...,
+# transformers_config=PATH)` reads a checkpoint's config.json instead (vit_architecture).
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+VIT_BASE = dict(hidden=768, num_layers=12, num_heads=12, mlp_dim=3072)
+VIT_FAMILIES = {
+    "clip": dict(VIT_BASE, patch=16, image_size=224, act="quick_gelu", eps=1e-5,
+                 mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD),
+    "vit_mae": dict(VIT_BASE, patch=16, image_size=224, act="gelu", eps=1e-12,
+                    mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    "dinov2": dict(VIT_BASE, patch=14, image_size=518, act="gelu", eps=1e-6,
+                   mean=IMAGENET_MEAN, std=IMAGENET_STD),
+}
+# transformers' model_type of each family's vision model (a CLIPModel's config.json is
+# 'clip', its vision tower's fields under vision_config).
+VIT_MODEL_TYPES = {"clip": ("clip_vision_model", "clip"), "vit_mae": ("vit_mae",),
+                   "dinov2": ("dinov2",)}
+_VIT_TRANSFORMERS_FIELDS = dict(
+    hidden_size="hidden", num_hidden_layers="num_layers", num_attention_heads="num_heads",
+    intermediate_size="mlp_dim", patch_size="patch", image_size="image_size",
+    hidden_act="act", layer_norm_eps="eps")
+
+
+def vit_architecture(path, family):
+  """The ViT fields of a `transformers` checkpoint's config.json at `path` (a file or its
+  folder), of `family`, and its image processor's `mean` and `std` from the
+  preprocessor_config.json beside it, if any."""
+  path = os.path.expanduser(path)
+  if os.path.isdir(path):
+    path = os.path.join(path, "config.json")
+  try:
+    with open(path, encoding="utf-8") as f:
+      given = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{path}: not a readable transformers config.json ({e})") from e
+  if given.get("model_type") not in VIT_MODEL_TYPES[family]:
+    raise ValueError(f"{path}: model_type is {given.get('model_type')!r}, not a {family} "
+                     f"model ({'/'.join(VIT_MODEL_TYPES[family])})")
+  if given.get("model_type") == "clip":
+    given = given.get("vision_config", {})
+  if given.get("use_swiglu_ffn"):
+    raise ValueError(f"{path}: use_swiglu_ffn=true (DINOv2-giant's SwiGLU MLP) is not supported")
+  arch = {ours: given[k] for k, ours in _VIT_TRANSFORMERS_FIELDS.items() if k in given}
+  if family == "dinov2":  # DINOv2's MLP width is a ratio of its width
+    arch["mlp_dim"] = int(given.get("hidden_size", 768) * given.get("mlp_ratio", 4))
+  pre = os.path.join(os.path.dirname(path), "preprocessor_config.json")
+  if os.path.isfile(pre):
+    with open(pre, encoding="utf-8") as f:
+      processor = json.load(f)
+    if "image_mean" in processor:
+      arch.update(mean=tuple(processor["image_mean"]), std=tuple(processor["image_std"]))
+  return arch
+
+
+def vit_encoder(family, transformers_config="", input_size=0, pooling="cls",
+                temporal="mean", **fields):
+  """A ViT face encoder of `family` (clip, vit_mae, dinov2: models.vit) on each frame of
+  a clip, resized to `input_size` (0: the checkpoint's own size for CLIP and MAE, which
+  take no other, and 224 for DINOv2, whose position embeddings are interpolated to any),
+  pooled per frame by `pooling` ('cls' or 'mean' of the patches) and over the clip's
+  frames by `temporal` ('mean' or 'max')."""
+  if family not in VIT_FAMILIES:
+    raise ValueError(f"vit family {family!r}: use one of {list(VIT_FAMILIES)}")
+  c = dict(kind="vit", family=family, **VIT_FAMILIES[family])
+  if transformers_config:
+    c.update(vit_architecture(transformers_config, family))
+  c.update(fields)
+  own = c["image_size"] if family != "dinov2" else 224
+  if family != "dinov2" and input_size not in (0, own):
+    raise ValueError(f"vit_input_size={input_size}: a {family} encoder takes the "
+                     f"{own}x{own} frames of its checkpoint")
+  c.update(resize_to=input_size or own, pooling=pooling, temporal=temporal, **COMPUTE)
+  return c
+
+
+def vit_face_encoder(a):
+  """The `vit_encoder` that a config's arguments `a` (vit_family, vit_config,
+  vit_input_size, vit_pooling, vit_temporal; tiny) describe."""
+  kwargs = dict(transformers_config=a.vit_config, input_size=a.vit_input_size,
+                pooling=a.vit_pooling, temporal=a.vit_temporal)
+  if a.tiny and not a.vit_config:  # a random-init encoder of the same form, for a CPU step
+    kwargs.update(hidden=16, num_layers=1, num_heads=2, mlp_dim=32, patch=8, image_size=16,
+                  input_size=a.vit_input_size or 16)
+  return vit_encoder(a.vit_family, **kwargs)
+
+
 def backbones(spec, kinds, arg):
   """The backbone config of `spec`: a name in `kinds` ({name: () -> config}), or two
   joined by '+', a `pair` whose embeddings intra_fusion merges."""

@@ -31,7 +31,9 @@ def test_all_configs_found():
 # Backbone choices beyond the variants, checked the same way.
 EXTRA_ARGS = {"affwild2": ("jmt,video_backbone=i3d", "jmt,audio_backbone=resnet18+wavlm",
                           "jmt,video_backbone=r2plus1d+i3d,intra_fusion=concat_fc",
-                          "jmt,audio_backbone=wav2vec2,speech_layer=all,speech_size=large")}
+                          "jmt,audio_backbone=wav2vec2,speech_layer=all,speech_size=large",
+                          "jmt,video_backbone=vit", "jmt,video_backbone=vit,vit_family=dinov2"),
+              "biovid": ("jmt,video_backbone=vit,vit_family=vit_mae",)}
 
 
 def _args(name):

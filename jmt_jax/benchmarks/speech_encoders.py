@@ -20,7 +20,6 @@ Needs `pip install torch transformers`.
 """
 
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ import numpy as np
 from absl import flags
 
 from jmt_jax import config_args
-from jmt_jax.benchmarks import train_step as train_step_bench
+from jmt_jax.benchmarks import versus_transformers
 from jmt_jax.data import clips as clips_lib
 from jmt_jax.data import synthetic
 from jmt_jax.features import embed as embed_lib
@@ -59,19 +58,6 @@ def build(torch, transformers, directory):
   return reference, encoder, {"params": variables["params"]["audio_backbone"]}
 
 
-def jax_side(encoder, variables, x, dtype):
-  """(compiled forward on `x`, returning its float32 output; XLA FLOPs) in `dtype`
-  (parameters cast to it too)."""
-  cast = jax.tree.map(lambda p: jnp.asarray(p, dtype), variables)
-  fn = jax.jit(lambda v, y: encoder.apply(v, y.astype(dtype)).astype(jnp.float32))
-  compiled = fn.lower(cast, x).compile()
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  run = lambda: compiled(cast, x).block_until_ready()
-  run()
-  return run, float((cost or {}).get("flops", float("nan")))
-
-
 def speed(torch, reference, encoder, variables):
   x = np.random.default_rng(0).standard_normal(
       (FLAGS.batch, int(FLAGS.seconds * 16000))).astype(np.float32)
@@ -83,36 +69,15 @@ def speed(torch, reference, encoder, variables):
   want = torch_run().numpy()
   sides, flops = {}, {}
   for dtype in ["float32"] + (["bfloat16"] if FLAGS.bfloat16 else []):
-    sides[f"jmt_jax {dtype}"], flops[dtype] = jax_side(encoder, variables, jnp.asarray(x),
-                                                       getattr(jnp, dtype))
+    sides[f"jmt_jax {dtype}"], flops[dtype] = versus_transformers.jax_side(
+        encoder, variables, jnp.asarray(x), getattr(jnp, dtype))
   got = np.asarray(sides["jmt_jax float32"]())
   print(f"pooled embeddings, jmt_jax float32 vs transformers: max |diff| "
         f"{np.abs(got - want).max():.2e}")
-  sides["transformers float32"] = torch_run
-  seconds = {name: [] for name in sides}
-  for _ in range(FLAGS.rounds):
-    for name, fn in sides.items():
-      t0 = time.perf_counter()
-      fn()
-      seconds[name].append(time.perf_counter() - t0)
-  device = jax.devices()[0]
-  print(f"\nWavLM-Base forward, batch {FLAGS.batch} x {FLAGS.seconds:g} s, median of "
-        f"{FLAGS.rounds} rounds")
-  rate = {}
-  for name, s in seconds.items():
-    median = statistics.median(s)
-    rate[name] = FLAGS.batch / median
-    line = f"  {name:22s} {rate[name]:8.2f} clips/s  {median:.3f} s/batch"
-    dtype = name.split()[-1]
-    if name.startswith("jmt_jax"):
-      peak, source = train_step_bench.peak(device, dtype)
-      line += (f"  {flops[dtype] / 1e9:.1f} GFLOP/batch  {flops[dtype] / median / 1e12:.3f} "
-               f"TFLOP/s  MFU {flops[dtype] / median / peak:.1%} ({source})")
-    print(line + f"  (rounds: {', '.join(f'{v:.3f}' for v in s)})")
-  for name in rate:
-    if name.startswith("jmt_jax"):
-      print(f"  ratio {name} / transformers float32: "
-            f"{rate[name] / rate['transformers float32']:.2f}x")
+  sides[versus_transformers.TORCH_SIDE] = torch_run
+  versus_transformers.time_sides(sides, flops, FLAGS.batch, "clips", FLAGS.rounds,
+                                 f"WavLM-Base forward, batch {FLAGS.batch} x "
+                                 f"{FLAGS.seconds:g} s")
 
 
 def context(directory, encoder_variables):

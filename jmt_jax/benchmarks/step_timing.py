@@ -77,9 +77,7 @@ def step_flops(config, batch, from_embeddings=False):
   the program that embeds a few clips a call (`clips_per_call`, on a CPU) would be
   undercounted by its number of calls."""
   config = config.copy_and_resolve_references()
-  for backbone in config.model.backbones.values():
-    for c in model_lib.members(backbone):
-      c.clips_per_call = 0
+  model_lib.set_clips_per_call(config, 0)
   model, tx, step = _jitted_step(config, from_embeddings)
   state = jax.eval_shape(lambda: train.initial_state(model, tx, config, None))
   cost = step.lower(state, jax.tree.map(

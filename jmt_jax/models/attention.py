@@ -34,6 +34,27 @@ def project(x, params):
   return jnp.split(y, np.cumsum([k.shape[1] for k, _ in params])[:-1], axis=-1)
 
 
+def heads_attention(q, k, v, num_heads, bias=None):
+  """softmax(Q K^T / sqrt(d_head) + bias) V per head, on projected (B, T, dim) queries
+  and (B, S, dim) keys and values -> ((B, T, dim), weights (B, heads, T, S)); `bias`
+  broadcasts to (B, heads, T, S). The softmax is in float32 and both matmuls in the
+  compute dtype, so that in bfloat16 the backward pass's matmuls are bfloat16 too
+  (tests/benchmarks/test_lowering.py), where jax.nn.dot_product_attention keeps the
+  logits' cotangent float32."""
+  dim = q.shape[-1]
+  if dim % num_heads:
+    raise ValueError(f"model width {dim} is not divisible by num_heads={num_heads}")
+  head_dim = dim // num_heads
+  heads = lambda y: y.reshape(y.shape[:2] + (num_heads, head_dim))  # noqa: E731
+  logits = jnp.einsum("bqhd,bkhd->bhqk", heads(q), heads(k)) / jnp.sqrt(head_dim).astype(q.dtype)
+  logits = logits.astype(jnp.float32)
+  if bias is not None:
+    logits = logits + bias.astype(jnp.float32)
+  weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  out = jnp.einsum("bhqk,bkhd->bqhd", weights, heads(v))
+  return out.reshape(q.shape[:2] + (dim,)), weights
+
+
 class MultiHeadAttention(nn.Module):
   """softmax(Q K^T / sqrt(d_head)) V per head over the sequence axis, batch-first.
 
@@ -55,21 +76,12 @@ class MultiHeadAttention(nn.Module):
   def attend(self, q, k, v):
     """Attention over projected (..., T, dim) queries, keys and values, then `out`."""
     dim = q.shape[-1]
-    if dim % self.num_heads:
-      raise ValueError(f"model width {dim} is not divisible by num_heads={self.num_heads}")
-    head_dim = dim // self.num_heads
     shape = q.shape  # (..., queries, dim)
-    heads = lambda y: y.reshape((-1,) + y.shape[-2:-1] + (self.num_heads, head_dim))
-    q, k, v = heads(q), heads(k), heads(v)
-    # The softmax in float32, both matmuls in the compute dtype, so that in bfloat16 the
-    # backward pass's matmuls are bfloat16 too (tests/benchmarks/test_lowering.py); where
-    # jax.nn.dot_product_attention keeps the logits' cotangent float32.
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(head_dim).astype(q.dtype)
-    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
+    flat = lambda y: y.reshape((-1,) + y.shape[-2:])  # noqa: E731
+    out, weights = heads_attention(flat(q), flat(k), flat(v), self.num_heads)
     if self.is_mutable_collection("intermediates"):  # the maps are asked for: keep them
       self.sow("intermediates", "attention_weights", weights.reshape(shape[:-2] + weights.shape[1:]))
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-    return project(out.reshape(shape[:-1] + (dim,)), [self.out(dim)])[0]
+    return project(out.reshape(shape), [self.out(dim)])[0]
 
   def __call__(self, query, key_value):
     dim = query.shape[-1]

@@ -19,9 +19,10 @@ from jmt_jax.models import i3d
 from jmt_jax.models import intra_fusion
 from jmt_jax.models import resnet
 from jmt_jax.models import speech
+from jmt_jax.models import vit
 
 BACKBONE_KINDS = ("resnet2d", "r3d", "r2plus1d", "biosignal_cnn", "i3d_tcn", *speech.KINDS,
-                  "pair", "precomputed")
+                  "vit", "pair", "precomputed")
 # The two backbones of a `pair`, in the order their embeddings are concatenated.
 PAIR = ("first", "second")
 
@@ -63,6 +64,12 @@ def build_backbone(cfg, name=None):
     fields = {f: cfg[f] for f in SPEECH_FIELDS}
     return _rematerialised(speech.SpeechEncoder, remat)(
         kind=cfg.kind, layer=cfg.layer, **fields, name=name)
+  if cfg.kind == "vit":
+    return _rematerialised(vit.ViT, remat)(
+        family=cfg.family, hidden=cfg.hidden, num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads, mlp_dim=cfg.mlp_dim, patch=cfg.patch,
+        image_size=cfg.image_size, act=cfg.act, eps=cfg.eps, pooling=cfg.pooling,
+        temporal=cfg.temporal, name=name)
   if cfg.kind == "pair":
     return BackbonePair(cfg, name=name)
   if cfg.kind == "precomputed":
@@ -93,6 +100,8 @@ def embedding_layout(cfg):
       out.append((1, c.tcn_widths[-1]))
     elif c.kind == "precomputed":
       out.append((1, c.dim))
+    elif c.kind == "vit":
+      out.append((1, c.hidden))
     else:
       out.append((1, c.embed_dim))
   return out
@@ -322,6 +331,13 @@ def resolve_clips_per_call(value, kind, platform=None):
     raise ValueError(f"clips_per_call={value!r}: use a count of clips, 0 for the whole "
                      f"batch in one call or -1 for this platform's choice")
   return value
+
+
+def set_clips_per_call(config, clips):
+  """Sets the `clips_per_call` of every backbone of `config` (a ConfigDict) to `clips`."""
+  for backbone in config.model.backbones.values():
+    for c in members(backbone):
+      c.clips_per_call = clips
 
 
 def model_inputs(config):

@@ -138,7 +138,7 @@ class SelfAttention(nn.Module):
     n, t, dim = x.shape
     head_dim = dim // self.num_heads
     params = [attention.DenseParams(name=f"{p}_proj")(dim) for p in "qkv"]
-    q, k, v = (y.reshape(n, t, self.num_heads, head_dim) for y in attention.project(x, params))
+    q, k, v = attention.project(x, params)
     bias = None
     if self.gated_bias:
       if self.relative_embedding:
@@ -152,8 +152,8 @@ class SelfAttention(nn.Module):
       gate_a, gate_b = gates[..., 0], gates[..., 1]  # (n, t, heads)
       gate = gate_a * (gate_b * const[0, :, 0, 0].astype(x.dtype) - 1.0) + 2.0
       bias = jnp.transpose(gate, (0, 2, 1))[..., None] * position_bias.astype(x.dtype)[None]
-    out = jax.nn.dot_product_attention(q, k, v, bias=bias)
-    (out,) = attention.project(out.reshape(n, t, dim), [attention.DenseParams(name="out_proj")(dim)])
+    out, _ = attention.heads_attention(q, k, v, self.num_heads, bias)
+    (out,) = attention.project(out, [attention.DenseParams(name="out_proj")(dim)])
     return out, position_bias
 
 

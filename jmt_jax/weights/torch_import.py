@@ -134,30 +134,35 @@ def weights_file(path):
 
 def check_architecture(path, model_cfg, groups):
   """A transformers checkpoint (`path`, a folder or a file in one) whose config.json
-  describes another speech encoder than the configured one is refused, naming the
-  fields: a post-LN and a pre-LN encoder have the same parameters, so shapes alone
-  would not tell them apart."""
+  describes another speech or ViT encoder than the configured one is refused, naming
+  the fields: a post-LN and a pre-LN encoder, or two activations, have the same
+  parameters, so shapes alone would not tell them apart."""
   folder = path if os.path.isdir(path) else os.path.dirname(path)
   config_json = os.path.join(folder, "config.json")
   encoders = [(g, c) for g in groups if g.endswith("_backbone")
               for c in model_lib.members(model_cfg.backbones[g[:-len("_backbone")]])
-              if c.kind in speech.KINDS]
+              if c.kind in speech.KINDS or c.kind == "vit"]
   if not encoders or not os.path.isfile(config_json):
     return
   with open(config_json, encoding="utf-8") as f:
     model_type = json.load(f).get("model_type")
-  kinds = {c.kind for _, c in encoders}
-  if model_type not in kinds:
-    raise ConversionError(f"{config_json}: a {model_type} checkpoint; the config's speech "
-                          f"encoder is {'/'.join(sorted(kinds))}")
-  group, cfg = next((g, c) for g, c in encoders if c.kind == model_type)
-  given = cc.speech_architecture(config_json, model_type)
+  for group, cfg in encoders:
+    if cfg.kind == "vit" and model_type in cc.VIT_MODEL_TYPES[cfg.family]:
+      given, option = cc.vit_architecture(config_json, cfg.family), "vit_config"
+      break
+    if cfg.kind == model_type:
+      given, option = cc.speech_architecture(config_json, model_type), "speech_config"
+      break
+  else:
+    kinds = sorted(c.family if c.kind == "vit" else c.kind for _, c in encoders)
+    raise ConversionError(f"{config_json}: a {model_type} checkpoint; the config's encoder "
+                          f"is {'/'.join(kinds)}")
   differ = [f"{k} {v!r} there, {cfg[k]!r} here" for k, v in sorted(given.items())
             if k != "normalize_waveform" and _differs(v, cfg[k])]
   if differ:
     raise ConversionError(f"{config_json}: another {model_type} than {group}'s: "
                           f"{'; '.join(differ[:4])} (convert with the config argument "
-                          f"speech_config={config_json})")
+                          f"{option}={config_json})")
 
 
 def _differs(a, b):

@@ -37,6 +37,8 @@ IGNORED = tuple(re.compile(p) for p in (
     r"^regressor\.",  # CAM's regressor: jmt_jax uses its own heads
     # transformers speech models: SpecAugment's mask vector (training only)
     r"(^|\.)masked_spec_embed$",
+    # DINOv2's mask token (its masked-image pre-training only)
+    r"(^|\.)embeddings\.mask_token$",
 ))
 
 _RESNET_BLOCK_2D = {"conv1": "conv1", "bn1": "bn1", "conv2": "conv2", "bn2": "bn2"}
@@ -122,6 +124,40 @@ def _speech_module(path):
   return ".".join(parts)
 
 
+# ViT modules -> transformers' modules, per family (as save_pretrained writes them).
+_VIT = {
+    "clip": {"": "embeddings", "patch": "embeddings.patch_embedding",
+             "position_embedding": "embeddings.position_embedding",
+             "pre_norm": "pre_layrnorm", "norm": "post_layernorm",
+             "layer": "encoder.layers", "norm1": "layer_norm1", "norm2": "layer_norm2",
+             "attn": "self_attn", "fc1": "mlp.fc1", "fc2": "mlp.fc2"},
+    "vit_mae": {"": "embeddings", "patch": "embeddings.patch_embeddings.projection",
+                "norm": "layernorm", "layer": "encoder.layer", "norm1": "layernorm_before",
+                "norm2": "layernorm_after", "attn": "attention",
+                "fc1": "intermediate.dense", "fc2": "output.dense"},
+    "dinov2": {"": "embeddings", "patch": "embeddings.patch_embeddings.projection",
+               "norm": "layernorm", "layer": "encoder.layer", "norm1": "norm1",
+               "norm2": "norm2", "attn": "attention", "fc1": "mlp.fc1", "fc2": "mlp.fc2",
+               "scale1": "layer_scale1", "scale2": "layer_scale2"},
+}
+# The attention's projections: CLIP's names, or ViT's (MAE, DINOv2).
+_VIT_ATTENTION = {"q_proj": "attention.query", "k_proj": "attention.key",
+                  "v_proj": "attention.value", "out_proj": "output.dense"}
+
+
+def vit_module(family, path):
+  """transformers' module of the ViT module `path` (models.vit) of `family`."""
+  table = _VIT[family]
+  if not path or not path[0].startswith("layers_"):
+    return table["/".join(path)]
+  parts = [f"{table['layer']}.{path[0].split('_')[1]}"]
+  if len(path) > 1:
+    parts.append(table[path[1]])
+  if len(path) > 2:  # an attention projection
+    parts.append(path[2] if family == "clip" else _VIT_ATTENTION[path[2]])
+  return ".".join(parts)
+
+
 def _intra_fusion_module(path):
   """The authors' FcLayer (`fc_layer`) or Intra_modal_transformer_fusion."""
   if not path:
@@ -171,6 +207,8 @@ def torch_module(model_cfg, group, path):
       cfg, path = cfg[path[0]], path[1:]
     if cfg.kind in speech.KINDS:  # transformers' layout
       return _speech_module(path)
+    if cfg.kind == "vit":
+      return vit_module(cfg.family, path)
     if cfg.kind in _RESNET_STEM:
       return _resnet_module(cfg.kind, path)
     if cfg.kind == "biosignal_cnn":
@@ -218,7 +256,8 @@ def _leaf_entry(module, collection, path, leaf, shape):
                  lambda w: np.reshape(w, (-1,)))
   if name == "embedding":
     return Entry(f"{module}.weight", tuple(shape), collection, path, np.asarray)
-  if name == "gru_rel_pos_const":
+  if name in ("gru_rel_pos_const", "class_embedding", "cls_token", "position_embeddings",
+              "lambda1"):
     return Entry(f"{module}.{name}", tuple(shape), collection, path, np.asarray)
   if name in ("scale", "bias"):
     return Entry(f"{module}.{'weight' if name == 'scale' else 'bias'}", tuple(shape), collection,

@@ -174,9 +174,7 @@ def test_backbones_embed_alike_in_chunks_of_clips(name, arg):
   batch = step_timing.synthetic_batch(config, 3)
   embeddings, loops = {}, {}
   for clips in (0, 5 if name == "biovid" else 2):
-    for backbone in config.model.backbones.values():
-      for c in model_lib.members(backbone):
-        c.clips_per_call = clips
+    model_lib.set_clips_per_call(config, clips)
     model = model_lib.build_model(config)
     variables = model.init(jax.random.key(0), batch)
     embed = jax.jit(lambda v, b, model=model: model.apply(v, b, method=model.embed))
@@ -213,9 +211,7 @@ def test_step_flops_count_every_chunk_of_clips():
   batch = step_timing.synthetic_batch(config, 2)
   counts = {}
   for clips in (0, 2):
-    for backbone in config.model.backbones.values():
-      for c in model_lib.members(backbone):
-        c.clips_per_call = clips
+    model_lib.set_clips_per_call(config, clips)
     model = model_lib.build_model(config)
     variables = jax.eval_shape(lambda m=model: m.init(jax.random.key(0), batch))
     embed = jax.jit(lambda v, b, m=model: m.apply(v, b, method=m.embed))

@@ -205,7 +205,7 @@ def test_a_checkpoint_folder_converts_and_another_architecture_is_refused(tmp_pa
     torch_import.convert(stable, [(("audio_backbone",), str(tmp_path / "post_ln"))])
   hubert = load_config("affwild2", "tiny,audio_backbone=hubert")
   with pytest.raises(torch_import.ConversionError, match="a wavlm checkpoint; the config's "
-                     "speech encoder is hubert"):
+                     "encoder is hubert"):
     torch_import.convert(hubert, [(("audio_backbone",), str(tmp_path / "post_ln"))])
   with pytest.raises(torch_import.ConversionError, match="a folder without model.safetensors"):
     torch_import.convert(hubert, [(("audio_backbone",), str(tmp_path))])

@@ -1,0 +1,56 @@
+"""What the encoder benchmarks (speech_encoders, vit_encoders) share: a jmt_jax encoder's
+forward compiled in a dtype, and sides timed alternately and printed with their rates,
+XLA's FLOPs, utilisation of the peak and ratio to `transformers`' PyTorch side."""
+
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+from jmt_jax.benchmarks import train_step as train_step_bench
+
+TORCH_SIDE = "transformers float32"
+
+
+def jax_side(encoder, variables, x, dtype, method=None):
+  """(compiled forward of `encoder` (its `method`, default __call__) on `x`, returning
+  its float32 output; XLA's FLOPs) in `dtype`, parameters cast to it too."""
+  cast = jax.tree.map(lambda p: jnp.asarray(p, dtype), variables)
+  fn = jax.jit(lambda v, y: encoder.apply(v, y.astype(dtype), method=method).astype(
+      jnp.float32))
+  compiled = fn.lower(cast, x).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  run = lambda: compiled(cast, x).block_until_ready()  # noqa: E731
+  run()
+  return run, float((cost or {}).get("flops", float("nan")))
+
+
+def time_sides(sides, flops, batch, unit, rounds, title):
+  """Times `sides` ({name: () -> output}; jmt_jax's named 'jmt_jax <dtype>', with their
+  FLOPs per call in `flops` by dtype, PyTorch's TORCH_SIDE) alternately `rounds` times
+  and prints medians, `unit`s/s for `batch` per call, MFU and the ratios to PyTorch."""
+  seconds = {name: [] for name in sides}
+  for _ in range(rounds):
+    for name, fn in sides.items():
+      t0 = time.perf_counter()
+      fn()
+      seconds[name].append(time.perf_counter() - t0)
+  device = jax.devices()[0]
+  print(f"\n{title}, median of {rounds} rounds")
+  rate = {}
+  for name, s in seconds.items():
+    median = statistics.median(s)
+    rate[name] = batch / median
+    line = f"  {name:22s} {rate[name]:8.2f} {unit}/s  {median:.3f} s/batch"
+    dtype = name.split()[-1]
+    if name.startswith("jmt_jax"):
+      peak, source = train_step_bench.peak(device, dtype)
+      line += (f"  {flops[dtype] / 1e9:.1f} GFLOP/batch  {flops[dtype] / median / 1e12:.3f} "
+               f"TFLOP/s  MFU {flops[dtype] / median / peak:.1%} ({source})")
+    print(line + f"  (rounds: {', '.join(f'{v:.3f}' for v in s)})")
+  for name in rate:
+    if name.startswith("jmt_jax"):
+      print(f"  ratio {name} / {TORCH_SIDE}: {rate[name] / rate[TORCH_SIDE]:.2f}x")
+  return rate
