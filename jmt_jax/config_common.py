@@ -162,17 +162,22 @@ _TRANSFORMERS_FIELDS = dict(
     max_bucket_distance="max_distance")
 
 
-def speech_architecture(path, kind):
-  """The speech encoder fields of a `transformers` checkpoint's config.json at `path`
-  (and `normalize_waveform` from the preprocessor_config.json beside it, if any)."""
+def _transformers_config(path):
+  """(path of, contents of) the config.json at `path`, a file or its folder."""
   path = os.path.expanduser(path)
   if os.path.isdir(path):
     path = os.path.join(path, "config.json")
   try:
     with open(path, encoding="utf-8") as f:
-      given = json.load(f)
+      return path, json.load(f)
   except (OSError, ValueError) as e:
     raise ValueError(f"{path}: not a readable transformers config.json ({e})") from e
+
+
+def speech_architecture(path, kind):
+  """The speech encoder fields of a `transformers` checkpoint's config.json at `path`
+  (and `normalize_waveform` from the preprocessor_config.json beside it, if any)."""
+  path, given = _transformers_config(path)
   if given.get("model_type") != kind:  # transformers' model_type is our kind
     raise ValueError(f"{path}: model_type is {given.get('model_type')!r}, not {kind!r}")
   for unsupported in ("add_adapter", "use_weighted_layer_sum"):
@@ -247,14 +252,7 @@ def vit_architecture(path, family):
   """The ViT fields of a `transformers` checkpoint's config.json at `path` (a file or its
   folder), of `family`, and its image processor's `mean` and `std` from the
   preprocessor_config.json beside it, if any."""
-  path = os.path.expanduser(path)
-  if os.path.isdir(path):
-    path = os.path.join(path, "config.json")
-  try:
-    with open(path, encoding="utf-8") as f:
-      given = json.load(f)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{path}: not a readable transformers config.json ({e})") from e
+  path, given = _transformers_config(path)
   if given.get("model_type") not in VIT_MODEL_TYPES[family]:
     raise ValueError(f"{path}: model_type is {given.get('model_type')!r}, not a {family} "
                      f"model ({'/'.join(VIT_MODEL_TYPES[family])})")

@@ -19,8 +19,6 @@ weights, in one run; then per-clip against chunked encoding of a recording:
 Needs `pip install torch transformers`.
 """
 
-import os
-import sys
 import tempfile
 import time
 
@@ -146,16 +144,7 @@ def context(directory, encoder_variables):
 def main(argv):
   del argv
   library_logs.quiet()
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-    import transformers  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    sys.exit("error: this benchmark needs PyTorch and transformers (pip install torch "
-             "transformers)")
-  torch.set_num_threads(FLAGS.threads or os.cpu_count())
-  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({os.cpu_count()} host "
-        f"cores); torch {torch.__version__} on {torch.get_num_threads()} threads; "
-        f"transformers {transformers.__version__}")
+  torch, transformers = versus_transformers.import_torch(FLAGS.threads)
   with tempfile.TemporaryDirectory() as directory:
     reference, encoder, variables = build(torch, transformers, directory)
     if "speed" in FLAGS.parts:

@@ -2,7 +2,9 @@
 forward compiled in a dtype, and sides timed alternately and printed with their rates,
 XLA's FLOPs, utilisation of the peak and ratio to `transformers`' PyTorch side."""
 
+import os
 import statistics
+import sys
 import time
 
 import jax
@@ -11,6 +13,22 @@ import jax.numpy as jnp
 from jmt_jax.benchmarks import train_step as train_step_bench
 
 TORCH_SIDE = "transformers float32"
+
+
+def import_torch(threads):
+  """(torch, transformers), PyTorch on `threads` threads (0: every core), after a line
+  naming both sides; exits with a message where they are not installed."""
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+    import transformers  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    sys.exit("error: this benchmark needs PyTorch and transformers (pip install torch "
+             "transformers)")
+  torch.set_num_threads(threads or os.cpu_count())
+  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({os.cpu_count()} host "
+        f"cores); torch {torch.__version__} on {torch.get_num_threads()} threads; "
+        f"transformers {transformers.__version__}")
+  return torch, transformers
 
 
 def jax_side(encoder, variables, x, dtype, method=None):

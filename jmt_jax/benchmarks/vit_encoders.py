@@ -15,11 +15,9 @@ PyTorch runs on `--threads` threads (default: every core), as XLA's CPU backend 
 Needs `pip install torch transformers`.
 """
 
-import os
 import sys
 import tempfile
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import flags
@@ -81,16 +79,7 @@ def main(argv):
   library_logs.quiet()
   if FLAGS.family not in vit.FAMILIES:
     sys.exit(f"error: --family={FLAGS.family!r}: use one of {list(vit.FAMILIES)}")
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-    import transformers  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    sys.exit("error: this benchmark needs PyTorch and transformers (pip install torch "
-             "transformers)")
-  torch.set_num_threads(FLAGS.threads or os.cpu_count())
-  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({os.cpu_count()} host "
-        f"cores); torch {torch.__version__} on {torch.get_num_threads()} threads; "
-        f"transformers {transformers.__version__}")
+  torch, transformers = versus_transformers.import_torch(FLAGS.threads)
   with tempfile.TemporaryDirectory() as directory:
     speed(torch, FLAGS.family, *build(torch, transformers, FLAGS.family, directory))
 
