@@ -312,11 +312,11 @@ def resolve_compute_dtype(name, platform=None):
 
 
 # Clips per call of a 3-D convolutional backbone in inference mode on a CPU: the frozen
-# R(2+1)D-18 step at the paper's shapes runs 1.14x faster at 4 than with its 32 clips in
+# R(2+1)D-18 step at the paper's shapes runs 1.15x faster at 4 than with its 32 clips in
 # one call, I3D's embedding 1.28x; the log-mel ResNet-18 and the speech encoders, whose
 # activations are small, run no faster (BUILD_NOTES.md).
 CPU_CLIPS_PER_CALL = 4
-CHUNKED_ON_CPU = ("r3d", "r2plus1d", "i3d_tcn")
+CONV3D_KINDS = ("r3d", "r2plus1d", "i3d_tcn")
 
 
 def resolve_clips_per_call(value, kind, platform=None):
@@ -326,7 +326,7 @@ def resolve_clips_per_call(value, kind, platform=None):
   >= 0 stays (`run_backbone`)."""
   if value == -1:
     cpu = (platform or jax.default_backend()) == "cpu"
-    return CPU_CLIPS_PER_CALL if cpu and kind in CHUNKED_ON_CPU else 0
+    return CPU_CLIPS_PER_CALL if cpu and kind in CONV3D_KINDS else 0
   if isinstance(value, bool) or not isinstance(value, int) or value < 0:
     raise ValueError(f"clips_per_call={value!r}: use a count of clips, 0 for the whole "
                      f"batch in one call or -1 for this platform's choice")
@@ -373,14 +373,15 @@ def input_spec(config):
 def build_model(config, platform=None):
   """The model of `config`: its `model`, the head of its `task`, computing in its
   `compute_dtype` on the inputs its data stores (`model_inputs`), with the `auto` choices
-  (compute dtype, 3-D convolutions, clips per backbone call) made for `platform` ('cpu', 'cuda', 'rocm', 'tpu';
-  default: this host's backend), so a program can be lowered here for another one."""
+  (compute dtype, 3-D convolutions, clips per backbone call) made for `platform` ('cpu',
+  'cuda', 'rocm', 'tpu'; default: this host's backend), so a program can be lowered here
+  for another one."""
   cfg = ml_collections.ConfigDict(config.model.to_dict())
   cfg.task = config.task
   cfg.compute_dtype = resolve_compute_dtype(config.compute_dtype, platform)
   for m in cfg.modalities:
     for c in members(cfg.backbones[m]):
-      if c.kind in ("r3d", "r2plus1d", "i3d_tcn"):
+      if c.kind in CONV3D_KINDS:
         c.conv3d = resnet.conv3d_impl(c.get("conv3d", "auto"), platform)
       c.clips_per_call = resolve_clips_per_call(c.get("clips_per_call", -1), c.kind, platform)
   cfg.inputs, cfg.rates = model_inputs(config)
