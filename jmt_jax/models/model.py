@@ -147,7 +147,9 @@ def run_backbone(backbone, cfg, x, train):
   smaller calls' activations stay in cache."""
   n = jax.tree.leaves(x)[0].shape[0]
   clips_per_call = resolve_clips_per_call(cfg.get("clips_per_call", -1), cfg.kind)
-  if train or not 0 < clips_per_call < n or backbone.is_initializing():
+  # A batch of symbolic size (an export's) is embedded in one call.
+  if (train or not isinstance(n, int) or not 0 < clips_per_call < n
+      or backbone.is_initializing()):
     return backbone(x, train)
   variables, unbound = backbone.variables, backbone.clone(parent=None)
   call = lambda y: unbound.apply(variables, y, False)  # noqa: E731
