@@ -38,7 +38,6 @@ from jmt_jax.models import model as model_lib
 from jmt_jax.models import variables as variables_lib
 from jmt_jax.runtime import cli
 from jmt_jax.runtime import library_logs
-from jmt_jax.weights import torch_import
 
 FLAGS = flags.FLAGS
 
@@ -49,11 +48,9 @@ def build(torch, transformers, directory):
   torch.manual_seed(0)
   reference = transformers.WavLMModel(transformers.WavLMConfig()).eval()
   reference.save_pretrained(directory)
-  config = config_args.load(f"configs/affwild2.py:audio_backbone=wavlm,speech_config="
-                            f"{directory}/config.json")
-  variables, _ = torch_import.convert(config, [(("audio_backbone",), directory)])
-  encoder = model_lib.build_backbone(model_lib.build_model(config).config.backbones.audio)
-  return reference, encoder, {"params": variables["params"]["audio_backbone"]}
+  return (reference, *versus_transformers.converted_encoder(
+      f"configs/affwild2.py:audio_backbone=wavlm,speech_config={directory}/config.json",
+      "audio", directory))
 
 
 def speed(torch, reference, encoder, variables):

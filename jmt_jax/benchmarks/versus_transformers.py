@@ -10,7 +10,10 @@ import time
 import jax
 import jax.numpy as jnp
 
+from jmt_jax import config_args
 from jmt_jax.benchmarks import train_step as train_step_bench
+from jmt_jax.models import model as model_lib
+from jmt_jax.weights import torch_import
 
 TORCH_SIDE = "transformers float32"
 
@@ -29,6 +32,16 @@ def import_torch(threads):
         f"cores); torch {torch.__version__} on {torch.get_num_threads()} threads; "
         f"transformers {transformers.__version__}")
   return torch, transformers
+
+
+def converted_encoder(config_arg, modality, directory):
+  """(jmt_jax backbone of `modality` in `config_arg`, its float32 variables converted
+  from the transformers checkpoint folder `directory`)."""
+  config = config_args.load(config_arg)
+  group = f"{modality}_backbone"
+  variables, _ = torch_import.convert(config, [((group,), directory)])
+  encoder = model_lib.build_backbone(model_lib.build_model(config).config.backbones[modality])
+  return encoder, {"params": variables["params"][group]}
 
 
 def jax_side(encoder, variables, x, dtype, method=None):

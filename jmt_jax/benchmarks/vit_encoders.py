@@ -22,13 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from jmt_jax import config_args
 from jmt_jax.benchmarks import versus_transformers
-from jmt_jax.models import model as model_lib
 from jmt_jax.models import vit
 from jmt_jax.runtime import cli
 from jmt_jax.runtime import library_logs
-from jmt_jax.weights import torch_import
 
 FLAGS = flags.FLAGS
 
@@ -46,11 +43,9 @@ def build(torch, transformers, family, directory):
   torch.manual_seed(0)
   model = reference().eval()
   model.save_pretrained(directory)
-  config = config_args.load(f"configs/affwild2.py:video_backbone=vit,vit_family={family},"
-                            f"vit_config={directory},vit_input_size=224")
-  variables, _ = torch_import.convert(config, [(("video_backbone",), directory)])
-  encoder = model_lib.build_backbone(model_lib.build_model(config).config.backbones.video)
-  return model, encoder, {"params": variables["params"]["video_backbone"]}
+  return (model, *versus_transformers.converted_encoder(
+      f"configs/affwild2.py:video_backbone=vit,vit_family={family},vit_config={directory},"
+      f"vit_input_size=224", "video", directory))
 
 
 def speed(torch, family, reference, encoder, variables):
