@@ -19,7 +19,10 @@ Arguments:
     config.json (default: the family's Base, ViT-B/16 or DINOv2-B/14);
     vit_input_size=N: faces resized to NxN (default: the checkpoint's size for clip and
     vit_mae, which take no other; 224 for dinov2); vit_pooling=cls (default) or mean (of
-    the patches); vit_temporal=mean (default) or max over the clip's frames;
+    the patches); vit_temporal=mean (default) or max over the clip's frames' embeddings,
+    conv (a residual temporal convolution over 3 frames, then their mean) or transformer
+    (one encoder layer over the frames, then their mean): trained with the fusion, on
+    embeddings cached once per frame when the encoder is frozen (features.cache);
   audio_backbone=resnet18 (default, on log-mels), a speech encoder on the clip's audio at
     16 kHz: wavlm, wav2vec2 or hubert (alone: then Linear(hidden -> 512), the authors'
     FcLayer), or resnet18+wavlm (the authors' README command; likewise +wav2vec2, +hubert);
@@ -126,6 +129,8 @@ def get_config(arg=None):
   c.model = dict(modalities=modalities, backbones={m: backbones[m] for m in modalities},
                  fusion=fusion, head=cc.valence_arousal_head(hidden=128, dropout=0.1),
                  freeze_backbones=bool(a.init_from) and a.freeze_backbones)
+  if a.video_backbone == "vit" and "video" in modalities:
+    c.model.temporal = dict(video=cc.vit_face_temporal(a))
   intra = {m: cc.intra_fusion(backbones[m], a.intra_fusion, widths[-1], num_heads=1,
                               num_layers=1, ffn_dim=widths[-1]) for m in modalities}
   if any(f is not None for f in intra.values()):  # absent otherwise: older workdirs resume

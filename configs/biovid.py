@@ -102,6 +102,8 @@ def get_config(arg=None):
                  fusion=fusion, head=cc.pain_head(num_classes=2 if a.classes == "binary" else 5,
                                                    mlp=mlp),
                  freeze_backbones=a.freeze_backbones)
+  if a.video_backbone == "vit" and "video" in modalities:
+    c.model.temporal = dict(video=cc.vit_face_temporal(a))
   video_fc = cc.intra_fusion(backbones["video"], "fc", embed)  # a ViT's width -> the fusion's
   if "video" in modalities and video_fc is not None:
     c.model.intra_fusion = dict(video=video_fc)

@@ -272,13 +272,12 @@ def vit_architecture(path, family):
   return arch
 
 
-def vit_encoder(family, transformers_config="", input_size=0, pooling="cls",
-                temporal="mean", **fields):
+def vit_encoder(family, transformers_config="", input_size=0, pooling="cls", **fields):
   """A ViT face encoder of `family` (clip, vit_mae, dinov2: models.vit) on each frame of
   a clip, resized to `input_size` (0: the checkpoint's own size for CLIP and MAE, which
   take no other, and 224 for DINOv2, whose position embeddings are interpolated to any),
-  pooled per frame by `pooling` ('cls' or 'mean' of the patches) and over the clip's
-  frames by `temporal` ('mean' or 'max')."""
+  pooled per frame by `pooling` ('cls' or 'mean' of the patches); a `temporal_model`
+  makes the clip's embedding of its frames'."""
   if family not in VIT_FAMILIES:
     raise ValueError(f"vit family {family!r}: use one of {list(VIT_FAMILIES)}")
   c = dict(kind="vit", family=family, **VIT_FAMILIES[family])
@@ -289,19 +288,34 @@ def vit_encoder(family, transformers_config="", input_size=0, pooling="cls",
   if family != "dinov2" and input_size not in (0, own):
     raise ValueError(f"vit_input_size={input_size}: a {family} encoder takes the "
                      f"{own}x{own} frames of its checkpoint")
-  c.update(resize_to=input_size or own, pooling=pooling, temporal=temporal, **COMPUTE)
+  c.update(resize_to=input_size or own, pooling=pooling, **COMPUTE)
   return c
 
 
+def temporal_model(kind, num_heads=8, kernel=3, num_layers=1, ffn_dim=0):
+  """How a frame encoder's embeddings of a clip's frames become the clip's
+  (models.temporal): 'mean', 'max', 'conv' (a residual temporal convolution of `kernel`
+  frames) or 'transformer' (`num_layers` post-LN layers of `num_heads` heads, FFN
+  `ffn_dim` wide, 0: 4x the width), each then averaged over the frames."""
+  return dict(kind=kind, kernel=kernel, num_layers=num_layers, num_heads=num_heads,
+              ffn_dim=ffn_dim)
+
+
 def vit_face_encoder(a):
-  """The `vit_encoder` that a config's arguments `a` (vit_family, vit_config,
-  vit_input_size, vit_pooling, vit_temporal; tiny) describe."""
+  """The `vit_encoder` and `temporal_model` that a config's arguments `a` (vit_family,
+  vit_config, vit_input_size, vit_pooling, vit_temporal; tiny) describe."""
   kwargs = dict(transformers_config=a.vit_config, input_size=a.vit_input_size,
-                pooling=a.vit_pooling, temporal=a.vit_temporal)
+                pooling=a.vit_pooling)
   if a.tiny and not a.vit_config:  # a random-init encoder of the same form, for a CPU step
     kwargs.update(hidden=16, num_layers=1, num_heads=2, mlp_dim=32, patch=8, image_size=16,
                   input_size=a.vit_input_size or 16)
   return vit_encoder(a.vit_family, **kwargs)
+
+
+def vit_face_temporal(a):
+  """The `temporal_model` named by a config's argument vit_temporal (heads of 8 features
+  in the tiny encoder, else 8 heads)."""
+  return temporal_model(a.vit_temporal, num_heads=2 if a.tiny and not a.vit_config else 8)
 
 
 def backbones(spec, kinds, arg):

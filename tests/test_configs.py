@@ -32,8 +32,9 @@ def test_all_configs_found():
 EXTRA_ARGS = {"affwild2": ("jmt,video_backbone=i3d", "jmt,audio_backbone=resnet18+wavlm",
                           "jmt,video_backbone=r2plus1d+i3d,intra_fusion=concat_fc",
                           "jmt,audio_backbone=wav2vec2,speech_layer=all,speech_size=large",
-                          "jmt,video_backbone=vit", "jmt,video_backbone=vit,vit_family=dinov2"),
-              "biovid": ("jmt,video_backbone=vit,vit_family=vit_mae",)}
+                          "jmt,video_backbone=vit,vit_temporal=transformer",
+                          "jmt,video_backbone=vit,vit_family=dinov2,vit_temporal=conv"),
+              "biovid": ("jmt,video_backbone=vit,vit_family=vit_mae,vit_temporal=max",)}
 
 
 def _args(name):
@@ -75,8 +76,8 @@ def test_every_tiny_variant_fusion_and_head_take_a_gradient_step(name, tiny_conf
       assert (batch[m].shape, batch[m].dtype) == (spec.shape, spec.dtype), (name, arg, m)
     t = config.input.num_clips
     model = model_lib.build_model(config)
-    embeddings = {m: jax.random.normal(jax.random.key(i), (1, t, model_lib.embedding_width(
-        config.model.backbones[m]))) for i, m in enumerate(config.model.modalities)}
+    embeddings = {m: jax.random.normal(jax.random.key(i), (1, t, model_lib.clip_embedding_width(
+        config, m))) for i, m in enumerate(config.model.modalities)}
     rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
     # fuse's groups: the intra-modal fusions, the fusion (none for the paper's unimodal
     # baselines, backbone + head) and the head.

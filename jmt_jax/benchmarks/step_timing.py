@@ -32,8 +32,8 @@ def synthetic_batch(config, batch_size, seed=0, embeddings=False):
     if config.input.modalities[m].kind == "frames":
       batch.setdefault("augment", {})[m] = np.tile(np.float32([0, 1, 1]), (batch_size, t, 1))
   if embeddings:
-    batch["embeddings"] = {m: rng.standard_normal((batch_size, t, model_lib.embedding_width(
-        config.model.backbones[m]))).astype(np.float32) for m in config.model.modalities}
+    batch["embeddings"] = {m: rng.standard_normal((batch_size, t, model_lib.clip_embedding_width(
+        config, m))).astype(np.float32) for m in config.model.modalities}
   for d in DIMENSIONS:
     batch[d] = rng.uniform(-1, 1, (batch_size, t)).astype(np.float32)
   batch["pain"] = rng.integers(0, config.model.head.num_classes or 1, batch_size).astype(np.int32)

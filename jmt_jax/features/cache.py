@@ -10,7 +10,10 @@ training windows (one frame in `clip_frames` on Aff-Wild2); on the others, every
 (one prediction per frame); on a split that cross-validation folds, both. Per recording,
 its clip ends (ascending) are cut into chunks of `CHUNK`; a chunk's embeddings and the
 labels of its frames are one ArrayRecord record, an uncompressed .npz (no protobuf to
-parse). `index.json`, written last, says which ends each recording has and where its
+parse). A frame encoder's embeddings (models.model.is_frame_encoder) are stored per frame
+instead, once for each frame any of those clips holds (a frame belongs to up to
+frames_per_clip clips a frame apart), in chunks of `CHUNK` frames, and a clip's are
+gathered from them when it is read. `index.json`, written last, says which ends each recording has and where its
 chunks are, and fingerprints what the embeddings depend on: the backbone weights and the
 input, backbone and data config. Training with `feature_cache=DIR` refuses a cache whose
 fingerprints differ.
@@ -36,7 +39,7 @@ from jmt_jax.models import model as model_lib
 
 CHUNK = 128  # clip ends per stored record
 INDEX = "index.json"
-VERSION = 2  # 2: the built-in data's frames are JPEG (records.FORMAT 2)
+VERSION = 3  # 2: the built-in data's frames are JPEG (records.FORMAT 2); 3: frames cached
 
 
 def _json(config_dict):
@@ -117,11 +120,24 @@ class FeatureCache:
                               self.modalities)
 
 
+def _positions(stored, wanted, what):
+  """Indices in the ascending `stored` of each of `wanted`, which it must hold; `what`
+  names the one missing (a frame index -> words)."""
+  pos = np.minimum(np.searchsorted(stored, wanted), len(stored) - 1)
+  missing = stored[pos] != wanted
+  if missing.any():
+    raise KeyError(f"the feature cache has no {what(int(wanted[missing].flat[0]))}: it was "
+                   f"extracted for other windows")
+  return pos
+
+
 class CachedWindowSource:
   """A `windows.WindowSource`'s windows with backbone embeddings in place of inputs:
-  `example["embeddings"][modality]` is (num_clips, D)."""
+  `example["embeddings"][modality]` is (num_clips, D) (a frame encoder's: its clips'
+  frames' embeddings side by side, as `MultimodalModel.embed` emits them)."""
 
   def __init__(self, window_source, records, recordings, chunk, modalities):
+    self.specs = window_source.modalities
     self.windows = window_source.windows
     self.table = window_source.table
     self.clip_frames = window_source.clip_frames
@@ -137,10 +153,22 @@ class CachedWindowSource:
   def __len__(self):
     return len(self.windows)
 
-  def _ends(self, name):
-    if name not in self._ends_of:
-      self._ends_of[name] = unruns(self.recordings[name]["ends"])
-    return self._ends_of[name]
+  def _ends(self, name, modality=None):
+    """The ascending clip ends of recording `name`, or the frames of `modality` (a frame
+    encoder's) stored."""
+    if (name, modality) not in self._ends_of:
+      runs = self.recordings[name]["ends"] if modality is None else (
+          self.recordings[name]["frames"][modality]["frames"])
+      self._ends_of[name, modality] = unruns(runs)
+    return self._ends_of[name, modality]
+
+  def _take(self, chunks, pos, key, loaded):
+    """(len(pos), ...) entries `key` at positions `pos` of the records `chunks` hold."""
+    for c in np.unique(pos // self.chunk):
+      if chunks[c] not in loaded:
+        with np.load(io.BytesIO(self.records[chunks[c]])) as z:
+          loaded[chunks[c]] = {k: z[k] for k in z.files}
+    return np.stack([loaded[chunks[p // self.chunk]][key][p % self.chunk] for p in pos.ravel()])
 
   def __getitem__(self, i):
     recording, start = (int(x) for x in self.windows[i])
@@ -148,19 +176,22 @@ class CachedWindowSource:
     if name not in self.recordings:
       raise KeyError(f"recording {name} is not in the feature cache: extract it again")
     ends = clips_lib.clip_ends(start, self.clip_frames, self.num_clips)
-    stored = self._ends(name)
-    pos = np.minimum(np.searchsorted(stored, ends), len(stored) - 1)
-    if (stored[pos] != ends).any():
-      raise KeyError(f"the feature cache has no clip of {name} ending at frame "
-                     f"{int(ends[stored[pos] != ends][0])}: it was extracted for other windows")
-    parts = {}
-    for c in np.unique(pos // self.chunk):
-      with np.load(io.BytesIO(self.records[self.recordings[name]["chunks"][c]])) as z:
-        parts[int(c)] = {k: z[k] for k in z.files}
-    take = lambda key: np.stack([parts[int(p // self.chunk)][key][p % self.chunk] for p in pos])
+    entry, loaded = self.recordings[name], {}
+    pos = _positions(self._ends(name), ends, lambda e: f"clip of {name} ending at frame {e}")
+    embeddings = {}
+    for m in self.modalities:
+      if m in entry.get("frames", {}):
+        frames = clips_lib.frame_indices(ends, self.specs[m], self.clip_frames)
+        at = _positions(self._ends(name, m), frames,
+                        lambda f, m=m: f"{m} embedding of frame {f} of {name}")
+        embeddings[m] = self._take(entry["frames"][m]["chunks"], at, m, loaded).reshape(
+            len(ends), -1)
+      else:
+        embeddings[m] = self._take(entry["chunks"], pos, m, loaded)
+    take = lambda key: self._take(entry["chunks"], pos, key, loaded)  # noqa: E731
     pain = int(self.table.pain[recording])
     return {
-        "embeddings": {m: take(m) for m in self.modalities},
+        "embeddings": embeddings,
         **{d: take(d) for d in DIMENSIONS},
         "recording": np.full(self.num_clips, recording, np.int32),
         "frame": ends.astype(np.int32),

@@ -4,6 +4,7 @@ stores and what prediction fuses."""
 import jax
 import numpy as np
 
+from jmt_jax.data import clips as clips_lib
 from jmt_jax.models import model as model_lib
 
 BATCH = 16  # clips per backbone call: one compiled shape, little padding for short inputs
@@ -25,6 +26,22 @@ def embedder(model, variables):
   """`embed_fn(model)` on `variables`: {modality: (1, clips, ...)} -> {modality: (1, clips, D)}."""
   embed = embed_fn(model)
   return lambda batch: embed(variables, batch)
+
+
+def frame_modalities(config):
+  """The modalities of `config` whose backbone is a frame encoder, embedded (and stored)
+  frame by frame (models.model.is_frame_encoder)."""
+  return tuple(m for m in config.model.modalities
+               if model_lib.is_frame_encoder(config.model.backbones[m]))
+
+
+def read_frames(store, recording, frames, specs):
+  """{modality: (len(frames), 1, S, S, 3)}: the given frames of a recording of `store`
+  as clips of one frame (`embed` gives their frame encoders' embeddings of each) for the
+  frame modalities' input configs `specs`, zeros outside the recording."""
+  one = {m: dict(s, frames_per_clip=1) for m, s in specs.items()}
+  inputs = clips_lib.read_clips(store, recording, frames, one, clip_frames=1)
+  return {m: inputs[m] for m in specs}
 
 
 def embed_clips(embed, inputs):

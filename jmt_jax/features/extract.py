@@ -9,10 +9,12 @@
 The backbones are the ones training would start from (`init_from`). The clips stored are
 those the windows use: on the training split, the clip ends of the training windows (one
 frame in `clip_frames` on Aff-Wild2); on the others, every frame (one prediction per
-frame); on a split that cross-validation folds, both. See jmt_jax.features.cache.
+frame); on a split that cross-validation folds, both. A frame encoder embeds each frame
+those clips hold once. See jmt_jax.features.cache.
 """
 
 import io
+import itertools
 import json
 import os
 import time
@@ -106,6 +108,7 @@ def extract(config, model, variables, out_dir):
   files = {key: f"{name}.array_record" for name, part in reversed(dataset.splits.items())
            for key in [id(part.source)]}
   specs = {m: config.input.modalities[m].to_dict() for m in config.model.modalities}
+  by_frame = embed_lib.frame_modalities(config)
   context = speech_context.ContextEmbedder(model, cast, specs)
   index = {"version": cache.VERSION, "chunk": cache.CHUNK,
            "input": cache.input_fingerprint(config),
@@ -116,20 +119,30 @@ def extract(config, model, variables, out_dir):
     t0 = time.time()
     store = pipeline.store(dataset, split)
     writer = ArrayRecordWriter(os.path.join(out_dir, files[key]), "group_size:1")
-    recordings, num_records = {}, 0
+    recordings, ids = {}, itertools.count()
+
+    def write(record):  # -> its index in the file
+      writer.write(_encode(record))
+      return next(ids)
+
+    per_clip = {m: s for m, s in specs.items() if m not in by_frame}
     for r in sorted(ends):
       chunks = []
       for first in range(0, len(ends[r]), cache.CHUNK):
         chunk_ends = ends[r][first:first + cache.CHUNK]
-        clips = clips_lib.read_clips(store, r, chunk_ends, specs, config.input.clip_frames)
-        inputs = {m: clips[m] for m in config.model.modalities}
+        clips = clips_lib.read_clips(store, r, chunk_ends, per_clip, config.input.clip_frames)
+        inputs = {m: clips[m] for m in per_clip}
         inputs.update(context(store, r, chunk_ends) if context else {})
-        record = embed_lib.embed_clips(embed, inputs)
+        record = embed_lib.embed_clips(embed, inputs) if inputs else {}
         record.update({d: clips[d] for d in DIMENSIONS})
-        writer.write(_encode(record))
-        chunks.append(num_records)
-        num_records += 1
-      recordings[store.table.names[r]] = {"ends": runs_of(ends[r]), "chunks": chunks}
+        chunks.append(write(record))
+      entry = recordings[store.table.names[r]] = {"ends": runs_of(ends[r]), "chunks": chunks}
+      for m in by_frame:  # each frame the clips hold, once
+        frames = np.unique(clips_lib.frame_indices(ends[r], specs[m], config.input.clip_frames))
+        entry.setdefault("frames", {})[m] = {"frames": runs_of(frames), "chunks": [
+            write(embed_lib.embed_clips(embed, embed_lib.read_frames(
+                store, r, frames[first:first + cache.CHUNK], {m: specs[m]})))
+            for first in range(0, len(frames), cache.CHUNK)]}
     writer.close()
     index["stores"][files[key]] = recordings
     index["seconds"][files[key]] = round(time.time() - t0, 1)

@@ -6,7 +6,8 @@ Passes over the recording, none holding it in memory:
 1. for each track, every frame is decoded at the video's own rate, the face cropped as
    the training crops were (`faces.crops`), and the clip ending on it embedded by the
    backbones (clips are built by the training clip reader, `data.clips.read_clips`;
-   embeddings are spilled to disk);
+   embeddings are spilled to disk); a frame encoder embeds the frame alone, once, and
+   a clip's frames' embeddings are gathered in pass 2;
 2. the fusion and head run over windows of those embeddings laid as evaluation lays them
    (valence/arousal: every frame the last frame of exactly one clip; pain: one window
    ending on every frame), in fixed-size batches.
@@ -80,6 +81,7 @@ class Predictor:
       self.step = 0
     self.modalities = {m: self.config.input.modalities[m].to_dict()
                        for m in self.config.model.modalities}
+    self.by_frame = embed_lib.frame_modalities(self.config)
     signals = self.config.data.signals
     self.frame_size = int(signals.frame_size)
     self.rates = {"audio_rate": signals.audio_rate, "bio_rate": signals.bio_rate}
@@ -157,9 +159,13 @@ class Predictor:
 
   # ------------------------------------------------------------------ pass 1: clip embeddings
   def _embed(self, store, ends):
-    """{modality: (len(ends), D)} embeddings of the clips ending at `ends`."""
-    inputs = clips_lib.read_clips(store, 0, ends, self.modalities, self.config.input.clip_frames)
-    inputs = {m: inputs[m] for m in self.modalities}
+    """{modality: (len(ends), D)} embeddings of the clips ending at `ends` (of the frames
+    `ends`, for a frame encoder)."""
+    per_clip = {m: s for m, s in self.modalities.items() if m not in self.by_frame}
+    inputs = clips_lib.read_clips(store, 0, ends, per_clip, self.config.input.clip_frames)
+    inputs = {m: inputs[m] for m in per_clip}
+    inputs.update(embed_lib.read_frames(store, 0, ends, {m: self.modalities[m]
+                                                        for m in self.by_frame}))
     for m in self.context.members:  # filled in once the audio is whole (_fill_context)
       lo, hi = model_lib.context_columns(self.model.config.backbones[m])
       inputs[model_lib.context_key(m)] = np.zeros((len(ends), hi - lo), np.float32)
@@ -186,6 +192,15 @@ class Predictor:
                                clips)
 
   # ------------------------------------------------------------------ pass 2: fusion
+  def _clip_rows(self, rows, m, ends):
+    """(ends.shape + (D,)) embeddings of modality `m` of the clips ending at `ends`: a
+    frame encoder's frames' side by side."""
+    index = ends
+    if m in self.by_frame:
+      index = clips_lib.frame_indices(ends.reshape(-1), self.modalities[m],
+                                      self.config.input.clip_frames)
+    return rows[m].take(index).reshape(ends.shape + (-1,))
+
   def _fuse_windows(self, rows, ends, num_frames, progress):
     batch = self.config.eval.batch_size
     outputs = []
@@ -193,9 +208,7 @@ class Predictor:
                              disable=not progress):
       part = ends[first:first + batch]
       pad = batch - len(part)
-      emb = {m: np.concatenate([rows[m].take(part).reshape(part.shape + (-1,)),
-                                np.zeros((pad,) + part.shape[1:] + (rows[m].width,),
-                                         np.float32)])
+      emb = {m: np.pad(self._clip_rows(rows, m, part), [(0, pad), (0, 0), (0, 0)])
              for m in self.modalities}
       out = jax.device_get(self.fuse(emb))
       outputs.append({k: v[:len(part)] for k, v in out.items()})
@@ -238,9 +251,9 @@ class Predictor:
       pending += list(range(n, int(ends.max()) + 1))  # padding clips of the last windows
       if pending:
         self._embed_into(store, pending, rows)
-      if (ends < 0).any():  # a clip wholly before frame 0 reads only zeros
-        for m, r in self._embed(store, [-1]).items():
-          rows[m].before_start = r[0]
+      # A clip wholly before frame 0 reads only zeros, as does a frame before it.
+      for m, r in self._embed(store, [-1]).items():
+        rows[m].before_start = r[0]
       if self.context:
         self._fill_context(store, rows)
       values = self._fuse_windows(rows, ends, n, progress)

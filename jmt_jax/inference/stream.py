@@ -51,7 +51,8 @@ class DiskSignal:
 
 class RowFile:
   """Fixed-width float32 rows appended in order and read back by row index; index -1
-  (any negative index) is `before_start`, the row of a clip wholly before frame 0."""
+  (any negative index) is `before_start`, the row of a clip wholly before frame 0 (of a
+  frame before it, in a frame encoder's rows)."""
 
   def __init__(self, path, width):
     self.width = width

@@ -19,12 +19,22 @@ from jmt_jax.models import i3d
 from jmt_jax.models import intra_fusion
 from jmt_jax.models import resnet
 from jmt_jax.models import speech
+from jmt_jax.models import temporal as temporal_lib
 from jmt_jax.models import vit
 
 BACKBONE_KINDS = ("resnet2d", "r3d", "r2plus1d", "biosignal_cnn", "i3d_tcn", *speech.KINDS,
                   "vit", "pair", "precomputed")
 # The two backbones of a `pair`, in the order their embeddings are concatenated.
 PAIR = ("first", "second")
+# Backbones embedding each frame of a clip on its own: a temporal model (models.temporal)
+# makes the clip's embedding of them, after the backbones.
+FRAME_ENCODER_KINDS = ("vit",)
+
+
+def is_frame_encoder(cfg):
+  """Whether backbone config `cfg` embeds frames one by one (`embed` then emits a clip's
+  frames' embeddings side by side, and caches store one per frame: features.cache)."""
+  return cfg.kind in FRAME_ENCODER_KINDS
 
 
 def is_backbone(module_name):
@@ -68,9 +78,11 @@ def build_backbone(cfg, name=None):
     return _rematerialised(vit.ViT, remat)(
         family=cfg.family, hidden=cfg.hidden, num_layers=cfg.num_layers,
         num_heads=cfg.num_heads, mlp_dim=cfg.mlp_dim, patch=cfg.patch,
-        image_size=cfg.image_size, act=cfg.act, eps=cfg.eps, pooling=cfg.pooling,
-        temporal=cfg.temporal, name=name)
+        image_size=cfg.image_size, act=cfg.act, eps=cfg.eps, pooling=cfg.pooling, name=name)
   if cfg.kind == "pair":
+    if any(is_frame_encoder(c) for c in members(cfg)):
+      raise ValueError("a frame encoder (video_backbone=vit) goes alone, not in a pair: its "
+                       "frames' embeddings are cached and merged per frame, a pair's per clip")
     return BackbonePair(cfg, name=name)
   if cfg.kind == "precomputed":
     return Precomputed(name=name)
@@ -90,8 +102,9 @@ def members(cfg):
 
 
 def embedding_layout(cfg):
-  """[(hidden states, width)] of each backbone of `cfg`, in the order of its embedding:
-  a speech encoder with layer 'all' emits num_layers + 1 pooled hidden states."""
+  """[(hidden states, width)] of each backbone of `cfg`, in the order of its embedding
+  (a frame encoder's after its temporal model): a speech encoder with layer 'all' emits
+  num_layers + 1 pooled hidden states."""
   out = []
   for c in members(cfg):
     if c.kind in speech.KINDS:
@@ -108,8 +121,23 @@ def embedding_layout(cfg):
 
 
 def embedding_width(cfg):
-  """Features per clip that the backbone(s) of `cfg` emit (`MultimodalModel.embed`)."""
+  """Features per clip that the backbone(s) of `cfg` emit (`MultimodalModel.embed`); per
+  frame for a frame encoder."""
   return sum(states * width for states, width in embedding_layout(cfg))
+
+
+def frames_embedded(config, modality):
+  """Embeddings per clip of `modality` in `embed`'s output: its input's frames_per_clip
+  for a frame encoder, else 1."""
+  if is_frame_encoder(config.model.backbones[modality]):
+    return config.input.modalities[modality].frames_per_clip
+  return 1
+
+
+def clip_embedding_width(config, modality):
+  """Features per clip of `modality` in `MultimodalModel.embed`'s output under `config`."""
+  return (frames_embedded(config, modality)
+          * embedding_width(config.model.backbones[modality]))
 
 
 class Precomputed(nn.Module):
@@ -225,6 +253,10 @@ class MultimodalModel(nn.Module):
     # Parameter groups are named `<modality>_backbone`, as the converted checkpoints are.
     for m in cfg.modalities:
       setattr(self, f"{m}_backbone", build_backbone(cfg.backbones[m]))
+      if is_frame_encoder(cfg.backbones[m]):
+        setattr(self, f"{m}_temporal", temporal_lib.build(
+            cfg.get("temporal", {}).get(m, ml_collections.ConfigDict({"kind": "mean"})),
+            cfg.inputs[m]["frames_per_clip"], embedding_width(cfg.backbones[m])))
       merge = cfg.get("intra_fusion", {}).get(m)
       if merge is not None:
         setattr(self, f"{m}_intra_fusion", intra_fusion.build(
@@ -236,12 +268,14 @@ class MultimodalModel(nn.Module):
     return COMPUTE_DTYPES[self.config.compute_dtype]
 
   def embed(self, batch, train=False):
-    """{modality: (B, T, D)}; a chunked speech encoder's columns come from
-    batch[context_key(modality)] (features.speech_context), which it must hold."""
+    """{modality: (B, T, D)} of the modalities `batch` holds (a frame encoder's: its
+    frames' embeddings side by side, D = frames x width); a chunked speech encoder's
+    columns come from batch[context_key(modality)] (features.speech_context), which it
+    must hold."""
     cfg = self.config
     frozen = cfg.get("freeze_backbones", False)
     embeddings = {}
-    for m in cfg.modalities:
+    for m in (m for m in cfg.modalities if m in batch):
       x = batch[m]
       b, t = x.shape[:2]
       aug = batch.get("augment", {}).get(m) if train else None
@@ -284,6 +318,8 @@ class MultimodalModel(nn.Module):
   def fuse(self, embeddings, train=False):
     cfg = self.config
     merged = cfg.get("intra_fusion", {})
+    embeddings = {m: getattr(self, f"{m}_temporal")(e) if is_frame_encoder(cfg.backbones[m])
+                  else e for m, e in embeddings.items()}
     embeddings = {m: getattr(self, f"{m}_intra_fusion")(e) if m in merged else e
                   for m, e in embeddings.items()}
     dims = {embeddings[m].shape[-1] for m in cfg.modalities}

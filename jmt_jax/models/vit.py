@@ -26,7 +26,6 @@ from jmt_jax.models import attention
 
 FAMILIES = ("clip", "vit_mae", "dinov2")
 POOLINGS = ("cls", "mean")
-TEMPORAL = ("mean", "max")  # over a clip's frames
 
 _ACTIVATIONS = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
@@ -102,11 +101,12 @@ class Layer(nn.Module):
 
 
 class ViT(nn.Module):
-  """A frame encoder and, called on clips, a clip backbone. A frame's embedding is its
-  class token (`pooling` 'cls', each family's pooled output) or the mean of its patch
-  tokens ('mean') in the last hidden state; a clip's is its frames' mean or max
-  (`temporal`). `image_size` is the checkpoint's (its position embeddings' grid);
-  DINOv2 takes frames of other sizes, CLIP and MAE that one only."""
+  """A frame encoder. A frame's embedding is its class token (`pooling` 'cls', each
+  family's pooled output) or the mean of its patch tokens ('mean') in the last hidden
+  state. Called on clips, it embeds each frame; a temporal model (models.temporal) makes
+  the clip's embedding of them after the backbones. `image_size` is the checkpoint's
+  (its position embeddings' grid); DINOv2 takes frames of other sizes, CLIP and MAE that
+  one only."""
 
   family: str
   hidden: int
@@ -118,7 +118,6 @@ class ViT(nn.Module):
   act: str = "gelu"
   eps: float = 1e-6
   pooling: str = "cls"
-  temporal: str = "mean"
 
   def setup(self):
     if self.family not in FAMILIES:
@@ -127,8 +126,6 @@ class ViT(nn.Module):
       raise ValueError(f"hidden_act={self.act!r}: use one of {list(ACTIVATIONS)}")
     if self.pooling not in POOLINGS:
       raise ValueError(f"pooling={self.pooling!r}: use one of {list(POOLINGS)}")
-    if self.temporal not in TEMPORAL:
-      raise ValueError(f"temporal={self.temporal!r}: use one of {list(TEMPORAL)}")
     clip = self.family == "clip"
     d, grid = self.hidden, self.image_size // self.patch
     self.patch_embed = nn.Conv(d, (self.patch, self.patch), strides=(self.patch, self.patch),
@@ -195,10 +192,8 @@ class ViT(nn.Module):
     return self.pool(self.hidden_states(pixels))
 
   def __call__(self, clips, train=False):
-    """(N, F, H, W, 3) clips -> (N, hidden): each frame embedded, then pooled over the
-    clip by `temporal`."""
+    """(N, F, H, W, 3) clips -> (N, F * hidden): each frame's embedding, side by side."""
     del train  # no dropout, no batch statistics
     n, f = clips.shape[:2]
-    frames = self.embed_frames(clips.reshape((n * f,) + clips.shape[2:])).reshape(n, f, -1)
-    return frames.max(axis=1) if self.temporal == "max" else frames.mean(axis=1)
+    return self.embed_frames(clips.reshape((n * f,) + clips.shape[2:])).reshape(n, -1)
 

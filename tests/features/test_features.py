@@ -9,6 +9,7 @@ import pytest
 from conftest import module_command
 from conftest import run
 from jmt_jax import experiment
+from jmt_jax.data import clips as clips_lib
 from jmt_jax.evaluation import scoring
 from jmt_jax.features import cache as cache_lib
 from jmt_jax.features import extract
@@ -20,8 +21,8 @@ from jmt_jax.weights import init_from
 pytestmark = pytest.mark.xdist_group("features")  # its module fixtures are built once
 
 
-def _config(tiny_config, cache_dir, **args):
-  config = tiny_config("affwild2", "tiny")
+def _config(tiny_config, cache_dir, arg="tiny", **args):
+  config = tiny_config("affwild2", arg)
   config.model.freeze_backbones = True
   config.input.augment = {}  # a cached clip has one embedding: no augmentation
   config.train.update(num_steps=3, batch_size=4, eval_every=3, checkpoint_every=3)
@@ -91,6 +92,39 @@ def test_a_cache_of_other_backbones_is_refused(tiny_config, cache, tmp_path):
   config = _config(tiny_config, tmp_path / "nothing")
   with pytest.raises(FileNotFoundError, match="python -m jmt_jax.features.extract"):
     experiment.Data(config)
+
+
+VIT = "tiny,video_backbone=vit,vit_temporal=transformer"
+
+
+@pytest.mark.slow
+def test_a_frame_encoder_is_cached_once_per_frame_and_trains_as_end_to_end(tiny_config,
+                                                                           tmp_path):
+  """A frozen ViT's embeddings are stored once per frame the clips hold, fewer than the
+  clips' frames, and training its temporal model and the fusion on them scores as
+  running the ViT on every step does."""
+  config = _config(tiny_config, tmp_path / "cache", VIT)
+  index = extract.extract_config(config)
+  spec = config.input.modalities.video
+  passes = {"per frame": 0, "per clip": 0}
+  for recordings in index["stores"].values():
+    for entry in recordings.values():
+      ends = cache_lib.unruns(entry["ends"])
+      frames = cache_lib.unruns(entry["frames"]["video"]["frames"])
+      np.testing.assert_array_equal(frames, np.unique(clips_lib.frame_indices(
+          ends, spec, config.input.clip_frames)))
+      passes["per frame"] += len(frames)
+      passes["per clip"] += len(ends) * spec.frames_per_clip
+  assert passes["per frame"] < passes["per clip"]  # evaluation's clips overlap
+  scores, losses = {}, {}
+  for name, cache_dir in (("end_to_end", ""), ("cached", tmp_path / "cache")):
+    workdir = tmp_path / name
+    scores[name] = train.train_and_evaluate(_config(tiny_config, cache_dir, VIT), str(workdir))
+    losses[name] = [json.loads(l)["train/loss"]
+                    for l in (workdir / "metrics.jsonl").read_text().splitlines()
+                    if "train/loss" in l]
+  np.testing.assert_allclose(losses["cached"], losses["end_to_end"], rtol=1e-4)
+  assert scores["cached"] == pytest.approx(scores["end_to_end"], rel=1e-4, abs=1e-5)
 
 
 def test_clip_ends_round_trip_through_runs():

@@ -242,6 +242,30 @@ def test_streamed_predictions_equal_the_model_on_whole_windows(va_model, videos,
     np.testing.assert_allclose(result.values[dim], np.clip(expected, -1, 1), atol=2e-5)
 
 
+@pytest.mark.slow
+def test_a_frame_encoder_predicts_and_exports_as_the_whole_model(tmp_path_factory, data_dir,
+                                                                 videos, tmp_path):
+  """A ViT embeds each frame once while streaming; its clips gathered from those equal
+  the whole model on every window, as does its export."""
+  workdir = _workdir(tmp_path_factory, data_dir, "tiny,video_backbone=vit")
+  model = _predictor(workdir)
+  assert model.by_frame == ("video",)
+  for name in ("face.mp4", "no_face.mp4"):
+    path, _ = videos[name]
+    result = model.predict(path, progress=False)
+    n, ends, reference = _whole_recording_outputs(model, path)
+    for dim in abaw.DIMENSIONS:
+      expected = abaw.reassemble(["r"], [n], np.zeros(ends.shape, int), ends, reference[dim])
+      np.testing.assert_allclose(result.values[dim], np.clip(expected["r"], -1, 1), atol=2e-5)
+  signature = export.export_workdir(workdir, str(tmp_path / "export"))
+  batch = {m: np.random.default_rng(0).integers(0, 256, [2, *s["shape"][1:]]).astype(s["dtype"])
+           if s["dtype"] == "uint8" else np.zeros([2, *s["shape"][1:]], s["dtype"])
+           for m, s in signature["inputs"].items()}
+  got, want = exported.load(str(tmp_path / "export"))(batch), model.whole_model(batch)
+  for k in want:
+    np.testing.assert_allclose(got[k], want[k], atol=1e-5)
+
+
 def test_missing_face_and_audio_are_the_zeros_training_saw(va_model, videos):
   """No audio stream predicts as a silent track (the same frames: FFV1 is lossless);
   a video without a face as zero crops (checked against the whole-window model above)."""
