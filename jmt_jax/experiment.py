@@ -8,7 +8,6 @@ the mesh, the data, the model and its trained variables (no optimizer state);
 prediction, export and feature extraction build only the model and its variables.
 """
 
-import jax
 
 from jmt_jax import tasks
 from jmt_jax import workdir as workdir_lib
@@ -17,6 +16,7 @@ from jmt_jax.data import pipeline
 from jmt_jax.features import cache
 from jmt_jax.models import model as model_lib
 from jmt_jax.models import variables as variables_lib
+from jmt_jax.runtime import compiler
 from jmt_jax.runtime import sharding
 
 
@@ -63,13 +63,12 @@ def make_predict(model, task_name, from_embeddings=False):
   `recording` and `frame`."""
   keys = (*tasks.get(task_name).label_keys, "recording", "frame")
 
-  @jax.jit
   def predict(variables, batch):
     cast = variables_lib.cast(model, variables["params"], variables["batch_stats"])
     return (variables_lib.apply(model, cast, batch, from_embeddings),
             {k: batch[k] for k in keys})
 
-  return predict
+  return compiler.jit(predict, fusion_only=from_embeddings)
 
 
 class Evaluation:

@@ -27,6 +27,7 @@ from jmt_jax.features import cache
 from jmt_jax.features import extract
 from jmt_jax.models import model as model_lib
 from jmt_jax.runtime import cli
+from jmt_jax.runtime import compiler
 from jmt_jax.runtime import library_logs
 from jmt_jax.training import train
 from jmt_jax.training import train_step
@@ -42,9 +43,10 @@ def epoch_seconds(config, model, tx, state):
   source = data.source("train", train=True)
   batch_size = config.train.batch_size
   steps = max(1, len(source) // batch_size)
-  step = jax.jit(train_step.make_train_step(model, tx, config.task,
+  step = compiler.jit(train_step.make_train_step(model, tx, config.task,
                                             config.train.grad_accum_steps,
-                                            data.from_embeddings), donate_argnums=0)
+                                            data.from_embeddings),
+                      fusion_only=data.from_embeddings, donate_argnums=0)
   it = pipeline.train_iterator(source, batch_size, seed=config.seed, process_index=0,
                                process_count=1, read_threads=config.train.read_threads)
   state, logs = step(state, jax.device_put(next(it)))  # compiles

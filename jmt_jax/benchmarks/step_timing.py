@@ -9,6 +9,7 @@ import numpy as np
 
 from jmt_jax.data.records import DIMENSIONS
 from jmt_jax.models import model as model_lib
+from jmt_jax.runtime import compiler
 from jmt_jax.training import train
 from jmt_jax.training import train_step
 
@@ -65,9 +66,9 @@ def _jitted_step(config, from_embeddings):
   model = model_lib.build_model(config)
   tx = train.make_optimizer(config.optimizer, config.train.num_steps,
                             config.model.get("freeze_backbones", False))
-  step = jax.jit(train_step.make_train_step(model, tx, config.task,
+  step = compiler.jit(train_step.make_train_step(model, tx, config.task,
                                             config.train.grad_accum_steps, from_embeddings),
-                 donate_argnums=0)
+                 fusion_only=from_embeddings, donate_argnums=0)
   return model, tx, step
 
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from jmt_jax import config_args
 from jmt_jax.benchmarks import train_step as train_step_bench
 from jmt_jax.models import model as model_lib
+from jmt_jax.runtime import compiler
 from jmt_jax.weights import torch_import
 
 TORCH_SIDE = "transformers float32"
@@ -44,14 +45,17 @@ def converted_encoder(config_arg, modality, directory):
   return encoder, {"params": variables["params"][group]}
 
 
-def jax_side(encoder, variables, x, dtype, method=None):
+def jax_side(encoder, variables, x, dtype, method=None, flops_method=None):
   """(compiled forward of `encoder` (its `method`, default __call__) on `x`, returning
-  its float32 output; XLA's FLOPs) in `dtype`, parameters cast to it too."""
+  its float32 output; XLA's FLOPs) in `dtype`, parameters cast to it too. The FLOPs are
+  counted on the compiled program, or on the lowered `flops_method` (the same work
+  without loops: XLA counts a loop's body once)."""
   cast = jax.tree.map(lambda p: jnp.asarray(p, dtype), variables)
-  fn = jax.jit(lambda v, y: encoder.apply(v, y.astype(dtype), method=method).astype(
-      jnp.float32))
-  compiled = fn.lower(cast, x).compile()
-  cost = compiled.cost_analysis()
+  forward = lambda m: compiler.jit(lambda v, y: encoder.apply(  # noqa: E731
+      v, y.astype(dtype), method=m).astype(jnp.float32))
+  compiled = forward(method).lower(cast, x).compile()
+  cost = (compiled if flops_method is None else
+          forward(flops_method).lower(cast, x)).cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   run = lambda: compiled(cast, x).block_until_ready()  # noqa: E731
   run()

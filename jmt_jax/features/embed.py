@@ -6,6 +6,7 @@ import numpy as np
 
 from jmt_jax.data import clips as clips_lib
 from jmt_jax.models import model as model_lib
+from jmt_jax.runtime import compiler
 
 BATCH = 16  # clips per backbone call: one compiled shape, little padding for short inputs
 
@@ -13,7 +14,7 @@ BATCH = 16  # clips per backbone call: one compiled shape, little padding for sh
 def embed_fn(model):
   """Jitted (variables, {modality: (1, clips, ...) inputs}) -> {modality: (1, clips, D)}:
   `model.embed`, with variables as `model.apply` takes them (`models.variables.cast`)."""
-  return jax.jit(lambda v, batch: model.apply(v, batch, method=model.embed))
+  return compiler.jit(lambda v, batch: model.apply(v, batch, method=model.embed))
 
 
 def batch_spec(config):

@@ -14,7 +14,6 @@ HuBERT and WavLM form), each `field` samples wide (400): models.speech.frame_geo
 
 import math
 
-import jax
 import numpy as np
 from scipy import signal
 
@@ -22,6 +21,7 @@ from jmt_jax.data import clips as clips_lib
 from jmt_jax.data import records
 from jmt_jax.models import model as model_lib
 from jmt_jax.models import speech
+from jmt_jax.runtime import compiler
 
 
 def encode_recording(frames_of, waveform, cfg, chunk_seconds=10.0, margin_seconds=1.0,
@@ -78,7 +78,7 @@ class ContextEmbedder:
     self.specs = specs
     self.members = {m: c for m in specs
                     for c in [model_lib.chunked_member(model.config.backbones[m])] if c}
-    self._frames = {m: jax.jit(lambda w, m=m: model.apply(variables, m, w,
+    self._frames = {m: compiler.jit(lambda w, m=m: model.apply(variables, m, w,
                                                           method=model.context_frames))
                     for m in self.members}
     self._recording = None

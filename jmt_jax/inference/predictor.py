@@ -39,6 +39,7 @@ from jmt_jax.media import biosignals
 from jmt_jax.media import decode
 from jmt_jax.models import model as model_lib
 from jmt_jax.models import variables as variables_lib
+from jmt_jax.runtime import compiler
 
 
 @dataclasses.dataclass
@@ -88,7 +89,7 @@ class Predictor:
     cast = variables_lib.cast(model, variables["params"], variables["batch_stats"])
     self.embed = embed_lib.embedder(model, cast)
     self.context = speech_context.ContextEmbedder(model, cast, self.modalities)
-    fuse = jax.jit(lambda v, e: model.apply(v, e, method=model.fuse))
+    fuse = compiler.jit(lambda v, e: model.apply(v, e, method=model.fuse), fusion_only=True)
     self.fuse = lambda embeddings: fuse(cast, embeddings)
 
   def uses(self, kind):

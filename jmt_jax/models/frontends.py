@@ -127,10 +127,22 @@ def normalized(x):
   return (x - mean) / jnp.sqrt(jnp.square(x - mean).mean(axis=-1, keepdims=True) + 1e-7)
 
 
+@functools.cache
+def _bilinear_matrix(size_in, size_out):
+  """(size_out, size_in) weights of `jax.image.resize`'s 'bilinear' along one axis: it is
+  linear and separable, so resizing the identity gives them."""
+  with jax.ensure_compile_time_eval():
+    return np.asarray(jax.image.resize(np.eye(size_in, dtype=np.float32),
+                                       (size_out, size_in), "bilinear"))
+
+
 def resize(x, size):
   """(..., H, W, C) frames resized to `size` x `size` (None: as they are), bilinear with
   half-pixel centres, as the authors' `F.interpolate(..., mode='trilinear')` resizes
-  clips for their I3D."""
-  if size and x.shape[-3:-1] != (size, size):
-    x = jax.image.resize(x, x.shape[:-3] + (size, size, x.shape[-1]), "bilinear")
+  clips for their I3D: `jax.image.resize`'s weights, applied here as two matmuls so
+  that they carry the caller's name scope (the front end's, in a lowered program)."""
+  h, w = x.shape[-3:-1]
+  if size and (h, w) != (size, size):
+    x = jnp.einsum("hi,...ijc,wj->...hwc", _bilinear_matrix(h, size), x,
+                   _bilinear_matrix(w, size), precision=jax.lax.Precision.HIGHEST)
   return x

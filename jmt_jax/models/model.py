@@ -172,7 +172,11 @@ def run_backbone(backbone, cfg, x, train):
   computed `cfg.clips_per_call` (`resolve_clips_per_call`) clips at a time in a loop when
   the backbone runs in inference mode (train False) and that count is below N. Each clip
   is embedded on its own either way, so the numbers agree to rounding; on a CPU the
-  smaller calls' activations stay in cache."""
+  smaller calls' activations stay in cache. A frame encoder's (N, F, ...) clips go as N
+  x F clips of one frame: the count is of frames."""
+  if is_frame_encoder(cfg) and not train and x.shape[1] > 1:
+    n, f = x.shape[:2]
+    return run_backbone(backbone, cfg, x.reshape((n * f, 1) + x.shape[2:]), train).reshape(n, -1)
   n = jax.tree.leaves(x)[0].shape[0]
   clips_per_call = resolve_clips_per_call(cfg.get("clips_per_call", -1), cfg.kind)
   # A batch of symbolic size (an export's) is embedded in one call.
@@ -355,6 +359,7 @@ def resolve_compute_dtype(name, platform=None):
 # activations are small, run no faster (BUILD_NOTES.md).
 CPU_CLIPS_PER_CALL = 4
 CONV3D_KINDS = ("r3d", "r2plus1d", "i3d_tcn")
+CHUNKED_ON_CPU = CONV3D_KINDS + FRAME_ENCODER_KINDS  # a ViT's frames: BUILD_NOTES.md
 
 
 def resolve_clips_per_call(value, kind, platform=None):
@@ -364,7 +369,7 @@ def resolve_clips_per_call(value, kind, platform=None):
   >= 0 stays (`run_backbone`)."""
   if value == -1:
     cpu = (platform or jax.default_backend()) == "cpu"
-    return CPU_CLIPS_PER_CALL if cpu and kind in CONV3D_KINDS else 0
+    return CPU_CLIPS_PER_CALL if cpu and kind in CHUNKED_ON_CPU else 0
   if isinstance(value, bool) or not isinstance(value, int) or value < 0:
     raise ValueError(f"clips_per_call={value!r}: use a count of clips, 0 for the whole "
                      f"batch in one call or -1 for this platform's choice")

@@ -57,14 +57,19 @@ def bicubic_matrix(size_in, size_out):
 
 class SelfAttention(nn.Module):
   """Multi-head self-attention with transformers' q/k/v/out projections (`q_proj`...),
-  q, k and v in one matmul."""
+  q, k and v in one matmul; with `first_only`, the first token's output alone (its
+  query against every key)."""
 
   num_heads: int
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, first_only=False):
     dim = x.shape[-1]
-    qkv = attention.project(x, [attention.DenseParams(name=f"{p}_proj")(dim) for p in "qkv"])
+    params = [attention.DenseParams(name=f"{p}_proj")(dim) for p in "qkv"]
+    if first_only:
+      qkv = attention.project(x[:, :1], params[:1]) + attention.project(x, params[1:])
+    else:
+      qkv = attention.project(x, params)
     out, _ = attention.heads_attention(*qkv, self.num_heads)
     return attention.project(out, [attention.DenseParams(name="out_proj")(dim)])[0]
 
@@ -78,7 +83,8 @@ class LayerScale(nn.Module):
 
 
 class Layer(nn.Module):
-  """x + s1 * attn(LN1(x)); then x + s2 * MLP(LN2(x)); s1, s2 layer scales (DINOv2) or 1."""
+  """x + s1 * attn(LN1(x)); then x + s2 * MLP(LN2(x)); s1, s2 layer scales (DINOv2) or 1.
+  With `first_only`, the first token's output alone."""
 
   num_heads: int
   mlp_dim: int
@@ -87,12 +93,13 @@ class Layer(nn.Module):
   layer_scale: bool
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, first_only=False):
     dim = x.shape[-1]
-    y = SelfAttention(self.num_heads, name="attn")(nn.LayerNorm(epsilon=self.eps, name="norm1")(x))
+    y = SelfAttention(self.num_heads, name="attn")(
+        nn.LayerNorm(epsilon=self.eps, name="norm1")(x), first_only)
     if self.layer_scale:
       y = LayerScale(name="scale1")(y)
-    x = x + y
+    x = (x[:, :1] if first_only else x) + y
     y = nn.LayerNorm(epsilon=self.eps, name="norm2")(x)
     y = nn.Dense(dim, name="fc2")(_ACTIVATIONS[self.act](nn.Dense(self.mlp_dim, name="fc1")(y)))
     if self.layer_scale:
@@ -164,6 +171,12 @@ class ViT(nn.Module):
   def hidden_states(self, pixels):
     """[embeddings (after CLIP's pre-norm), each layer's output]: (N, 1 + patches, hidden)
     each, as `transformers` returns them with output_hidden_states."""
+    states = [self._embeddings(pixels)]
+    for layer in self.layers:
+      states.append(layer(states[-1]))
+    return states
+
+  def _embeddings(self, pixels):
     x = self.patch_embed(pixels)
     n, gh, gw, d = x.shape
     x = x.reshape(n, gh * gw, d)
@@ -171,10 +184,7 @@ class ViT(nn.Module):
     x = jnp.concatenate([cls, x], axis=1) + self._positions(gh, gw, x.dtype)
     if self.family == "clip":
       x = self.pre_norm(x)
-    states = [x]
-    for layer in self.layers:
-      states.append(layer(states[-1]))
-    return states
+    return x
 
   def last_hidden_state(self, states):
     """The final sequence as each family's model returns it: MAE and DINOv2 normalised,
@@ -188,8 +198,15 @@ class ViT(nn.Module):
     return self.norm(last[:, 0]) if self.family == "clip" else last[:, 0]
 
   def embed_frames(self, pixels):
-    """(M, H, W, 3) normalised frames -> (M, hidden) pooled embeddings."""
-    return self.pool(self.hidden_states(pixels))
+    """(M, H, W, 3) normalised frames -> (M, hidden) pooled embeddings. When the class
+    token is the embedding (pooling 'cls'), the last layer computes its output alone:
+    its keys and values for every token, the rest for one (7% of ViT-B/16's FLOPs saved)."""
+    if self.pooling != "cls":
+      return self.pool(self.hidden_states(pixels))
+    x = self._embeddings(pixels)
+    for layer in self.layers[:-1]:
+      x = layer(x)
+    return self.pool([self.layers[-1](x, first_only=True)])
 
   def __call__(self, clips, train=False):
     """(N, F, H, W, 3) clips -> (N, F * hidden): each frame's embedding, side by side."""

@@ -12,6 +12,7 @@ from jmt_jax import workdir as workdir_lib
 from jmt_jax.data import pipeline
 from jmt_jax.evaluation import scoring
 from jmt_jax.models import model as model_lib
+from jmt_jax.runtime import compiler
 from jmt_jax.runtime import preemption
 from jmt_jax.runtime import sharding
 from jmt_jax.training import metric_writers
@@ -120,10 +121,10 @@ def _train_and_evaluate(config, workdir):
   logging.info("Parameters: %s", f"{sum(x.size for x in jax.tree.leaves(abstract.params)):,}")
 
   # ---------------------------------------------------------------- Step
-  train_step = jax.jit(
+  train_step = compiler.jit(
       step_lib.make_train_step(model, tx, config.task, config.train.grad_accum_steps,
                                data.from_embeddings),
-      in_shardings=(state_shardings, mesh.batch_sharding),
+      fusion_only=data.from_embeddings, in_shardings=(state_shardings, mesh.batch_sharding),
       out_shardings=(state_shardings, mesh.replicated), donate_argnums=0)
 
   # ---------------------------------------------------------------- Checkpoint

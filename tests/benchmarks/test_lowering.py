@@ -56,6 +56,23 @@ def test_inference_programs_lower_for_accelerators(name, program, platform):
   _check_accelerator_module(_census(name, "frozen", program, platform))
 
 
+@pytest.mark.parametrize("setting", ("frozen", "finetune"))
+def test_a_vit_face_encoder_lowers_for_a_gpu_in_bfloat16_rematerialised(setting):
+  """ViT-B/16 on faces with a temporal transformer, its activations recomputed in the
+  backward pass when fine-tuned: every matmul and convolution bfloat16 but the front
+  ends', and the patch embedding's convolution 2-D."""
+  config = lowering.configured(load_config(
+      "affwild2", "jmt,video_backbone=vit,vit_temporal=transformer"), setting)
+  config.model.backbones.video.remat = "nothing_saveable"
+  text = lowering.module_text(lowering.lower(config, "train_step", "cuda"))
+  found = lowering.census(text)
+  assert not found.callbacks
+  assert not found.float32(), found.float32()[:3]
+  assert all(op.frontend for op in found.ops if "f32" in op.dtypes)
+  assert {op.rank for op in found.ops if op.kind == "convolution"} >= {2}
+  assert ("optimization_barrier" in text) == (setting == "finetune")  # remat's mark
+
+
 def test_float32_where_the_config_asks_and_cpu_choices_on_a_cpu():
   """On a CPU: 2-D convolutions per temporal tap, and the frozen video backbone looping
   over chunks of clips (`clips_per_call`), which an accelerator's program does not."""
