@@ -8,7 +8,6 @@ the mesh, the data, the model and its trained variables (no optimizer state);
 prediction, export and feature extraction build only the model and its variables.
 """
 
-
 from jmt_jax import tasks
 from jmt_jax import workdir as workdir_lib
 from jmt_jax.data import checksums

@@ -13,9 +13,9 @@ labels of its frames are one ArrayRecord record, an uncompressed .npz (no protob
 parse). A frame encoder's embeddings (models.model.is_frame_encoder) are stored per frame
 instead, once for each frame any of those clips holds (a frame belongs to up to
 frames_per_clip clips a frame apart), in chunks of `CHUNK` frames, and a clip's are
-gathered from them when it is read. `index.json`, written last, says which ends each recording has and where its
-chunks are, and fingerprints what the embeddings depend on: the backbone weights and the
-input, backbone and data config. Training with `feature_cache=DIR` refuses a cache whose
+gathered from them when it is read. `index.json`, written last, says which ends each
+recording has and where its chunks are, and fingerprints what the embeddings depend on:
+the backbone weights and the input, backbone and data config. Training with `feature_cache=DIR` refuses a cache whose
 fingerprints differ.
 
 Windows read from the cache are never augmented: an augmented clip would need its own
@@ -178,6 +178,7 @@ class CachedWindowSource:
     ends = clips_lib.clip_ends(start, self.clip_frames, self.num_clips)
     entry, loaded = self.recordings[name], {}
     pos = _positions(self._ends(name), ends, lambda e: f"clip of {name} ending at frame {e}")
+    take = lambda key: self._take(entry["chunks"], pos, key, loaded)  # noqa: E731
     embeddings = {}
     for m in self.modalities:
       if m in entry.get("frames", {}):
@@ -187,8 +188,7 @@ class CachedWindowSource:
         embeddings[m] = self._take(entry["frames"][m]["chunks"], at, m, loaded).reshape(
             len(ends), -1)
       else:
-        embeddings[m] = self._take(entry["chunks"], pos, m, loaded)
-    take = lambda key: self._take(entry["chunks"], pos, key, loaded)  # noqa: E731
+        embeddings[m] = take(m)
     pain = int(self.table.pain[recording])
     return {
         "embeddings": embeddings,

@@ -40,6 +40,8 @@ def read_frames(store, recording, frames, specs):
   """{modality: (len(frames), 1, S, S, 3)}: the given frames of a recording of `store`
   as clips of one frame (`embed` gives their frame encoders' embeddings of each) for the
   frame modalities' input configs `specs`, zeros outside the recording."""
+  if not specs:  # nothing to read (read_clips would still read the labels)
+    return {}
   one = {m: dict(s, frames_per_clip=1) for m, s in specs.items()}
   inputs = clips_lib.read_clips(store, recording, frames, one, clip_frames=1)
   return {m: inputs[m] for m in specs}

@@ -79,7 +79,7 @@ class ContextEmbedder:
     self.members = {m: c for m in specs
                     for c in [model_lib.chunked_member(model.config.backbones[m])] if c}
     self._frames = {m: compiler.jit(lambda w, m=m: model.apply(variables, m, w,
-                                                          method=model.context_frames))
+                                                               method=model.context_frames))
                     for m in self.members}
     self._recording = None
 
