@@ -82,3 +82,24 @@ def tiny_config(data_dir):
     c.compilation_cache_dir = ""  # the session's cache (the environment's) stays in force
     return c
   return make
+
+
+# recordings imports jax, which must wait for pytest_configure's environment.
+# pylint: disable=import-outside-toplevel
+@pytest.fixture(scope="module")
+def va_workdir(tmp_path_factory, data_dir):
+  """The tiny demo's initial checkpoint as a training workdir (recordings.make_workdir)."""
+  import recordings
+  return recordings.make_workdir(tmp_path_factory, data_dir, "tiny")
+
+
+@pytest.fixture(scope="module")
+def va_model(va_workdir):
+  import recordings
+  return recordings.make_predictor(va_workdir)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+  import recordings
+  return recordings.make_videos(tmp_path_factory.mktemp("videos"))

@@ -36,6 +36,12 @@ def clip_ends(starts, clip_frames, num_clips):
   return np.asarray(starts, np.int64)[..., None] + clip_frames * (np.arange(num_clips) + 1) - 1
 
 
+def causal_window_starts(frames, clip_frames, num_clips):
+  """First frames of the windows whose last clip ends on each of `frames`: the windows
+  that see only the past (pain's evaluation windows; live prediction's)."""
+  return np.asarray(frames, np.int64) - clip_frames * num_clips + 1
+
+
 def frame_indices(ends, spec, clip_frames):
   """(clips, frames_per_clip): a clip's frames at an even stride, ending on its last."""
   stride = clip_frames // spec["frames_per_clip"]

@@ -65,19 +65,23 @@ class TrackCrops:
   frame i or None. A frame without it is a zero crop (`missing="zeros"`: Aff-Wild2 and
   the built-in data store no face as a zero frame) or cut at the nearest frame's face
   (`missing="hold"`: BioVid, whose subject barely moves in a sample); either way it is
-  reported as not found (`self.found`)."""
+  reported as not found (`self.found`). `causal`: "hold" looks only back, to the last
+  face seen (live prediction cannot see the next one)."""
 
-  def __init__(self, faces, kind, size, margin=0.2, missing="zeros"):
+  def __init__(self, faces, kind, size, margin=0.2, missing="zeros", causal=False):
     if missing not in ("zeros", "hold"):
       raise ValueError(f"missing_face={missing!r}: use 'zeros' or 'hold'")
     if kind not in KINDS:
       raise ValueError(f"face_crop={kind!r}: use one of {KINDS}")
     self.faces, self.kind, self.size, self.margin = faces, kind, size, margin
     self.found = np.array([f is not None for f in faces], bool)
-    hits = np.flatnonzero(self.found)
-    self.source = [i if self.found[i] else (
-        hits[np.argmin(np.abs(hits - i))] if missing == "hold" and len(hits) else None)
-                   for i in range(len(faces))]
+    self.source = [i if self.found[i] else None for i in range(len(faces))]
+    if missing == "hold":
+      hits = np.flatnonzero(self.found)
+      for i in np.flatnonzero(~self.found):
+        seen = hits[hits < i] if causal else hits
+        if len(seen):
+          self.source[i] = int(seen[np.argmin(np.abs(seen - i))])
 
   def __call__(self, i, rgb):
     if self.source[i] is None:

@@ -47,14 +47,15 @@ def read_frames(store, recording, frames, specs):
   return {m: inputs[m] for m in specs}
 
 
-def embed_clips(embed, inputs):
+def embed_clips(embed, inputs, batch_size=BATCH):
   """{modality: (clips, D) float32} of per-clip `inputs` ({modality: (clips, ...)}, and
   any chunked speech context: models.model.context_key), through `embed` (an
-  `embedder`) in batches of BATCH clips, the last zero-padded."""
+  `embedder`) in batches of `batch_size` clips, the last zero-padded."""
   n = len(next(iter(inputs.values())))
   parts = []
-  for first in range(0, n, BATCH):
-    batch = {m: np.concatenate([x[first:first + BATCH], np.zeros(
-        (max(0, first + BATCH - n),) + x.shape[1:], x.dtype)])[None] for m, x in inputs.items()}
+  for first in range(0, n, batch_size):
+    batch = {m: np.concatenate([x[first:first + batch_size], np.zeros(
+        (max(0, first + batch_size - n),) + x.shape[1:], x.dtype)])[None]
+             for m, x in inputs.items()}
     parts.append(jax.device_get(embed(batch)))
   return {m: np.concatenate([p[m][0] for p in parts])[:n].astype(np.float32) for m in parts[0]}

@@ -10,7 +10,9 @@ Passes over the recording, none holding it in memory:
    a clip's frames' embeddings are gathered in pass 2;
 2. the fusion and head run over windows of those embeddings laid as evaluation lays them
    (valence/arousal: every frame the last frame of exactly one clip; pain: one window
-   ending on every frame), in fixed-size batches.
+   ending on every frame), in fixed-size batches; or, with `causal=True`, over the
+   window ending on each frame, as live prediction (`inference.live`) must, and with
+   `clip_stride=k` only on every k-th frame, the frames between carrying the last value.
 Backbones see one clip at a time in inference mode, so this equals running the whole
 model on the windows (tests/test_predict.py checks it). The voice and biosignals are
 decoded once and shared by every person.
@@ -51,6 +53,7 @@ class Prediction:
   found: dict  # {column: (N,) bool}: face_found, <modality>_found
   values: dict  # {column: (N,) float}: valence, arousal, or pain_probability (+ per class)
   person: int = 0  # 1, 2, ... left to right with faces="all"; 0 for the largest face
+  computed: np.ndarray = None  # (N,) bool with a clip stride: frames predicted, not carried
 
   @property
   def num_frames(self):
@@ -139,8 +142,7 @@ class Predictor:
     faces="all" every person seen for at least half a second, numbered 1, 2, ... from
     the left; a video where no one is seen gives one track without a face."""
     with decode.Video(video_path) as video:
-      bar = tqdm.tqdm(total=video.num_frames_hint or None, unit="frame", desc="faces",
-                      disable=not progress)
+      bar = _bar(progress, video.num_frames_hint or None, "faces")
       tracks = tracking.Tracks.of_video(_counted(video.frames(), bar), tracking.Tracker(faces))
       bar.close()
       fps = video.fps
@@ -159,18 +161,19 @@ class Predictor:
     return [(k, tracks.faces[t]) for k, t in enumerate(people, start=1)]
 
   # ------------------------------------------------------------------ pass 1: clip embeddings
-  def _embed(self, store, ends):
+  def _embed(self, store, ends, modalities=None, batch=embed_lib.BATCH):
     """{modality: (len(ends), D)} embeddings of the clips ending at `ends` (of the frames
-    `ends`, for a frame encoder)."""
-    per_clip = {m: s for m, s in self.modalities.items() if m not in self.by_frame}
+    `ends`, for a frame encoder), of every modality or of `modalities`."""
+    chosen = {m: self.modalities[m] for m in (modalities or self.modalities)}
+    per_clip = {m: s for m, s in chosen.items() if m not in self.by_frame}
     inputs = clips_lib.read_clips(store, 0, ends, per_clip, self.config.input.clip_frames)
     inputs = {m: inputs[m] for m in per_clip}
-    inputs.update(embed_lib.read_frames(store, 0, ends, {m: self.modalities[m]
-                                                        for m in self.by_frame}))
+    inputs.update(embed_lib.read_frames(store, 0, ends, {m: s for m, s in chosen.items()
+                                                        if m in self.by_frame}))
     for m in self.context.members:  # filled in once the audio is whole (_fill_context)
       lo, hi = model_lib.context_columns(self.model.config.backbones[m])
       inputs[model_lib.context_key(m)] = np.zeros((len(ends), hi - lo), np.float32)
-    return embed_lib.embed_clips(self.embed, inputs)
+    return embed_lib.embed_clips(self.embed, inputs, batch)
 
   def _fill_context(self, store, rows):
     """Chunked speech embeddings, made from the whole recording (`store` finished), in
@@ -186,11 +189,13 @@ class Predictor:
     for m, r in self._embed(store, ends).items():
       rows[m].append(r)
 
-  def _window_ends(self, num_frames):
-    """(W, T) clip ends of the windows that predict every frame."""
+  def window_ends(self, frames=None, num_frames=None):
+    """(W, T) clip ends: of the causal windows ending on `frames`, or of the windows that
+    predict every frame of a recording of `num_frames` as evaluation lays them."""
     clip, clips = self.config.input.clip_frames, self.config.input.num_clips
-    return clips_lib.clip_ends(self.task.frame_window_starts(num_frames, clip, clips), clip,
-                               clips)
+    starts = (clips_lib.causal_window_starts(frames, clip, clips) if frames is not None
+              else self.task.frame_window_starts(num_frames, clip, clips))
+    return clips_lib.clip_ends(starts, clip, clips)
 
   # ------------------------------------------------------------------ pass 2: fusion
   def _clip_rows(self, rows, m, ends):
@@ -202,29 +207,37 @@ class Predictor:
                                       self.config.input.clip_frames)
     return rows[m].take(index).reshape(ends.shape + (-1,))
 
-  def _fuse_windows(self, rows, ends, num_frames, progress):
-    batch = self.config.eval.batch_size
+  def window_outputs(self, rows, ends, batch, progress=False):
+    """The model's outputs ({name: (W, ...)}) on the windows whose clips end at `ends`
+    (W, T), their embeddings taken from `rows` ({modality: RowFile or EmbeddingRing}),
+    `batch` windows a call (the last padded)."""
     outputs = []
-    for first in tqdm.trange(0, len(ends), batch, unit="batch", desc="windows",
-                             disable=not progress):
+    bar = _bar(progress, -(-len(ends) // batch), "windows", "batch")
+    for first in range(0, len(ends), batch):
       part = ends[first:first + batch]
       pad = batch - len(part)
       emb = {m: np.pad(self._clip_rows(rows, m, part), [(0, pad), (0, 0), (0, 0)])
              for m in self.modalities}
       out = jax.device_get(self.fuse(emb))
       outputs.append({k: v[:len(part)] for k, v in out.items()})
-    out = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
-    return self.task.frame_values(out, ends, num_frames, self.config)
+      bar.update(1)
+    bar.close()
+    return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
 
   # ------------------------------------------------------------------ one person, then everyone
-  def _predict_track(self, video_path, signals, tmp, person, track, progress):
+  def face_spec(self):
+    """The input config of the face modality (None: a model without faces)."""
+    return next((s for s in self.modalities.values() if s["kind"] == "frames"), None)
+
+  def _predict_track(self, video_path, signals, tmp, person, track, progress, causal,
+                     clip_stride):
     """Passes 1 and 2 for one face track (None: a model without faces)."""
     clip = self.config.input.clip_frames
     if track is not None:
-      face = next(s for s in self.modalities.values() if s["kind"] == "frames")
+      face = self.face_spec()
       cropper = crops_lib.TrackCrops(track, face_crop_of(face), self.frame_size,
                                      face.get("face_margin", 0.2),
-                                     face.get("missing_face", "zeros"))
+                                     face.get("missing_face", "zeros"), causal=causal)
     rows = {m: stream.RowFile(os.path.join(tmp, f"{m}_{person}.f32"),
                               model_lib.embedding_width(self.model.config.backbones[m]))
             for m in self.modalities}
@@ -233,8 +246,8 @@ class Predictor:
         fps = video.fps
         store = stream.StreamStore(fps, self.rates, signals, keep=clip + embed_lib.BATCH)
         pending = []
-        bar = tqdm.tqdm(total=video.num_frames_hint or None, unit="frame",
-                        desc=f"person {person}" if person else "frames", disable=not progress)
+        bar = _bar(progress, video.num_frames_hint or None,
+                   f"person {person}" if person else "frames")
         n = 0
         for n, rgb in enumerate(_counted(video.frames(), bar), start=1):
           i = n - 1
@@ -248,7 +261,8 @@ class Predictor:
       if not n:
         raise BadInput(f"{video_path}: no video frames could be decoded")
       store.finish(n)
-      ends = self._window_ends(n)
+      computed = np.arange(0, n, clip_stride)
+      ends = self.window_ends(frames=computed) if causal else self.window_ends(num_frames=n)
       pending += list(range(n, int(ends.max()) + 1))  # padding clips of the last windows
       if pending:
         self._embed_into(store, pending, rows)
@@ -257,7 +271,12 @@ class Predictor:
         rows[m].before_start = r[0]
       if self.context:
         self._fill_context(store, rows)
-      values = self._fuse_windows(rows, ends, n, progress)
+      out = self.window_outputs(rows, ends, self.config.eval.batch_size, progress)
+      if causal:
+        values = {k: v[np.arange(n) // clip_stride]  # each frame: the last computed one's
+                  for k, v in self.task.causal_values(out, self.config).items()}
+      else:
+        values = self.task.frame_values(out, ends, n, self.config)
     finally:
       for r in rows.values():
         r.close()
@@ -274,17 +293,24 @@ class Predictor:
         found[found_column(m, s)] = ((bounds[:-1] < store.signal_length(key))
                                      & (bounds[1:] > signals[key].lead))
     return Prediction(fps=fps, time_s=np.arange(n) / fps, found=found, values=values,
-                      person=person)
+                      person=person,
+                      computed=np.arange(n) % clip_stride == 0 if clip_stride > 1 else None)
 
-  def predict(self, video_path, biosignals_path=None, progress=True):
+  def predict(self, video_path, biosignals_path=None, progress=True, **kwargs):
     """The `Prediction` for the largest face of the video at `video_path` (and its
-    biosignal CSV)."""
-    return self.predict_people(video_path, biosignals_path, progress, faces="largest")[0]
+    biosignal CSV); `kwargs` as `predict_people`'s."""
+    return self.predict_people(video_path, biosignals_path, progress, faces="largest",
+                               **kwargs)[0]
 
-  def predict_people(self, video_path, biosignals_path=None, progress=True, faces="largest"):
-    """One `Prediction` per person of `face_tracks` (the largest face, or everyone)."""
+  def predict_people(self, video_path, biosignals_path=None, progress=True, faces="largest",
+                     causal=False, clip_stride=1):
+    """One `Prediction` per person of `face_tracks` (the largest face, or everyone).
+    `progress`: show bars, or a callable taking (stage, done, total or None) to report to.
+    `causal`, `clip_stride`: the live predictor's windows (module docstring)."""
     if faces not in tracking.MODES:
       raise ValueError(f"faces={faces!r}: use one of {tracking.MODES}")
+    if clip_stride < 1 or (clip_stride > 1 and not causal):
+      raise ValueError(f"clip_stride={clip_stride}: a positive stride, with causal windows")
     if self.uses("features"):
       raise ValueError("this model reads per-clip features extracted elsewhere (input kind "
                        "'features'), which a new recording has none of: predict with a model "
@@ -297,12 +323,35 @@ class Predictor:
       try:
         people = (self.face_tracks(video_path, faces, progress) if self.uses("frames")
                   else [(0, None)])
-        return [self._predict_track(video_path, signals, tmp, person, track, progress)
+        return [self._predict_track(video_path, signals, tmp, person, track, progress, causal,
+                                    clip_stride)
                 for person, track in people]
       finally:
         for s in signals.values():
           if isinstance(s, stream.DiskSignal):
             s.close()
+
+
+class _Reported:
+  """A progress bar's `update` and `close` that report to `report(stage, done, total)`."""
+
+  def __init__(self, report, total, stage):
+    self.report, self.total, self.stage, self.done = report, total, stage, 0
+
+  def update(self, n):
+    self.done += n
+    self.report(self.stage, self.done, self.total)
+
+  def close(self):
+    pass
+
+
+def _bar(progress, total, stage, unit="frame"):
+  """A tqdm bar of `total` (shown when `progress` is true), or a `_Reported` when it is
+  a callable."""
+  if callable(progress):
+    return _Reported(progress, total, stage)
+  return tqdm.tqdm(total=total, unit=unit, desc=stage, disable=not progress)
 
 
 def _counted(frames, bar):

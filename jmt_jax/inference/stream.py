@@ -156,3 +156,75 @@ class StreamStore:
     if src_hi > src_lo:
       out[src_lo - lo:src_hi - lo] = signal.read(src_lo, src_hi)
     return out
+
+
+class LiveSignal:
+  """An int16 signal that arrives in pieces, each placed at the sample index of its first
+  sample; the newest `keep` samples are held. A gap (samples that never came, or that
+  `give_up_until` stopped waiting for) reads as zeros, silence, and is not `present`."""
+
+  def __init__(self, keep):
+    self.keep = keep
+    self.length = 0  # samples final so far: received, or given up on
+    self.lead = 0
+    self._base = 0  # index of _samples[0]
+    self._samples = np.zeros(0, np.int16)
+    self._present = np.zeros(0, bool)
+
+  def write(self, at, samples):
+    """Places `samples` from index `at`; any part before `length` is late and dropped."""
+    samples = np.asarray(samples, np.int16).reshape(-1)[max(0, self.length - at):]
+    self.give_up_until(at)
+    self._extend(samples, True)
+
+  def give_up_until(self, stop):
+    """Samples up to `stop` that have not come are silence from now on."""
+    if stop > self.length:
+      self._extend(np.zeros(stop - self.length, np.int16), False)
+
+  def _extend(self, samples, present):
+    self._samples = np.concatenate([self._samples, samples])
+    self._present = np.concatenate([self._present, np.full(len(samples), present)])
+    self.length += len(samples)
+    if len(self._samples) > 2 * self.keep:
+      drop = len(self._samples) - self.keep
+      self._samples, self._present = self._samples[drop:], self._present[drop:]
+      self._base += drop
+
+  def _span(self, lo, hi):
+    if lo < self._base:
+      raise IndexError(f"samples from {lo} asked, holding from {self._base}")
+    return slice(lo - self._base, hi - self._base)
+
+  def read(self, lo, hi):
+    return self._samples[self._span(lo, hi)]
+
+  def present(self, lo, hi):
+    """Whether any sample in [lo, hi) came."""
+    return bool(self._present[self._span(max(lo, self._base), hi)].any())
+
+
+class EmbeddingRing:
+  """Embedding rows by index, as `RowFile.take` reads them (index -1 and below:
+  `before_start`), for the newest indices only: a live stream's clips or frames."""
+
+  def __init__(self, width):
+    self.width = width
+    self.before_start = None
+    self._rows = {}
+
+  def __contains__(self, index):
+    return index < 0 or index in self._rows
+
+  def put(self, indices, rows):
+    for i, row in zip(indices, np.asarray(rows, np.float32)):
+      self._rows[int(i)] = row
+
+  def take(self, index):
+    index = np.asarray(index).reshape(-1)
+    return np.stack([self.before_start if i < 0 else self._rows[int(i)] for i in index]
+                    ) if len(index) else np.zeros((0, self.width), np.float32)
+
+  def forget_before(self, index):
+    for i in [i for i in self._rows if i < index]:
+      del self._rows[i]

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jmt_jax.data import clips
 from jmt_jax.reports import figures
 
 
@@ -73,7 +74,7 @@ class Pain:
 
   def frame_window_starts(self, num_frames, clip_frames, num_clips):
     """First frames of the windows whose last clip ends on each frame of a recording."""
-    return np.arange(num_frames) - clip_frames * num_clips + 1
+    return clips.causal_window_starts(np.arange(num_frames), clip_frames, num_clips)
 
   def frame_values(self, outputs, ends, num_frames, config):
     """{column: (num_frames,)}: the probability of pain (any class but the first) and of
@@ -84,3 +85,8 @@ class Pain:
     values.update({f"p_{name.replace(' ', '_')}": probs[:, k]
                    for k, name in enumerate(self.class_names(config))})
     return values
+
+  def causal_values(self, outputs, config):
+    """{column: (windows,)} for the frame each causal window ends on (`frame_values`:
+    pain's windows are causal already)."""
+    return self.frame_values(outputs, None, None, config)

@@ -99,3 +99,9 @@ class ValenceArousal:
     per_dim = {d: abaw.reassemble(["recording"], [num_frames], np.zeros(ends.shape, np.int64),
                                   ends, outputs[d])["recording"] for d in DIMENSIONS}
     return abaw.postprocess({"recording": per_dim}, dict(config.eval.smoothing))["recording"]
+
+  def causal_values(self, outputs, config):
+    """{column: (windows,)} for the frame each causal window ends on: its last clip's
+    prediction, clipped to [-1, 1]. Evaluation's smoothing looks ahead, so none here."""
+    del config
+    return {d: np.clip(np.asarray(outputs[d])[:, -1], -1.0, 1.0) for d in DIMENSIONS}

@@ -38,73 +38,10 @@ from jmt_jax.training import train
 
 pytestmark = pytest.mark.xdist_group("predict")  # one worker trains the two models once
 
-FPS = 10  # the demo data's frame rate
-NO_FACE = range(20, 30)
-
-
-def _workdir(tmp_path_factory, data_dir, arg):
-  """A workdir as training leaves it (config.json, a checkpoint), holding the initial
-  state: prediction does not care how good the weights are, and compiling a training
-  step would double the cost (notebooks/ predict with a trained one in test_notebooks)."""
-  config = load_config("demo", arg)
-  config.data.data_dir = data_dir
-  config.compilation_cache_dir = ""
-  workdir = str(tmp_path_factory.mktemp("workdir"))
-  model = model_lib.build_model(config)
-  tx = train.make_optimizer(config.optimizer, config.train.num_steps)
-  workdir_lib.write_config(config, workdir)
-  mngr = workdir_lib.checkpoints(workdir, keep=1)
-  workdir_lib.save(mngr, 1, train.initial_state(model, tx, config, None), None)
-  mngr.wait_until_finished()
-  mngr.close()
-  return workdir
-
-
-@pytest.fixture(scope="module")
-def va_workdir(tmp_path_factory, data_dir):
-  return _workdir(tmp_path_factory, data_dir, "tiny")
-
-
-def _predictor(workdir):
-  """The Predictor of `workdir`, with (as `whole_model`) the whole model on a batch of
-  windows with the same variables: what its streamed predictions are held to."""
-  predictor = predictor_lib.Predictor(workdir)
-  model = predictor.model
-  _, trained = workdir_lib.restore_variables(predictor.config, workdir, model)
-  cast = variables_lib.cast(model, trained["params"], trained["batch_stats"])
-  apply = jax.jit(model.apply)
-  predictor.whole_model = lambda batch: jax.device_get(apply(cast, batch))
-  return predictor
-
-
-@pytest.fixture(scope="module")
-def va_model(va_workdir):
-  return _predictor(va_workdir)
-
-
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory):
-  """name -> (path, has_face per frame)."""
-  root = tmp_path_factory.mktemp("videos")
-  frames, has_face = raw_trees.moving_face_video(63, no_face=NO_FACE)
-  speech = raw_trees.speech_like(int(63 / FPS * 16000), 16000)
-  out = {}
-  for name, codecs, audio in [("face.mp4", {}, speech),
-                              ("face_no_audio.mkv", dict(vcodec="ffv1"), None),
-                              ("face_silent.mkv", dict(vcodec="ffv1"), np.zeros_like(speech)),
-                              ("face.webm", dict(vcodec="libvpx-vp9", acodec="libopus"), speech),
-                              ("face.avi", dict(vcodec="mpeg4", acodec="pcm_s16le"), speech)]:
-    rate = 48000 if codecs.get("acodec") == "libopus" else 16000
-    sound = None if audio is None else (
-        raw_trees.speech_like(int(63 / FPS * rate), rate) if audio.any() else audio)
-    path = str(root / name)
-    raw_trees.write_video(path, frames, FPS, audio=sound, audio_rate=rate, **codecs)
-    out[name] = (path, has_face)
-  empty, _ = raw_trees.moving_face_video(41, no_face=range(41))
-  path = str(root / "no_face.mp4")
-  raw_trees.write_video(path, empty, FPS, audio=speech[:int(4.1 * 16000)])
-  out["no_face.mp4"] = (path, np.zeros(41, bool))
-  return out
+from recordings import FPS
+from recordings import NO_FACE
+from recordings import make_predictor
+from recordings import make_workdir
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +120,7 @@ def _whole_recording_outputs(model, video_path, biosignal=None):
   for i, crop in enumerate(crops_):
     store.add_frame(i, crop)
   store.finish(n)
-  ends = model._window_ends(n)  # pylint: disable=protected-access
+  ends = model.window_ends(num_frames=n)
   examples = [clips.read_clips(store, 0, e, model.modalities, config.input.clip_frames)
              for e in ends]
   batch = {m: np.stack([x[m] for x in examples]) for m in model.modalities}
@@ -247,8 +184,8 @@ def test_a_frame_encoder_predicts_and_exports_as_the_whole_model(tmp_path_factor
                                                                  videos, tmp_path):
   """A ViT embeds each frame once while streaming; its clips gathered from those equal
   the whole model on every window, as does its export."""
-  workdir = _workdir(tmp_path_factory, data_dir, "tiny,video_backbone=vit")
-  model = _predictor(workdir)
+  workdir = make_workdir(tmp_path_factory, data_dir, "tiny,video_backbone=vit")
+  model = make_predictor(workdir)
   assert model.by_frame == ("video",)
   for name in ("face.mp4", "no_face.mp4"):
     path, _ = videos[name]
@@ -311,7 +248,7 @@ def test_a_late_audio_track_is_found_only_where_it_plays(va_model, tmp_path):
 
 @pytest.fixture(scope="module")
 def pain_model(tmp_path_factory, data_dir):
-  return _predictor(_workdir(tmp_path_factory, data_dir, "pain,tiny"))
+  return make_predictor(make_workdir(tmp_path_factory, data_dir, "pain,tiny"))
 
 
 @pytest.mark.slow
