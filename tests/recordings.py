@@ -2,7 +2,9 @@
 workdirs, and real recordings of a moving face with speech (fixtures in conftest.py)."""
 
 import os
+import wave
 
+import cv2
 import jax
 import numpy as np
 
@@ -70,3 +72,24 @@ def make_videos(root):
   raw_trees.write_video(path, empty, FPS, audio=speech[:int(4.1 * 16000)])
   out["no_face.mp4"] = (path, np.zeros(41, bool))
   return out
+
+
+def write_fake_camera(folder, num_frames, fps, no_face=()):
+  """(Y4M path, WAV path): the moving face and a voice as Chromium's fake camera and
+  microphone play them (`--use-file-for-fake-video-capture`, `...-audio-capture`), in a loop."""
+  frames, _ = raw_trees.moving_face_video(num_frames, no_face=no_face)
+  h, w = frames[0].shape[:2]
+  video = os.path.join(folder, "camera.y4m")
+  with open(video, "wb") as f:
+    f.write(f"YUV4MPEG2 W{w} H{h} F{int(fps)}:1 Ip A1:1 C420jpeg\n".encode())
+    for rgb in frames:
+      f.write(b"FRAME\n" + cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes())
+  rate = 48000
+  voice = raw_trees.speech_like(int(num_frames / fps * rate), rate)
+  audio = os.path.join(folder, "microphone.wav")
+  with wave.open(audio, "wb") as f:
+    f.setnchannels(1)
+    f.setsampwidth(2)
+    f.setframerate(rate)
+    f.writeframes((np.clip(voice, -1, 1) * 32767).astype("<i2").tobytes())
+  return video, audio

@@ -3,6 +3,7 @@ the video they were predicted from (`<stem>.json`), which keeps two videos of on
 (talk.mp4 and talk.mkv, or two folders' talk.mp4) from overwriting each other's outputs."""
 
 import csv
+import io
 import json
 import os
 import tempfile
@@ -10,19 +11,33 @@ import tempfile
 from jmt_jax.reports import figures
 
 
-def write_csv(path, prediction):
-  """One row per video frame: frame (0-based), time_s, the found flags (0/1), then the
-  predictions. Returns the number of rows."""
+def _write_rows(f, prediction):
+  """One row per video frame: frame (0-based), time_s, the found flags (0/1), `computed`
+  (0/1) with a clip stride, then the predictions."""
   found, values = prediction.found, prediction.values
+  flags = dict(found) if prediction.computed is None else {**found,
+                                                            "computed": prediction.computed}
+  w = csv.writer(f)
+  w.writerow(["frame", "time_s", *flags, *values])
+  for i in range(prediction.num_frames):
+    w.writerow([i, f"{prediction.time_s[i]:.4f}", *(int(flags[k][i]) for k in flags),
+                *(f"{float(values[k][i]):.6f}" for k in values)])
+
+
+def write_csv(path, prediction):
+  """`_write_rows` into the file `path`. Returns the number of rows."""
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
-    w = csv.writer(f)
-    w.writerow(["frame", "time_s", *found, *values])
-    for i in range(prediction.num_frames):
-      w.writerow([i, f"{prediction.time_s[i]:.4f}", *(int(found[k][i]) for k in found),
-                  *(f"{float(values[k][i]):.6f}" for k in values)])
+    _write_rows(f, prediction)
   os.replace(path + ".tmp", path)
   return prediction.num_frames
+
+
+def csv_text(prediction):
+  """`_write_rows` as text."""
+  f = io.StringIO(newline="")
+  _write_rows(f, prediction)
+  return f.getvalue()
 
 
 def plot(predictions):
