@@ -74,10 +74,10 @@ def make_videos(root):
   return out
 
 
-def write_fake_camera(folder, num_frames, fps, no_face=()):
-  """(Y4M path, WAV path): the moving face and a voice as Chromium's fake camera and
+def write_fake_camera(folder, frames, fps):
+  """(Y4M path, WAV path): RGB `frames` and a voice as Chromium's fake camera and
   microphone play them (`--use-file-for-fake-video-capture`, `...-audio-capture`), in a loop."""
-  frames, _ = raw_trees.moving_face_video(num_frames, no_face=no_face)
+  num_frames = len(frames)
   h, w = frames[0].shape[:2]
   video = os.path.join(folder, "camera.y4m")
   with open(video, "wb") as f:

@@ -104,7 +104,9 @@ def _cells(row, columns):
   return [fmt.format(row[key]) for key, fmt in columns]
 
 
-def _table(title, keys, columns, rows):
+def table(title, keys, columns, rows):
+  """A markdown table: `keys` ((heading, field)) then `columns` ((heading, field, format))
+  of each row (a row with "error" shows it instead of its numbers)."""
   if not rows:
     return ""
   names = [k for k, _ in keys] + [c for c, _, _ in columns]
@@ -123,23 +125,23 @@ def markdown(data):
   if data.get("peaks"):
     out += ["MFU against " + "; ".join(f"{p['tflop_per_s']:.3g} TFLOP/s {d} ({p['source']})"
                                        for d, p in data["peaks"].items()) + ".", ""]
-  out.append(_table("Train step", [("config", "config"), ("setting", "setting"),
+  out.append(table("Train step", [("config", "config"), ("setting", "setting"),
                                    ("dtype", "dtype"), ("batch", "batch")],
                     [("compile s", "compile_s", "{:.1f}"), ("s/step", "step_s", "{:.4g}"),
                      ("examples/s", "examples_per_s", "{:.4g}"),
                      ("GFLOP/step", "gflop_per_step", "{:,.1f}"),
                      ("TFLOP/s", "tflop_per_s", "{:.3f}"), ("MFU", "mfu", "{:.1%}"),
                      ("memory GiB", "memory_gib", "{:.2f}")], data["step"]))
-  out.append(_table("Input pipeline (Aff-Wild2 windows, synthetic recordings)",
+  out.append(table("Input pipeline (Aff-Wild2 windows, synthetic recordings)",
                     [("workers", "workers")],
                     [("examples/s", "examples_per_s", "{:.1f}"),
                      ("frozen bfloat16 step examples/s", "step_examples_per_s", "{:.4g}"),
                      ("pipeline / step", "ratio", "{:.3g}x")], data["pipeline"]))
-  out.append(_table("Feature extraction (frozen backbones)",
+  out.append(table("Feature extraction (frozen backbones)",
                     [("config", "config"), ("dtype", "dtype")],
                     [("clips/s", "clips_per_s", "{:.4g}"), ("compile s", "compile_s", "{:.1f}")],
                     data["extract"]))
-  out.append(_table("Prediction on a video", [("config", "config"), ("video", "video")],
+  out.append(table("Prediction on a video", [("config", "config"), ("video", "video")],
                     [("frames", "frames", "{:,}"), ("faces found", "faces", "{:,}"),
                      ("seconds", "seconds", "{:.1f}"), ("frames/s", "frames_per_s", "{:.3g}"),
                      ("x real time", "real_time", "{:.2f}")], data["predict"]))

@@ -6,11 +6,13 @@ it can be computed from the past alone: once the audio has reached the end of th
 frame (or `max_audio_wait_s` later, the missing audio then being silence).
 
 It is `predictor.Predictor` run causally, sharing its parts rather than copying them:
-- frames are put on the model's clock as `media.decode` puts a variable frame rate on a
-  constant one: frame k is the picture at k / fps seconds, a late frame repeats the last
-  one, a frame for a row already filled is dropped;
+- pictures are put on the model's clock as `media.decode` puts a variable frame rate on
+  a constant one: frame k is the picture at k / fps seconds, a late picture's rows hold
+  the last one (the first, before it); of two pictures for one row the first is kept
+  (decode keeps the later, which live would have to wait a frame for) and the second
+  counted in `dropped`;
 - the face is followed by the same `faces.tracking.Tracker` and cut by the same crop,
-  "hold" holding the last face seen (`TrackCrops(causal=True)`);
+  "hold" holding the last face seen (as `TrackCrops(causal=True)` does);
 - each clip is read by the training clip reader from a `stream.StreamStore` and
   embedded once (`Predictor._embed`); a frame encoder embeds each frame once;
 - the window ending on a frame takes those embeddings (`Predictor.window_ends(frames=)`,

@@ -18,7 +18,6 @@ import pytest
 
 import raw_trees
 from conftest import ROOT
-from conftest import load_config
 from conftest import module_command
 from conftest import run
 from jmt_jax import workdir as workdir_lib
@@ -28,20 +27,14 @@ from jmt_jax.faces import crops
 from jmt_jax.inference import export
 from jmt_jax.inference import exported
 from jmt_jax.inference import outputs
-from jmt_jax.inference import predictor as predictor_lib
 from jmt_jax.inference import stream
 from jmt_jax.media import decode
-from jmt_jax.models import model as model_lib
-from jmt_jax.models import variables as variables_lib
 from jmt_jax.tasks import abaw
-from jmt_jax.training import train
-
-pytestmark = pytest.mark.xdist_group("predict")  # one worker trains the two models once
-
 from recordings import FPS
-from recordings import NO_FACE
 from recordings import make_predictor
 from recordings import make_workdir
+
+pytestmark = pytest.mark.xdist_group("predict")  # one worker trains the two models once
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,12 @@
 """The local web app (`python -m jmt_jax.inference.serve`): its HTTP answers, and its page
 in a real headless Chromium whose fake camera and microphone play a recorded clip."""
 
+import asyncio
 import io
 import json
 import os
 import shutil
+import struct
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +15,7 @@ import uuid
 import numpy as np
 import pytest
 
+import raw_trees
 import recordings
 from conftest import module_command
 from conftest import run
@@ -130,24 +133,35 @@ def test_the_command_line_needs_a_workdir():
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-  if not (CHROMIUM and CHROMEDRIVER):
-    pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+def _chromium(camera, microphone, allow=True):
+  """Headless Chromium whose camera and microphone play `camera` (Y4M) and `microphone`
+  (WAV); with `allow=False`, one that refuses a page the camera, as a person may."""
   from selenium import webdriver  # pylint: disable=import-outside-toplevel
   from selenium.webdriver.chrome import service  # pylint: disable=import-outside-toplevel
-  folder = tmp_path_factory.mktemp("camera")
-  camera, microphone = recordings.write_fake_camera(str(folder), 60, LIVE_FPS,
-                                                    no_face=range(30, 40))
   options = webdriver.ChromeOptions()
   options.binary_location = CHROMIUM
   for flag in ["--headless=new", "--no-sandbox", "--window-size=1200,800",
-               "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+               "--use-fake-device-for-media-stream",
                f"--use-file-for-fake-video-capture={camera}",
                f"--use-file-for-fake-audio-capture={microphone}"]:
     options.add_argument(flag)
+  options.add_argument("--use-fake-ui-for-media-stream" if allow else "--deny-permission-prompts")
   driver = webdriver.Chrome(options=options, service=service.Service(CHROMEDRIVER))
   driver.implicitly_wait(5)
+  return driver
+
+
+@pytest.fixture(scope="module")
+def camera(tmp_path_factory):
+  if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+  frames, _ = raw_trees.moving_face_video(60, no_face=range(30, 40))
+  return recordings.write_fake_camera(str(tmp_path_factory.mktemp("camera")), frames, LIVE_FPS)
+
+
+@pytest.fixture(scope="module")
+def browser(camera):
+  driver = _chromium(*camera)
   yield driver
   driver.quit()
 
@@ -226,3 +240,54 @@ def test_the_page_says_what_is_wrong_with_an_upload(server, browser, tmp_path):
   browser.find_element(By.ID, "file-input").send_keys(str(big))
   browser.find_element(By.ID, "upload").click()
   _wait(browser, "return document.getElementById('file-message').textContent.includes('limit')")
+
+
+@pytest.mark.slow
+def test_a_refused_camera_is_said_on_the_page(server, camera):
+  from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
+  driver = _chromium(*camera, allow=False)
+  try:
+    driver.get(server.url)
+    _wait(driver, "return document.getElementById('model').textContent.includes('step')")
+    driver.find_element(By.ID, "start").click()
+    message = _wait(driver, "return document.getElementById('live-message').textContent")
+    assert message.startswith("The browser refused the camera or the microphone")
+  finally:
+    driver.quit()
+
+
+@pytest.mark.slow
+def test_a_microphone_for_a_model_without_a_voice_is_said_on_the_page(
+    tmp_path_factory, data_dir, browser):
+  from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
+  model = recordings.make_predictor(recordings.make_workdir(tmp_path_factory, data_dir,
+                                                            "video,tiny"))
+  running = serve.Server(serve.make_app(model, fps=LIVE_FPS)).start()
+  try:
+    browser.get(running.url)
+    _wait(browser, "return document.getElementById('model').textContent.includes('step')")
+    mic = browser.find_element(By.ID, "use-mic")
+    assert not mic.is_selected()  # unticked for a model without a voice...
+    mic.click()  # ...and ticked anyway
+    browser.find_element(By.ID, "start").click()
+    message = _wait(browser, "return document.getElementById('live-message').textContent")
+    assert message.startswith("This model has no voice input (its inputs: video)")
+    _wait(browser, "return window.jmt.received.length >= 5")  # the camera alone goes on
+    browser.find_element(By.ID, "stop").click()
+  finally:
+    running.stop()
+
+
+def test_a_picture_that_is_not_a_jpeg_is_answered_with_a_message(server):
+  import aiohttp  # pylint: disable=import-outside-toplevel
+
+  async def talk():
+    async with aiohttp.ClientSession() as session:
+      async with session.ws_connect(server.url + "/live") as ws:
+        await ws.send_str(json.dumps({"type": "start", "audio": False}))
+        assert (await ws.receive_json())["type"] == "ready"
+        await ws.send_bytes(struct.pack("<Bd", serve.FRAME, 0.0) + b"not a jpeg")
+        return await ws.receive_json()
+
+  answer = asyncio.run(talk())
+  assert answer == {"type": "error", "message": "a camera picture could not be decoded as a JPEG"}

@@ -5,7 +5,8 @@
 const FRAME = 1, AUDIO = 2;  // a binary message's first byte (serve.py)
 const WINDOW_S = 60;  // the live plot's span
 const MAX_IN_FLIGHT = 2;  // pictures sent and not yet answered: more only adds latency
-const SILENT_DB = -50;  // a frame's audio below this level is shown as silence
+const SILENT_DB = -50;  // audio below this level (dBFS) is quiet...
+const QUIET_S = 0.3;  // ...and shown as silence once quiet this long (not between syllables)
 const COLOURS = {valence: "#1f77b4", arousal: "#ff7f0e", pain_probability: "#d62728"};
 const $ = (id) => document.getElementById(id);
 
@@ -70,7 +71,7 @@ function drawPlot(canvas, rows, t0, t1) {
 
 // ---------------------------------------------------------------- live
 const live = {ws: null, stream: null, audio: null, timer: null, t0: 0, inFlight: 0,
-              rows: [], size: [480, 360], sentAt: new Map(), latency: []};
+              rows: [], size: [480, 360], sentAt: new Map(), latency: [], quietFrames: 0};
 
 function drawBox(update) {
   const g = $("overlay").getContext("2d");
@@ -87,8 +88,10 @@ function drawBox(update) {
 function onUpdates(items) {
   for (const u of items) {
     window.jmt.received.push(u);
-    const quiet = info.voice && (!u.found[Object.keys(u.found).find((k) => k !== "face_found")] ||
-                                 u.audio_db === null || u.audio_db < SILENT_DB);
+    const heard = u.found[Object.keys(u.found).find((k) => k !== "face_found")];
+    live.quietFrames = heard && u.audio_db !== null && u.audio_db >= SILENT_DB ? 0 :
+        live.quietFrames + 1;
+    const quiet = info.voice && live.quietFrames >= QUIET_S * info.fps;
     live.rows.push({t: u.time_s, values: u.values, face: u.found.face_found !== false, quiet});
     const sent = live.sentAt.get(u.frame);
     if (sent !== undefined) { live.latency.push(performance.now() - sent); live.sentAt.delete(u.frame); }
@@ -175,6 +178,7 @@ async function startLive() {
   await $("video").play();
   live.rows = [];
   live.inFlight = 0;
+  live.quietFrames = 0;
   live.ws = new WebSocket(`ws://${location.host}/live`);
   live.ws.onopen = () => live.ws.send(JSON.stringify({type: "start", audio: withMic}));
   live.ws.onmessage = async (e) => {
