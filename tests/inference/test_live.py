@@ -93,3 +93,32 @@ def test_a_microphone_for_a_model_without_a_voice_is_refused(tmp_path_factory, d
   predictor = live.LivePredictor(model, fps=FPS)
   with pytest.raises(BadInput, match="no voice input"):
     predictor.add_audio(np.zeros(800, np.int16), 0.0)
+
+
+@pytest.mark.slow
+def test_a_frame_encoder_embeds_each_frame_once_live_as_offline(tmp_path_factory, data_dir,
+                                                                videos):
+  from recordings import make_predictor  # pylint: disable=import-outside-toplevel
+  from recordings import make_workdir  # pylint: disable=import-outside-toplevel
+  model = make_predictor(make_workdir(tmp_path_factory, data_dir, "tiny,video_backbone=vit"))
+  path, _ = videos["face.mp4"]
+  offline = model.predict(path, progress=False, causal=True, clip_stride=3)
+  frames, audio = decoded(model, path)
+  embedded = {m: [] for m in model.modalities}
+  embed = model._embed  # pylint: disable=protected-access
+
+  def counted(store, ends, modalities=None, batch=16):
+    for m in modalities or model.modalities:
+      embedded[m] += [int(e) for e in ends if e >= 0]
+    return embed(store, ends, modalities, batch)
+
+  model._embed = counted  # pylint: disable=protected-access
+  updates = stream(model, frames, audio, clip_stride=3)
+  for column, values in offline.values.items():
+    np.testing.assert_allclose([u.values[column] for u in updates], values, atol=1e-5)
+  # The ViT saw each frame up to the last computed one once (frames 0, 3, 6... end clips
+  # of 4 frames); the voice's backbone each clip its windows read once.
+  computed = np.arange(0, len(frames), 3)
+  assert sorted(embedded["video"]) == list(range(computed[-1] + 1))
+  ends = {int(e) for e in model.window_ends(frames=computed).ravel() if e >= 0}
+  assert sorted(embedded["audio"]) == sorted(ends)

@@ -6,7 +6,9 @@ import io
 import json
 import os
 import shutil
+import socket
 import struct
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -17,8 +19,10 @@ import pytest
 
 import raw_trees
 import recordings
+from conftest import ROOT
 from conftest import module_command
 from conftest import run
+from conftest import subprocess_env
 from jmt_jax.inference import live
 from jmt_jax.inference import serve
 
@@ -124,6 +128,32 @@ def test_an_uploaded_video_is_predicted_for_every_person_and_removed(server, va_
   assert _request(f"{server.url}/jobs/0123/csv/1")[0] == 404
 
 
+@pytest.mark.slow
+def test_the_command_line_serves_the_workdirs_model(va_workdir):
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  proc = subprocess.Popen(module_command("jmt_jax.inference.serve", f"--workdir={va_workdir}",
+                                         f"--port={port}", "--max_upload_mb=3"),
+                          cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  try:
+    line = ""
+    while "Open http" not in line and proc.poll() is None:
+      line = proc.stdout.readline()
+    assert f"Open http://127.0.0.1:{port}" in line
+    for _ in range(100):
+      try:
+        status, body = _request(f"http://127.0.0.1:{port}/info")
+        break
+      except urllib.error.URLError:
+        time.sleep(0.2)
+    assert status == 200 and json.loads(body)["max_upload_mb"] == 3
+  finally:
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
 def test_the_command_line_needs_a_workdir():
   proc = run(module_command("jmt_jax.inference.serve"), timeout=120)
   assert proc.returncode != 0 and "--workdir" in proc.stderr
@@ -221,6 +251,22 @@ def test_the_live_page_shows_the_predictions_the_server_makes(server, browser, v
     scale = 480 / 320  # the clip is 320x240
     np.testing.assert_allclose(box, np.array(last["box"]) * scale, atol=3)
   assert browser.execute_script("return window.jmt.boxes") > 0
+
+
+@pytest.mark.slow
+def test_the_page_uploads_a_video_and_offers_its_csv(server, browser, videos):
+  from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
+  browser.get(server.url)
+  _wait(browser, "return document.getElementById('model').textContent.includes('step')")
+  browser.find_element(By.ID, "tab-file").click()
+  browser.find_element(By.ID, "file-input").send_keys(videos["face.mp4"][0])
+  browser.find_element(By.ID, "upload").click()
+  _wait(browser, "return document.getElementById('file-status').textContent.startsWith('done')")
+  links = browser.find_elements(By.CSS_SELECTOR, "#people a")
+  assert links and all("/csv/" in a.get_attribute("href") for a in links)
+  status, text = _request(links[0].get_attribute("href"))
+  assert status == 200 and text.startswith(b"frame,time_s,face_found")
+  assert browser.execute_script("return window.jmt.errors") == []
 
 
 @pytest.mark.slow
