@@ -22,7 +22,6 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from jmt_jax import workdir as workdir_lib
 from jmt_jax.inference import outputs
 from jmt_jax.inference import predictor
 from jmt_jax.runtime import cli
@@ -35,12 +34,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
 
   def work():
-    config = FLAGS.config if FLAGS.config is not None else workdir_lib.read_config(FLAGS.workdir)
-    cli.enable_compilation_cache(config.get("compilation_cache_dir"))
     if not os.path.exists(FLAGS.video):
       raise FileNotFoundError(f"{FLAGS.video}: no such video file")
     outputs.check_out_dir(FLAGS.out)
-    model = predictor.Predictor(FLAGS.workdir, config)
+    model = predictor.for_command_line(FLAGS.workdir, FLAGS.config)
     results = model.predict_people(FLAGS.video, FLAGS.biosignals or None, FLAGS.progress,
                                    FLAGS.faces)
     about = {"workdir": os.path.abspath(FLAGS.workdir), "step": int(model.step),

@@ -41,6 +41,7 @@ from jmt_jax.media import biosignals
 from jmt_jax.media import decode
 from jmt_jax.models import model as model_lib
 from jmt_jax.models import variables as variables_lib
+from jmt_jax.runtime import cli
 from jmt_jax.runtime import compiler
 
 
@@ -330,6 +331,15 @@ class Predictor:
         for s in signals.values():
           if isinstance(s, stream.DiskSignal):
             s.close()
+
+
+def for_command_line(workdir, config=None):
+  """The `Predictor` of `workdir` as a command line makes it: with the workdir's
+  config.json (or `config`, for a workdir trained before it was written) and the
+  compilation cache that config names."""
+  config = config if config is not None else workdir_lib.read_config(workdir)
+  cli.enable_compilation_cache(config.get("compilation_cache_dir"))
+  return Predictor(workdir, config)
 
 
 class _Reported:

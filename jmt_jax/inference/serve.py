@@ -36,7 +36,6 @@ from absl import logging
 from aiohttp import web
 from ml_collections import config_flags
 
-from jmt_jax import workdir as workdir_lib
 from jmt_jax.errors import BadInput
 from jmt_jax.inference import live
 from jmt_jax.inference import outputs
@@ -292,9 +291,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
 
   def work():
-    config = FLAGS.config if FLAGS.config is not None else workdir_lib.read_config(FLAGS.workdir)
-    cli.enable_compilation_cache(config.get("compilation_cache_dir"))
-    model = predictor_lib.Predictor(FLAGS.workdir, config)
+    model = predictor_lib.for_command_line(FLAGS.workdir, FLAGS.config)
     application = make_app(model, FLAGS.fps, FLAGS.clip_stride, FLAGS.max_upload_mb,
                            FLAGS.max_audio_wait_s)
     logging.info("jmt_jax: step %d of %s", model.step, FLAGS.workdir)
