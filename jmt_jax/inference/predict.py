@@ -34,10 +34,11 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
 
   def work():
+    config = predictor.command_line_config(FLAGS.workdir, FLAGS.config)
     if not os.path.exists(FLAGS.video):
       raise FileNotFoundError(f"{FLAGS.video}: no such video file")
     outputs.check_out_dir(FLAGS.out)
-    model = predictor.for_command_line(FLAGS.workdir, FLAGS.config)
+    model = predictor.Predictor(FLAGS.workdir, config)
     results = model.predict_people(FLAGS.video, FLAGS.biosignals or None, FLAGS.progress,
                                    FLAGS.faces)
     about = {"workdir": os.path.abspath(FLAGS.workdir), "step": int(model.step),

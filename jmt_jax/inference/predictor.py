@@ -333,13 +333,12 @@ class Predictor:
             s.close()
 
 
-def for_command_line(workdir, config=None):
-  """The `Predictor` of `workdir` as a command line makes it: with the workdir's
-  config.json (or `config`, for a workdir trained before it was written) and the
-  compilation cache that config names."""
+def command_line_config(workdir, config=None):
+  """The config a command line predicts with: the workdir's config.json (or `config`, for
+  a workdir trained before it was written), with the compilation cache it names enabled."""
   config = config if config is not None else workdir_lib.read_config(workdir)
   cli.enable_compilation_cache(config.get("compilation_cache_dir"))
-  return Predictor(workdir, config)
+  return config
 
 
 class _Reported:

@@ -291,7 +291,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
 
   def work():
-    model = predictor_lib.for_command_line(FLAGS.workdir, FLAGS.config)
+    model = predictor_lib.Predictor(FLAGS.workdir, predictor_lib.command_line_config(
+        FLAGS.workdir, FLAGS.config))
     application = make_app(model, FLAGS.fps, FLAGS.clip_stride, FLAGS.max_upload_mb,
                            FLAGS.max_audio_wait_s)
     logging.info("jmt_jax: step %d of %s", model.step, FLAGS.workdir)
