@@ -14,7 +14,7 @@ It is `predictor.Predictor` run causally, sharing its parts rather than copying 
 - the face is followed by the same `faces.tracking.Tracker` and cut by the same crop,
   "hold" holding the last face seen (as `TrackCrops(causal=True)` does);
 - each clip is read by the training clip reader from a `stream.StreamStore` and
-  embedded once (`Predictor._embed`); a frame encoder embeds each frame once;
+  embedded once (`Predictor.embeddings`); a frame encoder embeds each frame once;
 - the window ending on a frame takes those embeddings (`Predictor.window_ends(frames=)`,
   `Predictor.window_outputs`) and the task reads its last clip (`causal_values`).
 So its updates equal `Predictor.predict(video, causal=True, clip_stride=k)` on the same
@@ -148,7 +148,7 @@ class LivePredictor:
               else np.zeros((self.p.frame_size,) * 2 + (3,), np.uint8))
     self.store.add_frame(k, crop)
     if k == 0:  # a clip wholly before frame 0 reads only zeros (Predictor: before_start)
-      for m, r in self.p._embed(self.store, [-1]).items():  # pylint: disable=protected-access
+      for m, r in self.p.embeddings(self.store, [-1], batch=1).items():
         self.rings[m].before_start = r[0]
     self.waiting.append((k, face, arrived))
 
@@ -202,7 +202,7 @@ class LivePredictor:
     for indices, modalities in groups.items():
       for first in range(0, len(indices), CALL_SIZES[-1]):
         part = list(indices[first:first + CALL_SIZES[-1]])
-        embedded = self.p._embed(  # pylint: disable=protected-access
+        embedded = self.p.embeddings(
             self.store, part, modalities, _call_size(len(part)))
         for m in modalities:
           self.rings[m].put(part, embedded[m])
@@ -241,6 +241,6 @@ class LivePredictor:
                     if self.face is not None else np.zeros((1, 1, 3), np.uint8))
     rings = {m: stream.EmbeddingRing(r.width) for m, r in self.rings.items()}
     for size in CALL_SIZES:
-      for m, r in self.p._embed(store, [0] * size, specs, size).items():  # pylint: disable=protected-access
+      for m, r in self.p.embeddings(store, [0] * size, specs, size).items():
         rings[m].before_start = r[0]
       self.p.window_outputs(rings, self.p.window_ends(frames=np.full(size, -1)), size)

@@ -162,7 +162,7 @@ class Predictor:
     return [(k, tracks.faces[t]) for k, t in enumerate(people, start=1)]
 
   # ------------------------------------------------------------------ pass 1: clip embeddings
-  def _embed(self, store, ends, modalities=None, batch=embed_lib.BATCH):
+  def embeddings(self, store, ends, modalities=None, batch=embed_lib.BATCH):
     """{modality: (len(ends), D)} embeddings of the clips ending at `ends` (of the frames
     `ends`, for a frame encoder), of every modality or of `modalities`."""
     chosen = {m: self.modalities[m] for m in (modalities or self.modalities)}
@@ -187,7 +187,7 @@ class Predictor:
         rows[m].before_start[lo:hi] = self.context(store, 0, [-1])[key][0]
 
   def _embed_into(self, store, ends, rows):
-    for m, r in self._embed(store, ends).items():
+    for m, r in self.embeddings(store, ends).items():
       rows[m].append(r)
 
   def window_ends(self, frames=None, num_frames=None):
@@ -268,7 +268,7 @@ class Predictor:
       if pending:
         self._embed_into(store, pending, rows)
       # A clip wholly before frame 0 reads only zeros, as does a frame before it.
-      for m, r in self._embed(store, [-1]).items():
+      for m, r in self.embeddings(store, [-1]).items():
         rows[m].before_start = r[0]
       if self.context:
         self._fill_context(store, rows)

@@ -105,14 +105,14 @@ def test_a_frame_encoder_embeds_each_frame_once_live_as_offline(tmp_path_factory
   offline = model.predict(path, progress=False, causal=True, clip_stride=3)
   frames, audio = decoded(model, path)
   embedded = {m: [] for m in model.modalities}
-  embed = model._embed  # pylint: disable=protected-access
+  embed = model.embeddings
 
   def counted(store, ends, modalities=None, batch=16):
     for m in modalities or model.modalities:
       embedded[m] += [int(e) for e in ends if e >= 0]
     return embed(store, ends, modalities, batch)
 
-  model._embed = counted  # pylint: disable=protected-access
+  model.embeddings = counted
   updates = stream(model, frames, audio, clip_stride=3)
   for column, values in offline.values.items():
     np.testing.assert_allclose([u.values[column] for u in updates], values, atol=1e-5)
