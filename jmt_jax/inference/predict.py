@@ -4,6 +4,7 @@
   python -m jmt_jax.inference.predict --workdir=workdirs/biovid --video=s.mp4 --biosignals=s_bio.csv --out=p
 
   python -m jmt_jax.inference.predict --workdir=workdirs/demo --video=talk.mp4 --faces=all --out=p
+  python -m jmt_jax.inference.predict --workdir=workdirs/demo --video=me.mp4 --causal --out=p
 
 Any container FFmpeg reads (MP4, AVI, MKV, WebM...) at its own frame rate, turned upright
 as its display rotation says (phones); a variable frame rate is put on a constant clock
@@ -14,6 +15,8 @@ then valence and arousal, or pain_probability and one probability per class),
 another video of the same name gets `<name>_<extension>` or `<name>_2`). With --faces=all, one CSV per person seen for at least half a
 second, `<video name>_person<k>.csv`, numbered from the left, all in the one plot. Biosignals are a tab-separated CSV as BioVid's `_bio.csv`
 (header `time gsr ...`), at the model's biosignal rate, sample 0 at the first frame.
+--causal predicts each frame from the past alone, as the live page does (the same numbers);
+--clip_stride=k then predicts every k-th frame and says which in a `computed` column.
 """
 
 import os
@@ -40,10 +43,11 @@ def main(argv):
     outputs.check_out_dir(FLAGS.out)
     model = predictor.Predictor(FLAGS.workdir, config)
     results = model.predict_people(FLAGS.video, FLAGS.biosignals or None, FLAGS.progress,
-                                   FLAGS.faces)
+                                   FLAGS.faces, FLAGS.causal, FLAGS.clip_stride)
     about = {"workdir": os.path.abspath(FLAGS.workdir), "step": int(model.step),
              "biosignals": os.path.abspath(FLAGS.biosignals) if FLAGS.biosignals else "",
-             "faces": FLAGS.faces, "frames": results[0].num_frames, "fps": results[0].fps}
+             "faces": FLAGS.faces, "causal": FLAGS.causal, "clip_stride": FLAGS.clip_stride,
+             "frames": results[0].num_frames, "fps": results[0].fps}
     csv_paths, png_path = outputs.write(FLAGS.out, FLAGS.video, results, about)
     summary = {"frames": results[0].num_frames, "fps": round(results[0].fps, 3)}
     for r, path in zip(results, csv_paths):
@@ -68,6 +72,10 @@ def _define_flags():
     "written), e.g. configs/demo.py:tiny.", lock_config=True)
   flags.DEFINE_enum("faces", "largest", ["largest", "all"], "Predict for the largest "
                     "face, or for every person in view (one CSV each).")
+  flags.DEFINE_bool("causal", False, "Predict each frame from the window ending on it, "
+                    "the past alone, as live prediction (inference.serve) does.")
+  flags.DEFINE_integer("clip_stride", 1, "With --causal: predict every k-th frame only, "
+                       "the frames between carrying its prediction (a `computed` column).")
   flags.DEFINE_bool("progress", True, "Show progress bars.")
   flags.mark_flags_as_required(["workdir", "video", "out"])
 

@@ -1,9 +1,13 @@
 """Live prediction (`jmt_jax.inference.live`): a stream's frames and audio pieces give the
 predictions of the offline predictor run with causal windows on the same recording."""
 
+import csv
+
 import numpy as np
 import pytest
 
+from conftest import module_command
+from conftest import run
 from jmt_jax.errors import BadInput
 from jmt_jax.inference import live
 from jmt_jax.media import decode
@@ -122,3 +126,19 @@ def test_a_frame_encoder_embeds_each_frame_once_live_as_offline(tmp_path_factory
   assert sorted(embedded["video"]) == list(range(computed[-1] + 1))
   ends = {int(e) for e in model.window_ends(frames=computed).ravel() if e >= 0}
   assert sorted(embedded["audio"]) == sorted(ends)
+
+
+@pytest.mark.slow
+def test_the_predict_command_writes_causal_strided_predictions(va_workdir, va_model, videos,
+                                                               tmp_path):
+  path, _ = videos["face.mp4"]
+  proc = run(module_command("jmt_jax.inference.predict", f"--workdir={va_workdir}",
+                            f"--video={path}", f"--out={tmp_path}", "--causal",
+                            "--clip_stride=2", "--noprogress"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(tmp_path / "face.csv", newline="", encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  assert [int(r["computed"]) for r in rows] == [int(i % 2 == 0) for i in range(len(rows))]
+  offline = va_model.predict(path, progress=False, causal=True, clip_stride=2)
+  np.testing.assert_allclose([float(r["valence"]) for r in rows], offline.values["valence"],
+                             atol=1e-6)
